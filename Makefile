@@ -1,0 +1,72 @@
+# immerge - plain Makefile. `make` builds build/immerge; `make test` installs what is missing
+# (Debian packages), builds, and runs the unit tests (also under ASan+UBSan) and the end-to-end suite.
+
+PKGS     := libavformat libavcodec libswresample libavutil libcjson
+BUILD    ?= build
+CC       ?= cc
+OPT      ?= -O2 -g
+SAN      ?=
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
+            -Iengine/include -Ioss $(PKG_CFLAGS)
+LDFLAGS  := $(SAN)
+LDLIBS   := $(PKG_LIBS) -lm -lpthread
+
+ENGINE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/*.c))
+OSS_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard oss/*.c))
+CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps example test unit asan asan-test e2e clean
+
+all: $(BUILD)/immerge
+
+$(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h oss/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libimmerge.a: $(ENGINE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libimmoss.a: $(OSS_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/immerge: $(CLI_OBJ) $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iengine -o $@ $^ $(LDLIBS) -lcmocka
+
+deps:
+	@tests/deps.sh
+
+# Runs the bundled examples (README's first command).
+example: deps
+	@$(MAKE) --no-print-directory all
+	@testdata/run-example.sh
+
+unit: $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do $$t || exit 1; done
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+
+asan-test:
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g" \
+		SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" unit all
+
+e2e: all
+	@tests/e2e/run.sh $(BUILD)/immerge
+
+test: deps
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory asan-test
+	@tests/e2e/run.sh build/immerge
+	@IMMERGE_E2E_QUICK=1 tests/e2e/run.sh build/asan/immerge
+
+clean:
+	rm -rf build

@@ -1,0 +1,176 @@
+/*
+ * main.c - the immerge command: arguments, progress on stderr, exit codes. Nothing else: the work
+ * is libimmerge's (engine/include/immerge.h) and storage is oss/'s.
+ *
+ * stdout carries exactly one JSON object: the task (exit 0 Succeeded, 1 Failed) or, for a request
+ * that never became a task, the service's error body (exit 2).
+ */
+#include "immerge.h"
+#include "imm_oss.h"
+
+#include <getopt.h>
+#include <libavutil/log.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_REQUEST_BYTES (1 << 20)
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_INVALID = 2 };
+
+static const char usage[] =
+    "usage: immerge run [options] REQUEST.json   (- reads the request from stdin)\n"
+    "\n"
+    "Runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
+    "\n"
+    "options:\n"
+    "  --oss-root DIR   folder that holds oss://bucket/key as DIR/bucket/key\n"
+    "                   (default: $IMMERGE_OSS_ROOT)\n"
+    "  --progress       show progress on stderr even when it is not a terminal\n"
+    "  --quiet          no progress and no log lines on stderr\n"
+    "  --verbose        also show FFmpeg's own warnings\n"
+    "\n"
+    "exit status: 0 succeeded, 1 the task failed while running, 2 invalid request or usage\n";
+
+typedef struct cli {
+    const char *oss_root;
+    const char *request_path;
+    int progress;
+    int quiet;
+    int verbose;
+} cli;
+
+static void print_json(char *json)
+{
+    if (json) {
+        fputs(json, stdout);
+        fputc('\n', stdout);
+        free(json);
+    }
+}
+
+static int fail_request(const imm_error *err, const char *request_id)
+{
+    print_json(imm_error_to_json(err, request_id));
+    fprintf(stderr, "immerge: %s: %s\n", imm_err_code(err->code), err->message);
+    return EXIT_INVALID;
+}
+
+static char *read_all(const char *path, size_t *len, imm_error *err)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) {
+        imm_error_set(err, IMM_EARG, "Cannot open the request %s.", path);
+        return NULL;
+    }
+    char *buf = malloc(MAX_REQUEST_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, MAX_REQUEST_BYTES + 1, f) : 0;
+    int bad = !buf || ferror(f) || n > MAX_REQUEST_BYTES;
+    if (f != stdin)
+        fclose(f);
+    if (bad) {
+        imm_error_set(err, IMM_EARG, "Cannot read the request %s (at most %d bytes).", path,
+                      MAX_REQUEST_BYTES);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static void show_progress(void *opaque, double fraction)
+{
+    (void)opaque;
+    fprintf(stderr, "\rimmerge: merging %3d%%", (int)(fraction * 100.0 + 0.5));
+    if (fraction >= 1.0)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static int parse_args(int argc, char **argv, cli *c)
+{
+    static const struct option longopts[] = {
+        {"oss-root", required_argument, NULL, 'r'}, {"progress", no_argument, NULL, 'p'},
+        {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+    };
+    int ch;
+    c->oss_root = getenv("IMMERGE_OSS_ROOT");
+    if (argc < 2 || strcmp(argv[1], "run")) {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            fputs(usage, stdout);
+            exit(EXIT_OK);
+        }
+        return -1;
+    }
+    optind = 2;
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'r': c->oss_root = optarg; break;
+        case 'p': c->progress = 1; break;
+        case 'q': c->quiet = 1; break;
+        case 'v': c->verbose = 1; break;
+        case 'h': fputs(usage, stdout); exit(EXIT_OK);
+        default: return -1;
+        }
+    }
+    if (optind != argc - 1)
+        return -1;
+    c->request_path = argv[optind];
+    return 0;
+}
+
+static int run(const cli *c)
+{
+    imm_error err = {0};
+    imm_request *req = NULL;
+    imm_storage *st = NULL;
+    imm_task *task = NULL;
+    size_t len = 0;
+    int status;
+
+    char *json = read_all(c->request_path, &len, &err);
+    if (!json)
+        return fail_request(&err, NULL);
+    imm_err e = imm_request_parse(json, len, &req, &err);
+    free(json);
+    if (e)
+        return fail_request(&err, NULL);
+    if ((e = imm_oss_local_new(c->oss_root, &st, &err))) {
+        imm_request_free(req);
+        return fail_request(&err, NULL);
+    }
+    task = imm_task_new(req);
+    imm_run_options opt = {.storage = st};
+    if (!c->quiet && (c->progress || isatty(STDERR_FILENO)))
+        opt.progress = show_progress;
+    e = imm_task_run(task, req, &opt, &err);
+    if (e && imm_err_is_request_error(e)) {
+        status = fail_request(&err, imm_task_request_id(task));
+    } else {
+        print_json(imm_task_to_json(task));
+        if (e && !c->quiet)
+            fprintf(stderr, "immerge: task failed: %s: %s\n", imm_err_code(e), err.message);
+        status = e ? EXIT_FAILED : EXIT_OK;
+    }
+    imm_task_free(task);
+    imm_storage_free(st);
+    imm_request_free(req);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {0};
+    if (parse_args(argc, argv, &c)) {
+        fputs(usage, stderr);
+        imm_error err;
+        imm_error_set(&err, IMM_EARG, "Invalid command line; see immerge --help.");
+        print_json(imm_error_to_json(&err, NULL));
+        return EXIT_INVALID;
+    }
+    av_log_set_level(c.verbose ? AV_LOG_WARNING : c.quiet ? AV_LOG_QUIET : AV_LOG_ERROR);
+    return run(&c);
+}

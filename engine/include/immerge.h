@@ -1,0 +1,130 @@
+/*
+ * immerge.h - the one public header of libimmerge.
+ *
+ * libimmerge runs an Alibaba Cloud IMM CreateMediaConvertTask audio merge locally: it parses and
+ * validates the service's request JSON, reads the sources through a caller-supplied storage, merges
+ * them into one continuous output per target and writes each output atomically through the same
+ * storage. The command line tool (cli/) and later the HTTP service are thin clients of this header.
+ *
+ * Conventions: functions return an imm_err (0 = IMM_OK); on failure they fill the caller-owned
+ * imm_error with the service's error Code and a human message. Each _new or _parse function has
+ * a _free, and _free(NULL) is a no-op.
+ */
+#ifndef IMMERGE_H
+#define IMMERGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum imm_err {
+    IMM_OK = 0,
+    IMM_EJSON,      /* InvalidJSON: the request is not a JSON object */
+    IMM_EARG,       /* InvalidArgument: a field is missing, malformed or not allowed */
+    IMM_ELIMIT,     /* LimitExceededError: a count or value over a service limit */
+    IMM_ENOTFOUND,  /* ResourceNotFound: a source object does not exist */
+    IMM_EFORBIDDEN, /* Forbidden: storage refused access, or a URI escapes its root */
+    IMM_EMEDIA,     /* InvalidMedia: a source cannot be demuxed or decoded, or has no audio */
+    IMM_EIO,        /* StorageError: reading or writing storage failed */
+    IMM_EINTERNAL,  /* InternalError: an encoder/muxer failure or out of memory */
+} imm_err;
+
+typedef struct imm_error {
+    imm_err code;
+    char message[512];
+} imm_error;
+
+/* The service's Code string for an error ("InvalidArgument", ...). */
+const char *imm_err_code(imm_err code);
+/* Non-zero when the error means "the request is invalid" (the task never started). */
+int imm_err_is_request_error(imm_err code);
+/* Sets *err (if not NULL) and returns code: `return imm_error_set(err, IMM_EARG, "...", ...);` */
+imm_err imm_error_set(imm_error *err, imm_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- URIs --------------------------------------------------------------------------------------
+ * oss://bucket/key names an object; file:///path and plain paths name local files. An OSS key may
+ * not contain empty, "." or ".." segments, so that no implementation can map it outside its bucket.
+ */
+typedef struct imm_uri {
+    int is_oss;
+    char bucket[64];
+    const char *key;  /* is_oss: points into the parsed string */
+    const char *path; /* !is_oss: the local path, pointing into the parsed string */
+} imm_uri;
+
+imm_err imm_uri_parse(const char *uri, imm_uri *out, imm_error *err);
+
+/* ---- Storage ------------------------------------------------------------------------------------
+ * The engine reads sources and writes targets only through this interface. An implementation embeds
+ * imm_storage as its first member. URIs are the request's (oss://bucket/key, file://..., paths); the
+ * implementation decides where they live and refuses those that would leave its root.
+ *
+ * A written object is invisible at its URI until commit succeeds; close without commit discards it.
+ */
+typedef struct imm_storage imm_storage;
+typedef struct imm_object imm_object;
+
+enum { IMM_SEEK_SIZE = 0x10000 }; /* whence for seek: return the object's size, do not move */
+
+typedef struct imm_storage_ops {
+    imm_err (*open_read)(imm_storage *st, const char *uri, imm_object **out, imm_error *err);
+    imm_err (*open_write)(imm_storage *st, const char *uri, imm_object **out, imm_error *err);
+    /* Bytes read (0 at end of object) or -1 with errno set. */
+    int64_t (*read)(imm_object *obj, uint8_t *buf, size_t len);
+    /* Bytes written (all of len) or -1 with errno set. */
+    int64_t (*write)(imm_object *obj, const uint8_t *buf, size_t len);
+    /* SEEK_SET/SEEK_CUR/SEEK_END or IMM_SEEK_SIZE; the new position (or the size), -1 on error. */
+    int64_t (*seek)(imm_object *obj, int64_t offset, int whence);
+    /* Makes a written object appear at its URI. The object stays open; close it afterwards. */
+    imm_err (*commit)(imm_object *obj, imm_error *err);
+    void (*close)(imm_object *obj);
+    void (*free)(imm_storage *st);
+} imm_storage_ops;
+
+struct imm_storage {
+    const imm_storage_ops *ops;
+};
+
+void imm_storage_free(imm_storage *st);
+
+/* ---- Request ----------------------------------------------------------------------------------- */
+typedef struct imm_request imm_request;
+
+/* Parses and validates a CreateMediaConvertTask request. Everything that can be judged without
+ * reading the sources is judged here. */
+imm_err imm_request_parse(const char *json, size_t len, imm_request **out, imm_error *err);
+void imm_request_free(imm_request *req);
+
+/* ---- Task -------------------------------------------------------------------------------------- */
+typedef struct imm_task imm_task;
+
+typedef struct imm_run_options {
+    imm_storage *storage;
+    /* Called now and then with the fraction of input processed (0..1); may be NULL. */
+    void (*progress)(void *opaque, double fraction);
+    void *progress_opaque;
+} imm_run_options;
+
+/* A task record with a fresh TaskId and RequestId, status Running. */
+imm_task *imm_task_new(const imm_request *req);
+/* Runs the merge synchronously. On failure the task's status becomes Failed with err's Code. */
+imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_options *opt,
+                     imm_error *err);
+/* The task as the service reports it (GetTask shape plus per-target results); free with free(). */
+char *imm_task_to_json(const imm_task *task);
+const char *imm_task_request_id(const imm_task *task);
+void imm_task_free(imm_task *task);
+
+/* The service's error body {RequestId, HostId, Code, Message, Recommend}; free with free(). */
+char *imm_error_to_json(const imm_error *err, const char *request_id);
+/* A fresh upper-case UUID as the service uses for RequestId; buf holds at least 37 bytes. */
+void imm_request_id_new(char buf[37]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,82 @@
+/*
+ * internal.h - what the engine's files share and callers of immerge.h never see: the validated
+ * request model, the codec/container tables, and the resolved plan of one target.
+ */
+#ifndef IMMERGE_INTERNAL_H
+#define IMMERGE_INTERNAL_H
+
+#include "immerge.h"
+
+#include <stdbool.h>
+
+#define IMM_MAX_SOURCES 11
+#define IMM_MAX_TARGETS 16
+#define IMM_MAX_STREAM_SELECT 16
+
+typedef struct imm_source_req {
+    char *uri;
+    double start_time; /* seconds into the source */
+    double duration;   /* seconds; 0 = to the end */
+    bool disable_audio;
+} imm_source_req;
+
+typedef enum imm_option { IMM_OPT_FIXED, IMM_OPT_ADAPTIVE, IMM_OPT_FALL } imm_option;
+
+typedef struct imm_target_req {
+    char *uri;        /* as written, {autoext} unresolved */
+    char *container;  /* lower-case, validated */
+    char *codec;      /* lower-case, validated, never "copy" */
+    int64_t bitrate;  /* 0 = from the primary source */
+    imm_option bitrate_option;
+    int sample_rate;  /* 0 = from the primary source */
+    imm_option sample_rate_option;
+    int channels;     /* 0 = from the primary source */
+    int bits_per_sample; /* 0 = from the primary source (FLAC) */
+    int quality;      /* -1 = not set */
+    int streams[IMM_MAX_STREAM_SELECT];
+    int nstreams;     /* 0 = the first audio stream */
+    bool strip_metadata;
+} imm_target_req;
+
+struct imm_request {
+    char *project;
+    imm_source_req sources[IMM_MAX_SOURCES];
+    int nsources;
+    int alignment_index;
+    imm_target_req targets[IMM_MAX_TARGETS];
+    int ntargets;
+    char *user_data;
+    char *raw;        /* the request as given, for TaskRequestDefinition */
+    void *tags;       /* cJSON object or NULL */
+};
+
+/* ---- codec and container tables (formats.c) ---- */
+typedef struct imm_codec_info {
+    const char *name;          /* request name: "aac" */
+    const char *encoders[3];   /* FFmpeg encoders to try, in order */
+    const int *sample_rates;   /* allowed rates, 0-terminated; NULL = any of the service's */
+    int max_channels;
+    int64_t max_bitrate;       /* per stream; 0 = no bitrate (lossless) */
+    bool lossless;
+} imm_codec_info;
+
+typedef struct imm_container_info {
+    const char *name;          /* request name and {autoext} extension: "aac" */
+    const char *muxer;         /* FFmpeg muxer: "adts" */
+    const char *codecs[8];     /* request codec names it carries */
+} imm_container_info;
+
+const imm_codec_info *imm_codec_find(const char *name);
+const imm_container_info *imm_container_find(const char *name);
+const imm_container_info *imm_container_by_extension(const char *ext);
+bool imm_container_carries(const imm_container_info *c, const char *codec);
+bool imm_codec_takes_rate(const imm_codec_info *c, int rate);
+bool imm_service_sample_rate(int rate);
+
+/* Resolves "{autoext}" (or a missing extension) to the container's extension. Returns a malloc'd
+ * string, or NULL when out of memory. */
+char *imm_uri_autoext(const char *uri, const char *container);
+
+void imm_uuid_lower(char buf[37]);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * media.h - the audio pipeline's parts, shared inside the engine:
+ *
+ *   storage_io.c  FFmpeg I/O over imm_storage
+ *   source.c      demux + decode + clip one source, sample-exact
+ *   plan.c        a target's resolved parameters (request, else the AlignmentIndex source)
+ *   convert.c     resample/remix one source's audio into a target's format, exact in length
+ *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
+ *   task.c        runs them in order and reports like the service
+ */
+#ifndef IMMERGE_MEDIA_H
+#define IMMERGE_MEDIA_H
+
+#include "internal.h"
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/audio_fifo.h>
+#include <libavutil/channel_layout.h>
+
+/* ---- storage_io.c ---- */
+imm_err imm_io_open_input(imm_storage *st, const char *uri, AVFormatContext **out, imm_error *err);
+void imm_io_close_input(imm_storage *st, AVFormatContext **fmt);
+imm_err imm_io_open_output(imm_storage *st, const char *uri, AVIOContext **pb, imm_error *err);
+/* Flushes pb and makes the object appear at its URI; *size gets its final size. */
+imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, int64_t *size, imm_error *err);
+/* Frees pb; an uncommitted object is discarded. */
+void imm_io_close_output(imm_storage *st, AVIOContext **pb);
+
+/* ---- source.c ---- */
+typedef struct imm_source imm_source;
+
+/* What a probe learns of a source's selected audio stream. */
+typedef struct imm_source_info {
+    int sample_rate;
+    int channels;
+    AVChannelLayout layout;
+    enum AVSampleFormat sample_fmt;
+    int bits_per_raw_sample; /* 0 when unknown */
+    int64_t bit_rate;        /* 0 when unknown */
+    double duration;         /* seconds, an estimate from the container; 0 when unknown */
+    int stream_index;
+    const AVDictionary *metadata; /* container-level tags, valid while the source is open */
+} imm_source_info;
+
+/* Opens a source and its decoder. streams selects the audio stream (see source.c); clipping
+ * comes from req. */
+imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const int *streams,
+                        int nstreams, imm_source **out, imm_error *err);
+const imm_source_info *imm_source_get_info(const imm_source *src);
+/* The next run of clipped samples: frame's samples [*offset, *offset + *count). *frame is NULL at
+ * the end of the (clipped) source. The frame stays owned by the source until the next call. */
+imm_err imm_source_read(imm_source *src, AVFrame **frame, int *offset, int *count,
+                        imm_error *err);
+/* Samples delivered so far, at the source's decoded rate. */
+int64_t imm_source_samples(const imm_source *src);
+void imm_source_close(imm_source *src);
+
+/* ---- plan.c ---- */
+typedef struct imm_target_plan {
+    char *uri; /* {autoext} resolved */
+    const imm_container_info *container;
+    const imm_codec_info *codec;
+    const AVCodec *encoder;
+    int sample_rate;
+    AVChannelLayout layout;
+    enum AVSampleFormat sample_fmt;
+    int64_t bitrate;      /* 0 for lossless codecs */
+    int bits_per_sample;  /* FLAC: 16 or 24; 0 otherwise */
+} imm_target_plan;
+
+imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_info *primary,
+                        imm_target_plan *out, imm_error *err);
+void imm_plan_clear(imm_target_plan *plan);
+
+/* ---- convert.c ---- */
+typedef struct imm_convert imm_convert;
+
+imm_convert *imm_convert_new(const imm_target_plan *plan);
+/* Converts samples [offset, offset + count) of frame into fifo. */
+imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int count,
+                         AVAudioFifo *fifo, imm_error *err);
+/* Ends a source: flushes the resampler and makes this source's contribution exactly
+ * round(input samples * out rate / in rate) long. */
+imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err);
+void imm_convert_free(imm_convert *cv);
+
+/* ---- sink.c ---- */
+typedef struct imm_sink imm_sink;
+
+imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDictionary *metadata,
+                      imm_sink **out, imm_error *err);
+AVAudioFifo *imm_sink_fifo(imm_sink *sink);
+/* Encodes what the FIFO holds in whole encoder frames. */
+imm_err imm_sink_drain(imm_sink *sink, imm_error *err);
+/* Encodes the rest, flushes the encoder and writes the trailer; the output is not yet visible. */
+imm_err imm_sink_finish(imm_sink *sink, imm_error *err);
+imm_err imm_sink_commit(imm_sink *sink, imm_error *err);
+int64_t imm_sink_samples(const imm_sink *sink);
+int64_t imm_sink_size(const imm_sink *sink);
+/* Frees the sink; an output not committed is discarded. */
+void imm_sink_free(imm_sink *sink);
+
+#endif

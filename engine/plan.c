@@ -1,0 +1,170 @@
+/*
+ * plan.c - what one target will be: container, encoder, sample rate, channel layout, sample
+ * format, bitrate. A field the request leaves out takes the AlignmentIndex (primary) source's value,
+ * as the service does; the *Option fields (fixed/adaptive/fall) are judged against that source too.
+ *
+ * A primary source whose value the codec cannot take (96 kHz into MP3) is refused unless the target
+ * sets the field: the service's documentation warns of exactly this, and guessing would surprise.
+ * The one exception is a left-out bitrate: a lossless primary's 1411 kbit/s clamps to the codec's
+ * maximum, since no lossy codec could honour it and the user asked for nothing specific.
+ */
+#include "media.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_BITRATE 128000
+
+static imm_err refuse(imm_error *err, int index, const char *field, const char *fmt_why,
+                      long long v, const char *codec)
+{
+    char why[200];
+    snprintf(why, sizeof(why), fmt_why, v, codec);
+    return imm_error_set(err, IMM_EARG, "The parameter Targets[%d].Audio.TranscodeAudio.%s %s",
+                         index, field, why);
+}
+
+static const AVCodec *find_encoder(const imm_codec_info *codec, int rate)
+{
+    for (int i = 0; i < 3 && codec->encoders[i]; i++) {
+        const AVCodec *c = avcodec_find_encoder_by_name(codec->encoders[i]);
+        if (!c)
+            continue;
+        if (!c->supported_samplerates)
+            return c;
+        for (const int *r = c->supported_samplerates; *r; r++)
+            if (*r == rate)
+                return c;
+    }
+    return NULL;
+}
+
+static imm_err plan_rate(const imm_target_req *t, int index, const imm_source_info *primary,
+                         imm_target_plan *p, imm_error *err)
+{
+    int src = primary->sample_rate;
+    if (!t->sample_rate) {
+        if (!imm_codec_takes_rate(p->codec, src))
+            return refuse(err, index, "SampleRate",
+                          "is not set, and the primary source's %lld Hz is not a rate the %s "
+                          "codec takes: set SampleRate.", src, p->codec->name);
+        p->sample_rate = src;
+        return IMM_OK;
+    }
+    p->sample_rate = t->sample_rate;
+    if (src < t->sample_rate && t->sample_rate_option == IMM_OPT_FALL)
+        return refuse(err, index, "SampleRate",
+                      "is above the primary source's %lld Hz and SampleRateOption is fall.", src,
+                      "");
+    if (src < t->sample_rate && t->sample_rate_option == IMM_OPT_ADAPTIVE) {
+        /* The source's own rate, or the nearest rate below it that the codec takes. */
+        int best = 0;
+        static const int rates[] = {96000, 88200, 64000, 48000, 44100, 32000, 24000,
+                                    22050, 16000, 12000, 11025, 8000};
+        for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]) && !best; i++)
+            if (rates[i] <= src && imm_codec_takes_rate(p->codec, rates[i]))
+                best = rates[i];
+        p->sample_rate = best ? best : t->sample_rate;
+    }
+    return IMM_OK;
+}
+
+static imm_err plan_layout(const imm_target_req *t, int index, const imm_source_info *primary,
+                           imm_target_plan *p, imm_error *err)
+{
+    int channels = t->channels ? t->channels : primary->channels;
+    if (channels > p->codec->max_channels)
+        return refuse(err, index, "Channel",
+                      "is not set, and the primary source's %lld channels are more than the %s "
+                      "codec takes: set Channel.", channels, p->codec->name);
+    if (primary->channels == channels)
+        av_channel_layout_copy(&p->layout, &primary->layout);
+    else
+        av_channel_layout_default(&p->layout, channels);
+    const AVChannelLayout *ok = p->encoder->ch_layouts;
+    if (!ok)
+        return IMM_OK;
+    for (const AVChannelLayout *l = ok; l->nb_channels; l++)
+        if (!av_channel_layout_compare(l, &p->layout))
+            return IMM_OK;
+    for (const AVChannelLayout *l = ok; l->nb_channels; l++)
+        if (l->nb_channels == channels) {
+            av_channel_layout_uninit(&p->layout);
+            return av_channel_layout_copy(&p->layout, l) < 0
+                       ? imm_error_set(err, IMM_EINTERNAL, "out of memory")
+                       : IMM_OK;
+        }
+    return refuse(err, index, "Channel", "asks for %lld channels, which the %s encoder cannot "
+                  "write.", channels, p->encoder->name);
+}
+
+/* The encoder's format closest to what the primary decodes to, so 16-bit stays 16-bit. */
+static void plan_sample_fmt(const imm_source_info *primary, imm_target_plan *p)
+{
+    const enum AVSampleFormat *fmts = p->encoder->sample_fmts;
+    if (p->bits_per_sample) {
+        p->sample_fmt = p->bits_per_sample > 16 ? AV_SAMPLE_FMT_S32 : AV_SAMPLE_FMT_S16;
+        return;
+    }
+    p->sample_fmt = fmts ? fmts[0] : AV_SAMPLE_FMT_FLTP;
+    for (int i = 0; fmts && fmts[i] != AV_SAMPLE_FMT_NONE; i++)
+        if (av_get_packed_sample_fmt(fmts[i]) == av_get_packed_sample_fmt(primary->sample_fmt))
+            p->sample_fmt = fmts[i];
+}
+
+static imm_err plan_bitrate(const imm_target_req *t, int index, const imm_source_info *primary,
+                            imm_target_plan *p, imm_error *err)
+{
+    int64_t src = primary->bit_rate, max = p->codec->max_bitrate;
+    if (p->codec->lossless)
+        return IMM_OK;
+    if (!t->bitrate) {
+        p->bitrate = src > 0 ? src : DEFAULT_BITRATE;
+        if (p->bitrate > max)
+            p->bitrate = max;
+        return IMM_OK;
+    }
+    p->bitrate = t->bitrate;
+    if (src > 0 && src < t->bitrate && t->bitrate_option == IMM_OPT_FALL)
+        return refuse(err, index, "Bitrate",
+                      "is above the primary source's %lld bit/s and BitrateOption is fall.", src,
+                      "");
+    if (src > 0 && src < t->bitrate && t->bitrate_option == IMM_OPT_ADAPTIVE)
+        p->bitrate = src;
+    return IMM_OK;
+}
+
+imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_info *primary,
+                        imm_target_plan *p, imm_error *err)
+{
+    imm_err e;
+    memset(p, 0, sizeof(*p));
+    p->container = imm_container_find(t->container);
+    p->codec = imm_codec_find(t->codec);
+    p->uri = imm_uri_autoext(t->uri, t->container);
+    if (!p->uri)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    if ((e = plan_rate(t, index, primary, p, err)))
+        return e;
+    p->encoder = find_encoder(p->codec, p->sample_rate);
+    if (!p->encoder)
+        return imm_error_set(err, IMM_EARG,
+                             "The parameter Targets[%d].Audio.TranscodeAudio.Codec %s has no "
+                             "encoder for %d Hz in this FFmpeg build.", index, p->codec->name,
+                             p->sample_rate);
+    if ((e = plan_layout(t, index, primary, p, err)))
+        return e;
+    if (p->codec->lossless && !strcmp(p->codec->name, "flac"))
+        p->bits_per_sample = t->bits_per_sample ? t->bits_per_sample
+                             : primary->bits_per_raw_sample > 16 ? 24 : 16;
+    plan_sample_fmt(primary, p);
+    return plan_bitrate(t, index, primary, p, err);
+}
+
+void imm_plan_clear(imm_target_plan *p)
+{
+    free(p->uri);
+    av_channel_layout_uninit(&p->layout);
+    memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,564 @@
+/*
+ * request.c - the CreateMediaConvertTask request: parse the JSON, judge every field that can be
+ * judged without reading a source, and build the imm_request model the rest of the engine uses.
+ *
+ * Messages name the field by its full path (Targets[0].Audio.TranscodeAudio.SampleRate) because
+ * that is what a user has to find in their request. Fields that belong to video work (Video, Image,
+ * Subtitle, ...) are ignored, as the service ignores them for an audio-only output; audio features
+ * this engine does not implement yet are refused by name rather than silently dropped.
+ */
+#include "internal.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#define MAX_USER_DATA 2048
+
+typedef struct ctx {
+    imm_error *err;
+    char path[160]; /* the field being judged, for messages */
+} ctx;
+
+static imm_err bad(ctx *c, const char *why)
+{
+    return imm_error_set(c->err, IMM_EARG, "The parameter %s %s.", c->path, why);
+}
+
+static imm_err check_uri(ctx *c, const char *uri)
+{
+    imm_uri u;
+    imm_error ue;
+    if (imm_uri_parse(uri, &u, &ue))
+        return imm_error_set(c->err, IMM_EARG, "The parameter %s is invalid: %s", c->path,
+                             ue.message);
+    return IMM_OK;
+}
+
+__attribute__((format(printf, 2, 3))) static void at(ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->path, sizeof(c->path), fmt, ap);
+    va_end(ap);
+}
+
+/* Field getters: each returns IMM_OK and leaves *out alone when the field is absent (or null). */
+static imm_err get_string(ctx *c, const cJSON *obj, const char *name, char **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return IMM_OK;
+    if (!cJSON_IsString(v))
+        return bad(c, "must be a string");
+    char *s = strdup(v->valuestring);
+    if (!s)
+        return imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
+    free(*out);
+    *out = s;
+    return IMM_OK;
+}
+
+static imm_err get_number(ctx *c, const cJSON *obj, const char *name, double *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return IMM_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return bad(c, "must be a number");
+    *out = v->valuedouble;
+    return IMM_OK;
+}
+
+static imm_err get_int(ctx *c, const cJSON *obj, const char *name, int64_t lo, int64_t hi,
+                       int64_t *out)
+{
+    double d = NAN;
+    imm_err e = get_number(c, obj, name, &d);
+    if (e || isnan(d))
+        return e;
+    if (d != floor(d))
+        return bad(c, "must be an integer");
+    if (d < (double)lo || d > (double)hi) {
+        char why[96];
+        snprintf(why, sizeof(why), "must be between %lld and %lld", (long long)lo, (long long)hi);
+        return bad(c, why);
+    }
+    *out = (int64_t)d;
+    return IMM_OK;
+}
+
+static imm_err get_bool(ctx *c, const cJSON *obj, const char *name, bool *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v || cJSON_IsNull(v))
+        return IMM_OK;
+    if (!cJSON_IsBool(v))
+        return bad(c, "must be true or false");
+    *out = cJSON_IsTrue(v);
+    return IMM_OK;
+}
+
+static imm_err get_object(ctx *c, const cJSON *obj, const char *name, const cJSON **out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    *out = NULL;
+    if (!v || cJSON_IsNull(v))
+        return IMM_OK;
+    if (!cJSON_IsObject(v))
+        return bad(c, "must be an object");
+    *out = v;
+    return IMM_OK;
+}
+
+static void lower(char *s)
+{
+    for (; s && *s; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
+static imm_err parse_option(ctx *c, const cJSON *obj, const char *name, imm_option *out)
+{
+    char *s = NULL;
+    imm_err e = get_string(c, obj, name, &s);
+    if (e || !s)
+        return e;
+    lower(s);
+    if (!strcmp(s, "fixed"))
+        *out = IMM_OPT_FIXED;
+    else if (!strcmp(s, "adaptive"))
+        *out = IMM_OPT_ADAPTIVE;
+    else if (!strcmp(s, "fall"))
+        *out = IMM_OPT_FALL;
+    else
+        e = bad(c, "must be one of fixed, adaptive, fall");
+    free(s);
+    return e;
+}
+
+static imm_err parse_source(ctx *c, const cJSON *js, int i, imm_source_req *src)
+{
+    imm_err e;
+    at(c, "%s[%d]", "Sources", i);
+    if (!cJSON_IsObject(js))
+        return bad(c, "must be an object");
+    at(c, "%s[%d].URI", "Sources", i);
+    if ((e = get_string(c, js, "URI", &src->uri)))
+        return e;
+    if (!src->uri || !*src->uri)
+        return bad(c, "is required but not provided");
+    if ((e = check_uri(c, src->uri)))
+        return e;
+    at(c, "%s[%d].StartTime", "Sources", i);
+    if ((e = get_number(c, js, "StartTime", &src->start_time)))
+        return e;
+    if (src->start_time < 0)
+        return bad(c, "must not be negative");
+    at(c, "%s[%d].Duration", "Sources", i);
+    if ((e = get_number(c, js, "Duration", &src->duration)))
+        return e;
+    if (src->duration < 0)
+        return bad(c, "must not be negative");
+    at(c, "%s[%d].DisableAudio", "Sources", i);
+    return get_bool(c, js, "DisableAudio", &src->disable_audio);
+}
+
+static imm_err parse_streams(ctx *c, const cJSON *audio, int i, imm_target_req *t)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(audio, "Stream");
+    at(c, "%s[%d].Audio.Stream", "Targets", i);
+    if (!v || cJSON_IsNull(v))
+        return IMM_OK;
+    if (!cJSON_IsArray(v))
+        return bad(c, "must be an array of integers");
+    const cJSON *item;
+    cJSON_ArrayForEach(item, v) {
+        if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble) ||
+            item->valuedouble < 0)
+            return bad(c, "must be an array of non-negative integers");
+        if (t->nstreams < IMM_MAX_STREAM_SELECT)
+            t->streams[t->nstreams++] = item->valueint;
+    }
+    return IMM_OK;
+}
+
+static imm_err parse_transcode(ctx *c, const cJSON *ta, int i, imm_target_req *t)
+{
+    imm_err e;
+    int64_t v;
+    bool has_bitrate = false;
+
+    at(c, "%s[%d].Audio.TranscodeAudio.Codec", "Targets", i);
+    if ((e = get_string(c, ta, "Codec", &t->codec)))
+        return e;
+    if (!t->codec || !*t->codec)
+        return bad(c, "is required for a merge (an absent Codec means copy, which cannot merge)");
+    lower(t->codec);
+    if (!strcmp(t->codec, "copy"))
+        return bad(c, "cannot be copy when merging several sources into one output");
+    const imm_codec_info *codec = imm_codec_find(t->codec);
+    if (!codec)
+        return bad(c, "must be one of mp3, vorbis, aac, flac, ac3, opus, amr");
+
+    at(c, "%s[%d].Audio.TranscodeAudio.Bitrate", "Targets", i);
+    v = -1;
+    if ((e = get_int(c, ta, "Bitrate", 1000, 10000000, &v)))
+        return e;
+    if (v >= 0) {
+        t->bitrate = v;
+        has_bitrate = true;
+    }
+    at(c, "%s[%d].Audio.TranscodeAudio.Quality", "Targets", i);
+    v = -1;
+    if ((e = get_int(c, ta, "Quality", 0, 100, &v)))
+        return e;
+    if (v >= 0) {
+        if (has_bitrate)
+            return bad(c, "cannot be set together with Bitrate");
+        return bad(c, "(VBR quality) is not supported by this engine yet; set Bitrate instead");
+    }
+    at(c, "%s[%d].Audio.TranscodeAudio.BitrateOption", "Targets", i);
+    if ((e = parse_option(c, ta, "BitrateOption", &t->bitrate_option)))
+        return e;
+
+    at(c, "%s[%d].Audio.TranscodeAudio.SampleRate", "Targets", i);
+    v = 0;
+    if ((e = get_int(c, ta, "SampleRate", 1, 1000000, &v)))
+        return e;
+    if (v && !imm_service_sample_rate((int)v))
+        return bad(c, "must be one of 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, "
+                      "48000, 64000, 88200, 96000");
+    if (v && !imm_codec_takes_rate(codec, (int)v)) {
+        char why[96];
+        snprintf(why, sizeof(why), "%lld is not a sample rate the %s codec takes", (long long)v,
+                 codec->name);
+        return bad(c, why);
+    }
+    t->sample_rate = (int)v;
+    at(c, "%s[%d].Audio.TranscodeAudio.SampleRateOption", "Targets", i);
+    if ((e = parse_option(c, ta, "SampleRateOption", &t->sample_rate_option)))
+        return e;
+
+    at(c, "%s[%d].Audio.TranscodeAudio.Channel", "Targets", i);
+    v = 0;
+    if ((e = get_int(c, ta, "Channel", 1, 8, &v)))
+        return e;
+    if (v > codec->max_channels) {
+        char why[96];
+        snprintf(why, sizeof(why), "must be at most %d for the %s codec", codec->max_channels,
+                 codec->name);
+        return bad(c, why);
+    }
+    t->channels = (int)v;
+
+    at(c, "%s[%d].Audio.TranscodeAudio.BitsPerSample", "Targets", i);
+    v = 0;
+    if ((e = get_int(c, ta, "BitsPerSample", 0, 64, &v)))
+        return e;
+    if (v && v != 16 && v != 24)
+        return bad(c, "must be 16 or 24");
+    if (v && strcmp(codec->name, "flac"))
+        return bad(c, "applies to the flac codec only");
+    t->bits_per_sample = (int)v;
+    return IMM_OK;
+}
+
+static imm_err parse_audio(ctx *c, const cJSON *tj, int i, imm_target_req *t)
+{
+    const cJSON *audio, *ta, *filter;
+    bool disable = false, mixing = false;
+    imm_err e;
+
+    at(c, "%s[%d].Audio", "Targets", i);
+    if ((e = get_object(c, tj, "Audio", &audio)))
+        return e;
+    if (!audio) {
+        at(c, "%s[%d].Audio.TranscodeAudio.Codec", "Targets", i);
+        return bad(c, "is required for a merge (an absent Audio means copy, which cannot merge)");
+    }
+    at(c, "%s[%d].Audio.DisableAudio", "Targets", i);
+    if ((e = get_bool(c, audio, "DisableAudio", &disable)))
+        return e;
+    if (disable)
+        return bad(c, "is true, which leaves an audio merge with nothing to write");
+    if ((e = parse_streams(c, audio, i, t)))
+        return e;
+    at(c, "%s[%d].Audio.FilterAudio", "Targets", i);
+    if ((e = get_object(c, audio, "FilterAudio", &filter)))
+        return e;
+    at(c, "%s[%d].Audio.FilterAudio.Mixing", "Targets", i);
+    if (filter && (e = get_bool(c, filter, "Mixing", &mixing)))
+        return e;
+    if (mixing)
+        return bad(c, "(mixing several audio tracks) is not supported by this engine yet");
+    at(c, "%s[%d].Audio.TranscodeAudio", "Targets", i);
+    if ((e = get_object(c, audio, "TranscodeAudio", &ta)))
+        return e;
+    if (!ta) {
+        at(c, "%s[%d].Audio.TranscodeAudio.Codec", "Targets", i);
+        return bad(c, "is required for a merge (an absent TranscodeAudio means no audio)");
+    }
+    return parse_transcode(c, ta, i, t);
+}
+
+static imm_err parse_container(ctx *c, const cJSON *tj, int i, imm_target_req *t)
+{
+    imm_err e;
+    at(c, "%s[%d].Container", "Targets", i);
+    if ((e = get_string(c, tj, "Container", &t->container)))
+        return e;
+    if (!t->container) {
+        /* The service needs Container; a URI whose extension names one is as clear. */
+        const char *base = strrchr(t->uri, '/');
+        const char *dot = strrchr(base ? base : t->uri, '.');
+        const imm_container_info *ci = dot ? imm_container_by_extension(dot + 1) : NULL;
+        if (!ci)
+            return bad(c, "is required when the URI has no known extension");
+        t->container = strdup(ci->name);
+        if (!t->container)
+            return imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
+    }
+    lower(t->container);
+    if (!imm_container_find(t->container))
+        return bad(c, "must be one of mp3, aac, flac, oga, ac3, opus, mp4, mkv, mov, asf, avi, "
+                      "mxf, ts, flv");
+    return IMM_OK;
+}
+
+static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
+{
+    imm_err e;
+    double speed = 1.0;
+    const cJSON *segment;
+
+    t->quality = -1;
+    at(c, "%s[%d]", "Targets", i);
+    if (!cJSON_IsObject(tj))
+        return bad(c, "must be an object");
+    at(c, "%s[%d].URI", "Targets", i);
+    if ((e = get_string(c, tj, "URI", &t->uri)))
+        return e;
+    if (!t->uri || !*t->uri)
+        return bad(c, "is required but not provided");
+    if ((e = parse_container(c, tj, i, t)))
+        return e;
+    char *resolved = imm_uri_autoext(t->uri, t->container);
+    if (!resolved)
+        return imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
+    at(c, "%s[%d].URI", "Targets", i);
+    e = check_uri(c, resolved);
+    free(resolved);
+    if (e)
+        return e;
+    if ((e = parse_audio(c, tj, i, t)))
+        return e;
+    const imm_container_info *ci = imm_container_find(t->container);
+    if (!imm_container_carries(ci, t->codec)) {
+        at(c, "%s[%d].Audio.TranscodeAudio.Codec", "Targets", i);
+        char why[96];
+        snprintf(why, sizeof(why), "%s cannot be carried in the %s container", t->codec,
+                 t->container);
+        return bad(c, why);
+    }
+    at(c, "%s[%d].Speed", "Targets", i);
+    if ((e = get_number(c, tj, "Speed", &speed)))
+        return e;
+    if (speed < 0.5 || speed > 1.0)
+        return bad(c, "must be between 0.5 and 1.0");
+    if (speed != 1.0)
+        return bad(c, "other than 1.0 is not supported by this engine yet");
+    at(c, "%s[%d].Segment", "Targets", i);
+    if ((e = get_object(c, tj, "Segment", &segment)))
+        return e;
+    if (segment)
+        return bad(c, "(segmented HLS/DASH output) is not supported by this engine yet");
+    at(c, "%s[%d].StripMetadata", "Targets", i);
+    return get_bool(c, tj, "StripMetadata", &t->strip_metadata);
+}
+
+static imm_err parse_array(ctx *c, const cJSON *root, const char *name, const cJSON **out, int *n)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+    snprintf(c->path, sizeof(c->path), "%s", name);
+    if (!v || cJSON_IsNull(v))
+        return bad(c, "is required but not provided");
+    if (!cJSON_IsArray(v))
+        return bad(c, "must be an array");
+    *n = cJSON_GetArraySize(v);
+    if (*n == 0)
+        return bad(c, "must not be empty");
+    *out = v;
+    return IMM_OK;
+}
+
+static imm_err parse_alignment(ctx *c, const cJSON *root, imm_request *req)
+{
+    int64_t v = 0;
+    imm_err e;
+    snprintf(c->path, sizeof(c->path), "AlignmentIndex");
+    if ((e = get_int(c, root, "AlignmentIndex", 0, IMM_MAX_SOURCES - 1, &v)))
+        return e;
+    if (v >= req->nsources)
+        return bad(c, "must name one of the Sources (0-based)");
+    req->alignment_index = (int)v;
+    const cJSON *primary = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "Sources"),
+                                              (int)v);
+    bool attached = false;
+    at(c, "%s[%d].Attached", "Sources", (int)v);
+    if ((e = get_bool(c, primary, "Attached", &attached)))
+        return e;
+    if (attached)
+        return bad(c, "cannot be true on the AlignmentIndex source");
+    return IMM_OK;
+}
+
+static imm_err parse_extras(ctx *c, const cJSON *root, imm_request *req)
+{
+    imm_err e;
+    const cJSON *tags, *item;
+    snprintf(c->path, sizeof(c->path), "UserData");
+    if ((e = get_string(c, root, "UserData", &req->user_data)))
+        return e;
+    if (req->user_data && strlen(req->user_data) > MAX_USER_DATA)
+        return imm_error_set(c->err, IMM_ELIMIT, "The parameter UserData exceeds %d bytes.",
+                             MAX_USER_DATA);
+    snprintf(c->path, sizeof(c->path), "Tags");
+    if ((e = get_object(c, root, "Tags", &tags)))
+        return e;
+    if (tags) {
+        cJSON_ArrayForEach(item, tags) {
+            if (!cJSON_IsString(item))
+                return bad(c, "must map names to string values");
+        }
+        req->tags = cJSON_Duplicate(tags, 1);
+    }
+    snprintf(c->path, sizeof(c->path), "Notification");
+    const cJSON *note;
+    return get_object(c, root, "Notification", &note);
+}
+
+/* A target that overwrote a source, or another target, would lose data the user still has. */
+static imm_err check_target_clashes(ctx *c, const imm_request *req)
+{
+    imm_err e = IMM_OK;
+    char *uris[IMM_MAX_TARGETS] = {0};
+    for (int i = 0; i < req->ntargets && !e; i++) {
+        uris[i] = imm_uri_autoext(req->targets[i].uri, req->targets[i].container);
+        if (!uris[i]) {
+            e = imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
+            break;
+        }
+        at(c, "%s[%d].URI", "Targets", i);
+        for (int j = 0; j < req->nsources && !e; j++)
+            if (!strcmp(uris[i], req->sources[j].uri))
+                e = bad(c, "names one of the Sources; a merge never overwrites its input");
+        for (int j = 0; j < i && !e; j++)
+            if (!strcmp(uris[i], uris[j]))
+                e = bad(c, "names the same object as another target");
+    }
+    for (int i = 0; i < req->ntargets; i++)
+        free(uris[i]);
+    return e;
+}
+
+static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
+{
+    imm_err e;
+    const cJSON *arr, *item;
+    int n, i = 0;
+
+    snprintf(c->path, sizeof(c->path), "ProjectName");
+    if ((e = get_string(c, root, "ProjectName", &req->project)))
+        return e;
+    if (!req->project || !*req->project)
+        return bad(c, "is required but not provided");
+
+    if ((e = parse_array(c, root, "Sources", &arr, &n)))
+        return e;
+    if (n > IMM_MAX_SOURCES)
+        return imm_error_set(c->err, IMM_ELIMIT,
+                             "The parameter Sources has %d elements; at most %d media files can "
+                             "be merged in one task.", n, IMM_MAX_SOURCES);
+    cJSON_ArrayForEach(item, arr) {
+        if ((e = parse_source(c, item, i, &req->sources[i])))
+            return e;
+        i++;
+    }
+    req->nsources = n;
+    if ((e = parse_alignment(c, root, req)))
+        return e;
+
+    if ((e = parse_array(c, root, "Targets", &arr, &n)))
+        return e;
+    if (n > IMM_MAX_TARGETS)
+        return imm_error_set(c->err, IMM_ELIMIT,
+                             "The parameter Targets has %d elements; at most %d are allowed.", n,
+                             IMM_MAX_TARGETS);
+    i = 0;
+    cJSON_ArrayForEach(item, arr) {
+        req->ntargets = i + 1; /* so that imm_request_free sees what was allocated */
+        if ((e = parse_target(c, item, i, &req->targets[i])))
+            return e;
+        i++;
+    }
+    if ((e = check_target_clashes(c, req)))
+        return e;
+    return parse_extras(c, root, req);
+}
+
+imm_err imm_request_parse(const char *json, size_t len, imm_request **out, imm_error *err)
+{
+    ctx c = {.err = err};
+    imm_err e;
+    *out = NULL;
+
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root)
+        return imm_error_set(err, IMM_EJSON, "The request is not valid JSON (near byte %ld).",
+                             (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : 0));
+    imm_request *req = calloc(1, sizeof(*req));
+    if (!req) {
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        goto out;
+    }
+    if (!cJSON_IsObject(root)) {
+        e = imm_error_set(err, IMM_EJSON, "The request must be a JSON object.");
+        goto out;
+    }
+    if ((e = parse_root(&c, root, req)))
+        goto out;
+    req->raw = strndup(json, len);
+    if (!req->raw) {
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        goto out;
+    }
+    *out = req;
+    req = NULL;
+out:
+    imm_request_free(req);
+    cJSON_Delete(root);
+    return e;
+}
+
+void imm_request_free(imm_request *req)
+{
+    if (!req)
+        return;
+    for (int i = 0; i < IMM_MAX_SOURCES; i++)
+        free(req->sources[i].uri);
+    for (int i = 0; i < req->ntargets; i++) {
+        free(req->targets[i].uri);
+        free(req->targets[i].container);
+        free(req->targets[i].codec);
+    }
+    free(req->project);
+    free(req->user_data);
+    free(req->raw);
+    cJSON_Delete(req->tags);
+    free(req);
+}

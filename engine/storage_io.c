@@ -1,0 +1,245 @@
+/*
+ * storage_io.c - FFmpeg I/O over the imm_storage interface.
+ *
+ * Sources are demuxed from an AVIOContext whose reads and seeks go to storage, never from a path
+ * FFmpeg opens itself, so every byte the engine reads has passed the storage's containment rules.
+ * HLS playlists open their segments through io_open: a segment URI is resolved relative to the
+ * playlist and must stay in the playlist's bucket (or, for local files, its folder).
+ *
+ * FFmpeg sees a source under a path-like name ("/bucket/dir/list.m3u8" for oss://bucket/dir/...):
+ * its HLS demuxer only follows "file" or "http" URLs, and a path keeps relative resolution working.
+ */
+#include "media.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libavutil/avstring.h>
+
+#define IO_BUFFER_SIZE (64 * 1024)
+
+typedef struct io_handle {
+    imm_storage *st;
+    imm_object *obj;
+} io_handle;
+
+/* What io_open needs to map FFmpeg's segment URLs back to storage URIs. */
+typedef struct io_scope {
+    imm_storage *st;
+    int is_oss;
+    char prefix[80];   /* "oss:/" + "/bucket" (oss) or the playlist's folder (local) */
+} io_scope;
+
+void imm_storage_free(imm_storage *st)
+{
+    if (st)
+        st->ops->free(st);
+}
+
+static int io_read(void *opaque, uint8_t *buf, int size)
+{
+    io_handle *h = opaque;
+    int64_t n = h->st->ops->read(h->obj, buf, (size_t)size);
+    if (n < 0)
+        return AVERROR(errno ? errno : EIO);
+    return n == 0 ? AVERROR_EOF : (int)n;
+}
+
+static int io_write(void *opaque, uint8_t *buf, int size)
+{
+    io_handle *h = opaque;
+    return h->st->ops->write(h->obj, buf, (size_t)size) < 0 ? AVERROR(errno ? errno : EIO) : size;
+}
+
+static int64_t io_seek(void *opaque, int64_t offset, int whence)
+{
+    io_handle *h = opaque;
+    int64_t r;
+    whence &= ~AVSEEK_FORCE;
+    if (whence == AVSEEK_SIZE)
+        r = h->st->ops->seek(h->obj, 0, IMM_SEEK_SIZE);
+    else
+        r = h->st->ops->seek(h->obj, offset, whence);
+    return r < 0 ? AVERROR(errno ? errno : EIO) : r;
+}
+
+static AVIOContext *io_wrap(imm_storage *st, imm_object *obj, int writable)
+{
+    io_handle *h = av_mallocz(sizeof(*h));
+    uint8_t *buf = av_malloc(IO_BUFFER_SIZE);
+    AVIOContext *pb = NULL;
+    if (h && buf) {
+        h->st = st;
+        h->obj = obj;
+        pb = avio_alloc_context(buf, IO_BUFFER_SIZE, writable, h, writable ? NULL : io_read,
+                                writable ? io_write : NULL, io_seek);
+    }
+    if (!pb) {
+        av_free(h);
+        av_free(buf);
+    }
+    return pb;
+}
+
+/* Frees the AVIOContext and its handle; returns the object, which the caller closes or commits. */
+static imm_object *io_unwrap(AVIOContext **pb)
+{
+    if (!*pb)
+        return NULL;
+    io_handle *h = (*pb)->opaque;
+    imm_object *obj = h->obj;
+    av_freep(&(*pb)->buffer);
+    av_free(h);
+    avio_context_free(pb);
+    return obj;
+}
+
+static void io_close_read(imm_storage *st, AVIOContext **pb)
+{
+    imm_object *obj = io_unwrap(pb);
+    if (obj)
+        st->ops->close(obj);
+}
+
+static int io_open_segment(AVFormatContext *s, AVIOContext **pb, const char *url, int flags,
+                           AVDictionary **options)
+{
+    io_scope *scope = s->opaque;
+    char uri[4096];
+    imm_object *obj = NULL;
+    (void)options;
+    if (flags & AVIO_FLAG_WRITE)
+        return AVERROR(EPERM);
+    /* url is absolute and normalised by FFmpeg ("/bucket/dir/seg.ts"); it must stay in scope. */
+    size_t plen = strlen(scope->prefix) - (scope->is_oss ? 5 : 0);
+    const char *scoped = scope->prefix + (scope->is_oss ? 5 : 0);
+    if (strncmp(url, scoped, plen) || url[plen] != '/') {
+        av_log(s, AV_LOG_ERROR, "playlist entry %s leaves the playlist's %s\n", url,
+               scope->is_oss ? "bucket" : "folder");
+        return AVERROR(EPERM);
+    }
+    snprintf(uri, sizeof(uri), "%s%s", scope->is_oss ? "oss:/" : "", url);
+    if (scope->st->ops->open_read(scope->st, uri, &obj, NULL))
+        return AVERROR(ENOENT);
+    *pb = io_wrap(scope->st, obj, 0);
+    if (!*pb) {
+        scope->st->ops->close(obj);
+        return AVERROR(ENOMEM);
+    }
+    return 0;
+}
+
+static int io_close_segment(AVFormatContext *s, AVIOContext *pb)
+{
+    io_scope *scope = s->opaque;
+    io_close_read(scope->st, &pb);
+    return 0;
+}
+
+/* The path-like name FFmpeg sees, and the scope segments must stay in. */
+static void ffmpeg_name(const imm_uri *u, io_scope *scope, char *name, size_t len)
+{
+    if (u->is_oss) {
+        snprintf(name, len, "/%s/%s", u->bucket, u->key);
+        snprintf(scope->prefix, sizeof(scope->prefix), "oss://%s", u->bucket);
+        scope->is_oss = 1;
+        return;
+    }
+    snprintf(name, len, "%s", u->path);
+    const char *slash = strrchr(u->path, '/');
+    size_t dl = slash ? (size_t)(slash - u->path) : 0;
+    if (dl >= sizeof(scope->prefix))
+        dl = 0; /* a folder name too long to scope: segments must then be absolute below "" */
+    memcpy(scope->prefix, u->path, dl);
+    scope->prefix[dl] = '\0';
+}
+
+imm_err imm_io_open_input(imm_storage *st, const char *uri, AVFormatContext **out, imm_error *err)
+{
+    imm_uri u;
+    imm_object *obj = NULL;
+    AVFormatContext *fmt = NULL;
+    io_scope *scope = NULL;
+    char name[4096];
+    int ret;
+    imm_err e = imm_uri_parse(uri, &u, err);
+    if (e)
+        return e;
+    if ((e = st->ops->open_read(st, uri, &obj, err)))
+        return e;
+    fmt = avformat_alloc_context();
+    scope = av_mallocz(sizeof(*scope));
+    AVIOContext *pb = fmt && scope ? io_wrap(st, obj, 0) : NULL;
+    if (!pb) {
+        st->ops->close(obj);
+        avformat_free_context(fmt);
+        av_free(scope);
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    scope->st = st;
+    ffmpeg_name(&u, scope, name, sizeof(name));
+    fmt->pb = pb;
+    fmt->opaque = scope;
+    fmt->io_open = io_open_segment;
+    fmt->io_close2 = io_close_segment;
+    fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
+    ret = avformat_open_input(&fmt, name, NULL, NULL);
+    if (ret < 0) {
+        /* avformat_open_input frees fmt on failure but leaves a custom pb to us. */
+        io_close_read(st, &pb);
+        av_free(scope);
+        return imm_error_set(err, IMM_EMEDIA, "%s is not a media file FFmpeg can read: %s", uri,
+                             av_err2str(ret));
+    }
+    if ((ret = avformat_find_stream_info(fmt, NULL)) < 0) {
+        imm_io_close_input(st, &fmt);
+        return imm_error_set(err, IMM_EMEDIA, "Cannot read the streams of %s: %s", uri,
+                             av_err2str(ret));
+    }
+    *out = fmt;
+    return IMM_OK;
+}
+
+void imm_io_close_input(imm_storage *st, AVFormatContext **fmt)
+{
+    if (!*fmt)
+        return;
+    AVIOContext *pb = (*fmt)->pb;
+    void *scope = (*fmt)->opaque;
+    avformat_close_input(fmt);
+    io_close_read(st, &pb);
+    av_free(scope);
+}
+
+imm_err imm_io_open_output(imm_storage *st, const char *uri, AVIOContext **pb, imm_error *err)
+{
+    imm_object *obj = NULL;
+    imm_err e = st->ops->open_write(st, uri, &obj, err);
+    if (e)
+        return e;
+    *pb = io_wrap(st, obj, 1);
+    if (!*pb) {
+        st->ops->close(obj);
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    return IMM_OK;
+}
+
+imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, int64_t *size, imm_error *err)
+{
+    io_handle *h = pb->opaque;
+    avio_flush(pb);
+    if (pb->error < 0)
+        return imm_error_set(err, IMM_EIO, "Writing the output failed: %s", av_err2str(pb->error));
+    *size = st->ops->seek(h->obj, 0, IMM_SEEK_SIZE);
+    return st->ops->commit(h->obj, err);
+}
+
+void imm_io_close_output(imm_storage *st, AVIOContext **pb)
+{
+    imm_object *obj = io_unwrap(pb);
+    if (obj)
+        st->ops->close(obj);
+}

@@ -1,0 +1,320 @@
+/*
+ * task.c - one CreateMediaConvertTask run: probe the sources, plan every target, then stream each
+ * source once through every target's converter and encoder, and commit the outputs only when all
+ * of them are complete. Also the task record and its JSON in the service's GetTask shape.
+ *
+ * Sources are probed (opened and closed) before any output is created, so a missing or unreadable
+ * source, or a primary whose parameters a codec cannot take, fails the task before anything is
+ * written. Decoding then opens one source at a time: memory does not grow with their number or
+ * length.
+ */
+#include "media.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+typedef struct target_result {
+    imm_target_plan plan;
+    int64_t samples;
+    int64_t size;
+} target_result;
+
+typedef struct source_result {
+    int sample_rate;
+    int channels;
+    int64_t samples;
+    double duration; /* estimate from the probe, for progress */
+} source_result;
+
+struct imm_task {
+    char request_id[37];
+    char task_id[64];
+    char event_id[64];
+    char start[32], end[32];
+    const char *status;
+    imm_error error;
+    int progress;
+    const imm_request *req;
+    target_result targets[IMM_MAX_TARGETS];
+    int ntargets;
+    source_result sources[IMM_MAX_SOURCES];
+};
+
+/* Everything one run holds open; freed in one place whatever happened. */
+typedef struct run {
+    imm_task *task;
+    const imm_run_options *opt;
+    imm_sink *sinks[IMM_MAX_TARGETS];
+    imm_convert *converts[IMM_MAX_TARGETS];
+    AVDictionary *metadata; /* the primary source's tags */
+    double total_seconds, done_seconds;
+} run;
+
+static void now_rfc3339(char buf[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+imm_task *imm_task_new(const imm_request *req)
+{
+    char uuid[37];
+    imm_task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->req = req;
+    imm_request_id_new(t->request_id);
+    imm_uuid_lower(uuid);
+    snprintf(t->task_id, sizeof(t->task_id), "MediaConvert-%s", uuid);
+    imm_uuid_lower(uuid);
+    snprintf(t->event_id, sizeof(t->event_id), "immerge-%s", uuid);
+    t->status = "Running";
+    now_rfc3339(t->start);
+    return t;
+}
+
+const char *imm_task_request_id(const imm_task *t)
+{
+    return t->request_id;
+}
+
+/* Probes every source: it exists, it has audio, and how long it is. Keeps the primary's info. */
+static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
+{
+    const imm_request *req = r->task->req;
+    const imm_target_req *t0 = &req->targets[0];
+    for (int i = 0; i < req->nsources; i++) {
+        const imm_source_req *sr = &req->sources[i];
+        imm_source *src = NULL;
+        if (sr->disable_audio && i != req->alignment_index)
+            continue;
+        imm_err e = imm_source_open(r->opt->storage, sr, t0->streams, t0->nstreams, &src, err);
+        if (e)
+            return e;
+        const imm_source_info *in = imm_source_get_info(src);
+        source_result *res = &r->task->sources[i];
+        res->sample_rate = in->sample_rate;
+        res->channels = in->channels;
+        double left = in->duration - sr->start_time;
+        res->duration = sr->duration > 0 && (sr->duration < left || left <= 0) ? sr->duration
+                        : left > 0 ? left : 0;
+        if (!sr->disable_audio)
+            r->total_seconds += res->duration;
+        if (i == req->alignment_index) {
+            *primary = *in;
+            memset(&primary->layout, 0, sizeof(primary->layout));
+            av_channel_layout_copy(&primary->layout, &in->layout);
+            primary->metadata = NULL;
+            av_dict_copy(&r->metadata, in->metadata, 0);
+        }
+        imm_source_close(src);
+    }
+    return IMM_OK;
+}
+
+static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *err)
+{
+    imm_task *task = r->task;
+    const imm_request *req = task->req;
+    imm_err e;
+    for (int i = 0; i < req->ntargets; i++) {
+        target_result *tr = &task->targets[i];
+        task->ntargets = i + 1;
+        if ((e = imm_plan_target(&req->targets[i], i, primary, &tr->plan, err)))
+            return e;
+    }
+    for (int i = 0; i < req->ntargets; i++) {
+        const AVDictionary *md = req->targets[i].strip_metadata ? NULL : r->metadata;
+        if ((e = imm_sink_open(r->opt->storage, &task->targets[i].plan, md, &r->sinks[i], err)))
+            return e;
+        if (!(r->converts[i] = imm_convert_new(&task->targets[i].plan)))
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    return IMM_OK;
+}
+
+static void report_progress(run *r, double seconds)
+{
+    r->done_seconds += seconds;
+    if (r->total_seconds <= 0)
+        return;
+    int pct = (int)(100.0 * r->done_seconds / r->total_seconds);
+    pct = pct > 99 ? 99 : pct;
+    if (pct != r->task->progress) {
+        r->task->progress = pct;
+        if (r->opt->progress)
+            r->opt->progress(r->opt->progress_opaque, pct / 100.0);
+    }
+}
+
+/* Streams one source through every target. */
+static imm_err merge_source(run *r, int index, imm_error *err)
+{
+    const imm_request *req = r->task->req;
+    const imm_target_req *t0 = &req->targets[0];
+    imm_source *src = NULL;
+    AVFrame *frame;
+    int offset, count;
+    imm_err e = imm_source_open(r->opt->storage, &req->sources[index], t0->streams, t0->nstreams,
+                                &src, err);
+    if (e)
+        return e;
+    double rate = imm_source_get_info(src)->sample_rate;
+    while (!(e = imm_source_read(src, &frame, &offset, &count, err)) && frame) {
+        for (int t = 0; t < req->ntargets && !e; t++) {
+            e = imm_convert_push(r->converts[t], frame, offset, count, imm_sink_fifo(r->sinks[t]),
+                                 err);
+            if (!e)
+                e = imm_sink_drain(r->sinks[t], err);
+        }
+        if (e)
+            break;
+        report_progress(r, count / rate);
+    }
+    for (int t = 0; t < req->ntargets && !e; t++) {
+        e = imm_convert_finish(r->converts[t], imm_sink_fifo(r->sinks[t]), err);
+        if (!e)
+            e = imm_sink_drain(r->sinks[t], err);
+    }
+    r->task->sources[index].samples = imm_source_samples(src);
+    imm_source_close(src);
+    return e;
+}
+
+static imm_err finish_targets(run *r, imm_error *err)
+{
+    imm_task *task = r->task;
+    imm_err e;
+    /* Every output is complete before any becomes visible: a late failure leaves none behind. */
+    for (int i = 0; i < task->ntargets; i++)
+        if ((e = imm_sink_finish(r->sinks[i], err)))
+            return e;
+    for (int i = 0; i < task->ntargets; i++) {
+        if ((e = imm_sink_commit(r->sinks[i], err)))
+            return e;
+        task->targets[i].samples = imm_sink_samples(r->sinks[i]);
+        task->targets[i].size = imm_sink_size(r->sinks[i]);
+    }
+    return IMM_OK;
+}
+
+imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_options *opt,
+                     imm_error *err)
+{
+    run r = {.task = task, .opt = opt};
+    imm_source_info primary = {0};
+    imm_err e;
+    task->req = req;
+    if (!(e = probe_sources(&r, &primary, err)) && !(e = open_targets(&r, &primary, err))) {
+        for (int i = 0; i < req->nsources && !e; i++)
+            if (!req->sources[i].disable_audio)
+                e = merge_source(&r, i, err);
+        if (!e)
+            e = finish_targets(&r, err);
+    }
+    for (int i = 0; i < IMM_MAX_TARGETS; i++) {
+        imm_sink_free(r.sinks[i]);
+        imm_convert_free(r.converts[i]);
+    }
+    av_dict_free(&r.metadata);
+    av_channel_layout_uninit(&primary.layout);
+    now_rfc3339(task->end);
+    if (e) {
+        task->status = "Failed";
+        task->error = *err;
+    } else {
+        task->status = "Succeeded";
+        task->progress = 100;
+        if (opt->progress)
+            opt->progress(opt->progress_opaque, 1.0);
+    }
+    return e;
+}
+
+static void add_source_json(cJSON *arr, const imm_source_req *sr, const source_result *res)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "URI", sr->uri);
+    if (sr->disable_audio) {
+        cJSON_AddBoolToObject(o, "DisableAudio", 1);
+    } else if (res->sample_rate) {
+        cJSON_AddNumberToObject(o, "SampleRate", res->sample_rate);
+        cJSON_AddNumberToObject(o, "Channel", res->channels);
+        cJSON_AddNumberToObject(o, "Samples", (double)res->samples);
+    }
+    cJSON_AddItemToArray(arr, o);
+}
+
+static void add_target_json(cJSON *arr, const imm_target_req *treq, const target_result *tr,
+                            int done)
+{
+    const imm_target_plan *p = &tr->plan;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "URI", p->uri ? p->uri : treq->uri);
+    cJSON_AddStringToObject(o, "Container", treq->container);
+    cJSON_AddStringToObject(o, "Codec", treq->codec);
+    if (done) {
+        cJSON_AddNumberToObject(o, "SampleRate", p->sample_rate);
+        cJSON_AddNumberToObject(o, "Channel", p->layout.nb_channels);
+        if (p->bitrate)
+            cJSON_AddNumberToObject(o, "Bitrate", (double)p->bitrate);
+        if (p->bits_per_sample)
+            cJSON_AddNumberToObject(o, "BitsPerSample", p->bits_per_sample);
+        cJSON_AddNumberToObject(o, "Samples", (double)tr->samples);
+        cJSON_AddNumberToObject(o, "Duration", (double)tr->samples / p->sample_rate);
+        cJSON_AddNumberToObject(o, "Size", (double)tr->size);
+    }
+    cJSON_AddItemToArray(arr, o);
+}
+
+char *imm_task_to_json(const imm_task *t)
+{
+    const imm_request *req = t->req;
+    int done = !strcmp(t->status, "Succeeded");
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "RequestId", t->request_id);
+    cJSON_AddStringToObject(o, "EventId", t->event_id);
+    cJSON_AddStringToObject(o, "ProjectName", req->project);
+    cJSON_AddStringToObject(o, "TaskType", "MediaConvert");
+    cJSON_AddStringToObject(o, "TaskId", t->task_id);
+    cJSON_AddStringToObject(o, "Status", t->status);
+    cJSON_AddStringToObject(o, "Code", done ? "" : imm_err_code(t->error.code));
+    cJSON_AddStringToObject(o, "Message", done ? "" : t->error.message);
+    cJSON_AddStringToObject(o, "StartTime", t->start);
+    if (t->end[0])
+        cJSON_AddStringToObject(o, "EndTime", t->end);
+    cJSON_AddNumberToObject(o, "Progress", t->progress);
+    if (req->user_data)
+        cJSON_AddStringToObject(o, "UserData", req->user_data);
+    if (req->tags)
+        cJSON_AddItemToObject(o, "Tags", cJSON_Duplicate(req->tags, 1));
+    cJSON_AddStringToObject(o, "TaskRequestDefinition", req->raw);
+    cJSON *sources = cJSON_AddArrayToObject(o, "Sources");
+    for (int i = 0; i < req->nsources; i++)
+        add_source_json(sources, &req->sources[i], &t->sources[i]);
+    cJSON *targets = cJSON_AddArrayToObject(o, "Targets");
+    for (int i = 0; i < req->ntargets; i++)
+        add_target_json(targets, &req->targets[i], &t->targets[i], done);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+void imm_task_free(imm_task *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < IMM_MAX_TARGETS; i++)
+        imm_plan_clear(&t->targets[i].plan);
+    free(t);
+}

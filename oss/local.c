@@ -1,0 +1,306 @@
+/*
+ * local.c - the embedded storage: a folder that stands in for OSS, plus plain local files.
+ *
+ * Containment: every oss:// path is opened relative to a descriptor of the root with openat2's
+ * RESOLVE_BENEATH, so neither ".." (already refused by imm_uri_parse) nor a symbolic link planted
+ * inside the root can lead outside it. Writes go to a hidden temporary file in the target's folder
+ * and are renamed into place on commit, so a reader never sees a partial output and a failed task
+ * leaves nothing behind.
+ */
+#include "imm_oss.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+typedef struct local_storage {
+    imm_storage base;
+    int root_fd; /* -1 when no root was given */
+    char *root;
+} local_storage;
+
+struct imm_object {
+    int fd;
+    int dir_fd;       /* writers: the target's folder */
+    char *tmp_name;   /* writers: the temporary file in dir_fd; NULL once committed */
+    char *final_name; /* writers */
+};
+
+static int open_beneath(int root_fd, const char *rel, int flags, mode_t mode)
+{
+    struct open_how how = {
+        .flags = (uint64_t)flags, .mode = mode, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    return (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
+}
+
+static imm_err errno_error(imm_error *err, int e, const char *what, const char *uri)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return imm_error_set(err, IMM_ENOTFOUND, "The specified resource %s is not found: %s",
+                             what, uri);
+    case EACCES:
+    case EPERM:
+        return imm_error_set(err, IMM_EFORBIDDEN, "Access to %s is denied.", uri);
+    case EXDEV:
+    case ELOOP:
+        return imm_error_set(err, IMM_EFORBIDDEN,
+                             "%s resolves outside its storage root (a link leads out).", uri);
+    default:
+        return imm_error_set(err, IMM_EIO, "Cannot open %s: %s", uri, strerror(e));
+    }
+}
+
+/* For oss:// URIs, the path below the root ("bucket/key"); for local ones, the path itself. */
+static imm_err resolve(local_storage *ls, const char *uri, char *rel, size_t len, int *dirfd,
+                       imm_error *err)
+{
+    imm_uri u;
+    imm_err e = imm_uri_parse(uri, &u, err);
+    if (e)
+        return e;
+    if (!u.is_oss) {
+        snprintf(rel, len, "%s", u.path);
+        *dirfd = AT_FDCWD;
+        return IMM_OK;
+    }
+    if (ls->root_fd < 0)
+        return imm_error_set(err, IMM_EARG,
+                             "%s is an OSS URI but no storage is configured: pass --oss-root DIR "
+                             "or set IMMERGE_OSS_ROOT.", uri);
+    if ((size_t)snprintf(rel, len, "%s/%s", u.bucket, u.key) >= len)
+        return imm_error_set(err, IMM_EARG, "The URI %s is too long.", uri);
+    *dirfd = ls->root_fd;
+    return IMM_OK;
+}
+
+static int open_path(int dirfd, const char *rel, int flags, mode_t mode)
+{
+    return dirfd == AT_FDCWD ? open(rel, flags, mode) : open_beneath(dirfd, rel, flags, mode);
+}
+
+static imm_err local_open_read(imm_storage *st, const char *uri, imm_object **out, imm_error *err)
+{
+    local_storage *ls = (local_storage *)st;
+    char rel[PATH_MAX];
+    int dirfd;
+    struct stat sb;
+    imm_err e = resolve(ls, uri, rel, sizeof(rel), &dirfd, err);
+    if (e)
+        return e;
+    int fd = open_path(dirfd, rel, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return errno_error(err, errno, "source", uri);
+    if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return imm_error_set(err, IMM_ENOTFOUND, "The specified resource source is not found: "
+                             "%s is not a regular file.", uri);
+    }
+    imm_object *obj = calloc(1, sizeof(*obj));
+    if (!obj) {
+        close(fd);
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    obj->fd = fd;
+    obj->dir_fd = -1;
+    *out = obj;
+    return IMM_OK;
+}
+
+/* Opens the folder that will hold rel's last component, creating key prefixes inside a bucket the
+ * way OSS treats them (virtual folders), but never creating the bucket itself. */
+static int open_parent(int dirfd, char *rel, const char **base)
+{
+    char *slash = strrchr(rel, '/');
+    if (!slash) {
+        *base = rel;
+        return dirfd == AT_FDCWD ? open(".", O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
+    }
+    *slash = '\0';
+    *base = slash + 1;
+    if (dirfd == AT_FDCWD)
+        return open(rel[0] ? rel : "/", O_DIRECTORY | O_CLOEXEC);
+    /* rel is "bucket/prefix...": walk it, creating each prefix folder below the bucket. */
+    int fd = open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    char *p = strchr(rel, '/');
+    while (p) {
+        *p = '\0';
+        int ok = open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
+        if (ok < 0)
+            return -1; /* the bucket (or a prefix) is missing or not a folder */
+        close(ok);
+        *p = '/';
+        char *next = strchr(p + 1, '/');
+        if (next)
+            *next = '\0';
+        if (mkdirat(dirfd, rel, 0777) && errno != EEXIST)
+            return -1;
+        if (next)
+            *next = '/';
+        p = next;
+    }
+    return open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
+}
+
+static imm_err local_open_write(imm_storage *st, const char *uri, imm_object **out,
+                                imm_error *err)
+{
+    local_storage *ls = (local_storage *)st;
+    char rel[PATH_MAX], tmp[NAME_MAX + 1];
+    const char *base;
+    int dirfd;
+    imm_err e = resolve(ls, uri, rel, sizeof(rel), &dirfd, err);
+    if (e)
+        return e;
+    imm_object *obj = calloc(1, sizeof(*obj));
+    if (!obj)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    obj->fd = -1;
+    obj->dir_fd = open_parent(dirfd, rel, &base);
+    if (obj->dir_fd < 0) {
+        e = errno_error(err, errno, "target folder or bucket", uri);
+        goto fail;
+    }
+    if (!*base || strlen(base) > NAME_MAX - 24) {
+        e = imm_error_set(err, IMM_EARG, "The target %s has no usable file name.", uri);
+        goto fail;
+    }
+    for (int tries = 0; obj->fd < 0 && tries < 16; tries++) {
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) < 0)
+            r = (uint32_t)getpid() ^ (uint32_t)tries;
+        snprintf(tmp, sizeof(tmp), ".%s.immerge-%08x", base, r);
+        obj->fd = openat(obj->dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (obj->fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (obj->fd < 0) {
+        e = errno_error(err, errno, "target", uri);
+        goto fail;
+    }
+    obj->tmp_name = strdup(tmp);
+    obj->final_name = strdup(base);
+    if (!obj->tmp_name || !obj->final_name) {
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        goto fail;
+    }
+    *out = obj;
+    return IMM_OK;
+fail:
+    if (obj->fd >= 0)
+        unlinkat(obj->dir_fd, tmp, 0);
+    st->ops->close(obj);
+    return e;
+}
+
+static int64_t local_read(imm_object *obj, uint8_t *buf, size_t len)
+{
+    ssize_t n;
+    do
+        n = read(obj->fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static int64_t local_write(imm_object *obj, const uint8_t *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(obj->fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return (int64_t)done;
+}
+
+static int64_t local_seek(imm_object *obj, int64_t offset, int whence)
+{
+    if (whence == IMM_SEEK_SIZE) {
+        struct stat sb;
+        return fstat(obj->fd, &sb) ? -1 : (int64_t)sb.st_size;
+    }
+    return lseek(obj->fd, offset, whence);
+}
+
+static imm_err local_commit(imm_object *obj, imm_error *err)
+{
+    if (!obj->tmp_name)
+        return IMM_OK;
+    if (fsync(obj->fd) || renameat(obj->dir_fd, obj->tmp_name, obj->dir_fd, obj->final_name))
+        return imm_error_set(err, IMM_EIO, "Cannot move the output into place (%s): %s",
+                             obj->final_name, strerror(errno));
+    fsync(obj->dir_fd);
+    free(obj->tmp_name);
+    obj->tmp_name = NULL;
+    return IMM_OK;
+}
+
+static void local_close(imm_object *obj)
+{
+    if (!obj)
+        return;
+    if (obj->fd >= 0)
+        close(obj->fd);
+    if (obj->tmp_name)
+        unlinkat(obj->dir_fd, obj->tmp_name, 0);
+    if (obj->dir_fd >= 0)
+        close(obj->dir_fd);
+    free(obj->tmp_name);
+    free(obj->final_name);
+    free(obj);
+}
+
+static void local_free(imm_storage *st)
+{
+    local_storage *ls = (local_storage *)st;
+    if (ls->root_fd >= 0)
+        close(ls->root_fd);
+    free(ls->root);
+    free(ls);
+}
+
+static const imm_storage_ops local_ops = {
+    .open_read = local_open_read,
+    .open_write = local_open_write,
+    .read = local_read,
+    .write = local_write,
+    .seek = local_seek,
+    .commit = local_commit,
+    .close = local_close,
+    .free = local_free,
+};
+
+imm_err imm_oss_local_new(const char *root, imm_storage **out, imm_error *err)
+{
+    local_storage *ls = calloc(1, sizeof(*ls));
+    if (!ls)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    ls->base.ops = &local_ops;
+    ls->root_fd = -1;
+    if (root) {
+        ls->root_fd = open(root, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        if (ls->root_fd < 0) {
+            imm_err e = imm_error_set(err, IMM_EARG, "The storage root %s cannot be opened: %s",
+                                      root, strerror(errno));
+            free(ls);
+            return e;
+        }
+        ls->root = strdup(root);
+    }
+    *out = &ls->base;
+    return IMM_OK;
+}
