@@ -19,7 +19,7 @@ CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps example test unit asan asan-test e2e clean
+.PHONY: all deps example test unit asan asan-test e2e valgrind clean
 
 all: $(BUILD)/immerge
 
@@ -62,11 +62,21 @@ asan-test:
 e2e: all
 	@tests/e2e/run.sh $(BUILD)/immerge
 
+# valgrind: the unit tests and both examples, failing on any memory error or leak.
+VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99
+valgrind: all $(UNIT_BIN)
+	@for t in $(UNIT_BIN); do $(VALGRIND) $$t > /dev/null || exit 1; done
+	@root=$$(mktemp -d) && testdata/gen-media.sh $$root && \
+	  for r in testdata/example-*.json; do \
+	    $(VALGRIND) $(BUILD)/immerge run --quiet --oss-root $$root $$r > /dev/null || exit 1; \
+	  done && rm -rf $$root && echo "valgrind: clean"
+
 test: deps
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory asan-test
-	@tests/e2e/run.sh build/immerge
+	@$(MAKE) --no-print-directory valgrind
 	@IMMERGE_E2E_QUICK=1 tests/e2e/run.sh build/asan/immerge
+	@tests/e2e/run.sh build/immerge
 
 clean:
 	rm -rf build

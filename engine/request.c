@@ -466,6 +466,22 @@ static imm_err check_target_clashes(ctx *c, const imm_request *req)
     return e;
 }
 
+/* Each source is decoded once for all targets, so they must select the same audio stream. */
+static imm_err check_same_streams(ctx *c, const imm_request *req)
+{
+    const imm_target_req *t0 = &req->targets[0];
+    for (int i = 1; i < req->ntargets; i++) {
+        const imm_target_req *t = &req->targets[i];
+        if (t->nstreams != t0->nstreams ||
+            memcmp(t->streams, t0->streams, sizeof(int) * (size_t)t->nstreams)) {
+            at(c, "Targets[%d].Audio.Stream", i);
+            return bad(c, "differs from Targets[0]'s; selecting different streams per target "
+                          "is not supported by this engine yet");
+        }
+    }
+    return IMM_OK;
+}
+
 static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
 {
     imm_err e;
@@ -507,6 +523,8 @@ static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
         i++;
     }
     if ((e = check_target_clashes(c, req)))
+        return e;
+    if ((e = check_same_streams(c, req)))
         return e;
     return parse_extras(c, root, req);
 }

@@ -1,0 +1,228 @@
+/* Unit tests of request parsing and validation (engine/request.c) and of {autoext}. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define TARGET_MP3 \
+    "\"Targets\":[{\"URI\":\"oss://b-1/out/x.{autoext}\",\"Container\":\"mp3\"," \
+    "\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\",\"Bitrate\":128000}}}]"
+#define ONE_SOURCE "\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\"}]"
+
+static imm_err parse(const char *json, imm_request **req, imm_error *err)
+{
+    return imm_request_parse(json, strlen(json), req, err);
+}
+
+/* Parses json expecting failure with code, and a message that names field. */
+static void expect_refused(const char *json, imm_err code, const char *field)
+{
+    imm_request *req = NULL;
+    imm_error err = {0};
+    assert_int_equal(parse(json, &req, &err), code);
+    assert_null(req);
+    if (!strstr(err.message, field))
+        fail_msg("message \"%s\" does not name %s", err.message, field);
+}
+
+static void valid_request_is_modelled(void **state)
+{
+    (void)state;
+    imm_request *req = NULL;
+    imm_error err = {0};
+    const char *json = "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\","
+                       "\"StartTime\":1.5,\"Duration\":2},{\"URI\":\"oss://b-1/b.mp3\"}],"
+                       "\"AlignmentIndex\":1,\"UserData\":\"u\",\"Tags\":{\"k\":\"v\"},"
+                       "\"Video\":{\"Codec\":\"h264\"}," TARGET_MP3 "}";
+    assert_int_equal(parse(json, &req, &err), IMM_OK);
+    assert_int_equal(req->nsources, 2);
+    assert_int_equal(req->alignment_index, 1);
+    assert_true(req->sources[0].start_time == 1.5);
+    assert_true(req->sources[0].duration == 2.0);
+    assert_int_equal(req->ntargets, 1);
+    assert_string_equal(req->targets[0].codec, "mp3");
+    assert_string_equal(req->targets[0].container, "mp3");
+    assert_int_equal(req->targets[0].bitrate, 128000);
+    assert_int_equal(req->targets[0].sample_rate, 0);
+    assert_string_equal(req->user_data, "u");
+    imm_request_free(req);
+}
+
+static void malformed_json_is_invalid_json(void **state)
+{
+    (void)state;
+    expect_refused("{\"ProjectName\":", IMM_EJSON, "JSON");
+    expect_refused("[1,2]", IMM_EJSON, "object");
+}
+
+static void required_fields_are_named(void **state)
+{
+    (void)state;
+    expect_refused("{" ONE_SOURCE "," TARGET_MP3 "}", IMM_EARG, "ProjectName");
+    expect_refused("{\"ProjectName\":\"p\"," TARGET_MP3 "}", IMM_EARG, "Sources");
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE "}", IMM_EARG, "Targets");
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{}]," TARGET_MP3 "}", IMM_EARG,
+                   "Sources[0].URI");
+}
+
+static void more_than_eleven_sources_exceed_the_limit(void **state)
+{
+    (void)state;
+    char json[2048] = "{\"ProjectName\":\"p\",\"Sources\":[";
+    for (int i = 0; i < 12; i++)
+        strcat(json, i ? ",{\"URI\":\"oss://b-1/a.mp3\"}" : "{\"URI\":\"oss://b-1/a.mp3\"}");
+    strcat(json, "]," TARGET_MP3 "}");
+    expect_refused(json, IMM_ELIMIT, "Sources");
+}
+
+static void alignment_index_must_name_a_source(void **state)
+{
+    (void)state;
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"AlignmentIndex\":1," TARGET_MP3 "}",
+                   IMM_EARG, "AlignmentIndex");
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"AlignmentIndex\":-1," TARGET_MP3 "}",
+                   IMM_EARG, "AlignmentIndex");
+}
+
+#define WITH_AUDIO(container, audio)                                                         \
+    "{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":\"oss://b-1/o.{autoext}\"," \
+    "\"Container\":\"" container "\",\"Audio\":{\"TranscodeAudio\":" audio "}}]}"
+
+static void codec_rules_follow_the_service(void **state)
+{
+    (void)state;
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"copy\"}"), IMM_EARG, "Codec");
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"wav\"}"), IMM_EARG, "Codec");
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"aac\"}"), IMM_EARG, "Codec");
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"mp3\",\"SampleRate\":96000}"), IMM_EARG,
+                   "SampleRate");
+    expect_refused(WITH_AUDIO("aac", "{\"Codec\":\"aac\",\"SampleRate\":44000}"), IMM_EARG,
+                   "SampleRate");
+    expect_refused(WITH_AUDIO("opus", "{\"Codec\":\"opus\",\"SampleRate\":44100}"), IMM_EARG,
+                   "SampleRate");
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"mp3\",\"Channel\":3}"), IMM_EARG, "Channel");
+    expect_refused(WITH_AUDIO("ac3", "{\"Codec\":\"ac3\",\"Channel\":8}"), IMM_EARG, "Channel");
+    expect_refused(WITH_AUDIO("aac", "{\"Codec\":\"aac\",\"Channel\":9}"), IMM_EARG, "Channel");
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"mp3\",\"Bitrate\":999}"), IMM_EARG, "Bitrate");
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"mp3\",\"Bitrate\":128000,\"Quality\":50}"),
+                   IMM_EARG, "Quality");
+    expect_refused(WITH_AUDIO("flac", "{\"Codec\":\"flac\",\"BitsPerSample\":20}"), IMM_EARG,
+                   "BitsPerSample");
+    expect_refused(WITH_AUDIO("mp3", "{\"Codec\":\"mp3\",\"BitrateOption\":\"sometimes\"}"),
+                   IMM_EARG, "BitrateOption");
+    expect_refused(WITH_AUDIO("wav", "{\"Codec\":\"flac\"}"), IMM_EARG, "Container");
+}
+
+static void uris_cannot_leave_their_bucket(void **state)
+{
+    (void)state;
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a/../../x\"}],"
+                   TARGET_MP3 "}", IMM_EARG, "Sources[0].URI");
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1//etc/passwd\"}],"
+                   TARGET_MP3 "}", IMM_EARG, "Sources[0].URI");
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"http://example/a.mp3\"}],"
+                   TARGET_MP3 "}", IMM_EARG, "Sources[0].URI");
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":\"oss://b-1/"
+                   "..\",\"Container\":\"mp3\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":"
+                   "\"mp3\"}}}]}", IMM_EARG, "Targets[0].URI");
+}
+
+static void a_target_never_overwrites_a_source(void **state)
+{
+    (void)state;
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/o.mp3\"}],"
+                   "\"Targets\":[{\"URI\":\"oss://b-1/o.{autoext}\",\"Container\":\"mp3\","
+                   "\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}",
+                   IMM_EARG, "Targets[0].URI");
+}
+
+static void uri_parse_splits_bucket_and_key(void **state)
+{
+    (void)state;
+    imm_uri u;
+    assert_int_equal(imm_uri_parse("oss://my-bucket/a/b.mp3", &u, NULL), IMM_OK);
+    assert_true(u.is_oss);
+    assert_string_equal(u.bucket, "my-bucket");
+    assert_string_equal(u.key, "a/b.mp3");
+    assert_int_equal(imm_uri_parse("file:///tmp/x.wav", &u, NULL), IMM_OK);
+    assert_false(u.is_oss);
+    assert_string_equal(u.path, "/tmp/x.wav");
+    assert_int_equal(imm_uri_parse("rel/x.wav", &u, NULL), IMM_OK);
+    assert_string_equal(u.path, "rel/x.wav");
+    assert_int_equal(imm_uri_parse("oss://UPPER/a", &u, NULL), IMM_EARG);
+    assert_int_equal(imm_uri_parse("oss://b-1", &u, NULL), IMM_EARG);
+    assert_int_equal(imm_uri_parse("oss://b-1/a/./b", &u, NULL), IMM_EARG);
+    assert_int_equal(imm_uri_parse("oss://b-1/a\\..\\b", &u, NULL), IMM_EARG);
+    assert_int_equal(imm_uri_parse("file://relative", &u, NULL), IMM_EARG);
+}
+
+static void autoext_resolves_to_the_container(void **state)
+{
+    (void)state;
+    struct { const char *uri, *container, *want; } cases[] = {
+        {"oss://b/concat.{autoext}", "aac", "oss://b/concat.aac"},
+        {"oss://b/x/{autoext}/y.{autoext}", "mp3", "oss://b/x/mp3/y.mp3"},
+        {"oss://b/noext", "flac", "oss://b/noext.flac"},
+        {"oss://b.with.dots/dir/noext", "oga", "oss://b.with.dots/dir/noext.oga"},
+        {"oss://b/keep.m4a", "mp4", "oss://b/keep.m4a"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *got = imm_uri_autoext(cases[i].uri, cases[i].container);
+        assert_string_equal(got, cases[i].want);
+        free(got);
+    }
+}
+
+static void container_is_inferred_from_a_known_extension(void **state)
+{
+    (void)state;
+    imm_request *req = NULL;
+    imm_error err = {0};
+    const char *json = "{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":"
+                       "\"oss://b-1/o.m4a\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"aac\"}}}]}";
+    assert_int_equal(parse(json, &req, &err), IMM_OK);
+    assert_string_equal(req->targets[0].container, "mp4");
+    imm_request_free(req);
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":"
+                   "\"oss://b-1/o.{autoext}\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"aac\"}}}]}",
+                   IMM_EARG, "Container");
+}
+
+static void error_body_has_the_service_shape(void **state)
+{
+    (void)state;
+    imm_error err;
+    imm_error_set(&err, IMM_EARG, "The parameter %s is bad.", "X");
+    char *json = imm_error_to_json(&err, "REQ-1");
+    assert_non_null(strstr(json, "\"Code\":\t\"InvalidArgument\""));
+    assert_non_null(strstr(json, "\"RequestId\":\t\"REQ-1\""));
+    assert_non_null(strstr(json, "\"Message\":\t\"The parameter X is bad.\""));
+    free(json);
+    assert_true(imm_err_is_request_error(IMM_ELIMIT));
+    assert_false(imm_err_is_request_error(IMM_ENOTFOUND));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(valid_request_is_modelled),
+        cmocka_unit_test(malformed_json_is_invalid_json),
+        cmocka_unit_test(required_fields_are_named),
+        cmocka_unit_test(more_than_eleven_sources_exceed_the_limit),
+        cmocka_unit_test(alignment_index_must_name_a_source),
+        cmocka_unit_test(codec_rules_follow_the_service),
+        cmocka_unit_test(uris_cannot_leave_their_bucket),
+        cmocka_unit_test(a_target_never_overwrites_a_source),
+        cmocka_unit_test(uri_parse_splits_bucket_and_key),
+        cmocka_unit_test(autoext_resolves_to_the_container),
+        cmocka_unit_test(container_is_inferred_from_a_known_extension),
+        cmocka_unit_test(error_body_has_the_service_shape),
+    };
+    return cmocka_run_group_tests_name("request", tests, NULL, NULL);
+}

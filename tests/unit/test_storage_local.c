@@ -1,0 +1,198 @@
+/* Unit tests of the embedded local store (oss/local.c): mapping, containment, atomic writes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "imm_oss.h"
+
+typedef struct fixture {
+    char dir[64];  /* holds root/ and outside/ */
+    char root[96];
+    imm_storage *st;
+} fixture;
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    fixture *fx = calloc(1, sizeof(*fx));
+    char path[256];
+    strcpy(fx->dir, "/tmp/immerge-unit-XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->root, sizeof(fx->root), "%s/root", fx->dir);
+    mkdir(fx->root, 0755);
+    snprintf(path, sizeof(path), "%s/bkt", fx->root);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/bkt/in.txt", fx->root);
+    write_file(path, "source bytes");
+    snprintf(path, sizeof(path), "%s/outside", fx->dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/outside/secret.txt", fx->dir);
+    write_file(path, "secret");
+    char link[256];
+    snprintf(link, sizeof(link), "%s/bkt/link.txt", fx->root);
+    assert_int_equal(symlink(path, link), 0);
+    snprintf(path, sizeof(path), "%s/outside", fx->dir);
+    snprintf(link, sizeof(link), "%s/bkt/dirlink", fx->root);
+    assert_int_equal(symlink(path, link), 0);
+    assert_int_equal(imm_oss_local_new(fx->root, &fx->st, NULL), IMM_OK);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *fx = *state;
+    char cmd[128];
+    imm_storage_free(fx->st);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", fx->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(fx);
+    return 0;
+}
+
+static void oss_uri_reads_root_bucket_key(void **state)
+{
+    fixture *fx = *state;
+    imm_object *obj = NULL;
+    uint8_t buf[64] = {0};
+    assert_int_equal(fx->st->ops->open_read(fx->st, "oss://bkt/in.txt", &obj, NULL), IMM_OK);
+    assert_int_equal(fx->st->ops->seek(obj, 0, IMM_SEEK_SIZE), 12);
+    assert_int_equal(fx->st->ops->read(obj, buf, sizeof(buf)), 12);
+    assert_memory_equal(buf, "source bytes", 12);
+    assert_int_equal(fx->st->ops->seek(obj, 7, SEEK_SET), 7);
+    assert_int_equal(fx->st->ops->read(obj, buf, 5), 5);
+    assert_memory_equal(buf, "bytes", 5);
+    fx->st->ops->close(obj);
+}
+
+static void missing_object_is_not_found(void **state)
+{
+    fixture *fx = *state;
+    imm_object *obj = NULL;
+    imm_error err;
+    assert_int_equal(fx->st->ops->open_read(fx->st, "oss://bkt/none.mp3", &obj, &err),
+                     IMM_ENOTFOUND);
+    assert_non_null(strstr(err.message, "oss://bkt/none.mp3"));
+}
+
+static void links_out_of_the_root_are_forbidden(void **state)
+{
+    fixture *fx = *state;
+    imm_object *obj = NULL;
+    imm_error err;
+    assert_int_equal(fx->st->ops->open_read(fx->st, "oss://bkt/link.txt", &obj, &err),
+                     IMM_EFORBIDDEN);
+    assert_int_equal(fx->st->ops->open_read(fx->st, "oss://bkt/dirlink/secret.txt", &obj, &err),
+                     IMM_EFORBIDDEN);
+    assert_int_equal(fx->st->ops->open_write(fx->st, "oss://bkt/dirlink/new.txt", &obj, &err),
+                     IMM_EFORBIDDEN);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/outside/new.txt", fx->dir);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static int count_entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void writes_appear_only_on_commit(void **state)
+{
+    fixture *fx = *state;
+    imm_object *obj = NULL;
+    char path[300], dir[200];
+    struct stat sb;
+    snprintf(dir, sizeof(dir), "%s/bkt/new/deeper", fx->root);
+    snprintf(path, sizeof(path), "%s/out.bin", dir);
+    assert_int_equal(fx->st->ops->open_write(fx->st, "oss://bkt/new/deeper/out.bin", &obj, NULL),
+                     IMM_OK);
+    assert_int_equal(fx->st->ops->write(obj, (const uint8_t *)"hello world", 11), 11);
+    assert_int_equal(fx->st->ops->seek(obj, 0, SEEK_SET), 0);
+    assert_int_equal(fx->st->ops->write(obj, (const uint8_t *)"J", 1), 1);
+    assert_int_equal(stat(path, &sb), -1); /* not visible before commit */
+    assert_int_equal(fx->st->ops->commit(obj, NULL), IMM_OK);
+    fx->st->ops->close(obj);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_size, 11);
+    assert_int_equal(count_entries(dir), 1); /* no temporary left */
+}
+
+static void an_uncommitted_write_leaves_nothing_and_keeps_the_old_object(void **state)
+{
+    fixture *fx = *state;
+    imm_object *obj = NULL;
+    char path[300], dir[200], buf[32] = {0};
+    snprintf(dir, sizeof(dir), "%s/bkt", fx->root);
+    snprintf(path, sizeof(path), "%s/in.txt", dir);
+    int before = count_entries(dir);
+    assert_int_equal(fx->st->ops->open_write(fx->st, "oss://bkt/in.txt", &obj, NULL), IMM_OK);
+    assert_int_equal(fx->st->ops->write(obj, (const uint8_t *)"partial", 7), 7);
+    fx->st->ops->close(obj);
+    assert_int_equal(count_entries(dir), before);
+    FILE *f = fopen(path, "r");
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    assert_string_equal(buf, "source bytes");
+}
+
+static void a_missing_bucket_is_not_created(void **state)
+{
+    fixture *fx = *state;
+    imm_object *obj = NULL;
+    char path[256];
+    assert_int_equal(fx->st->ops->open_write(fx->st, "oss://nobucket/a/b.mp3", &obj, NULL),
+                     IMM_ENOTFOUND);
+    snprintf(path, sizeof(path), "%s/nobucket", fx->root);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
+static void oss_uris_need_a_root(void **state)
+{
+    (void)state;
+    imm_storage *st = NULL;
+    imm_object *obj = NULL;
+    imm_error err;
+    assert_int_equal(imm_oss_local_new(NULL, &st, NULL), IMM_OK);
+    assert_int_equal(st->ops->open_read(st, "oss://bkt/in.txt", &obj, &err), IMM_EARG);
+    assert_non_null(strstr(err.message, "--oss-root"));
+    imm_storage_free(st);
+    assert_int_equal(imm_oss_local_new("/nonexistent/immerge", &st, &err), IMM_EARG);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(oss_uri_reads_root_bucket_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(missing_object_is_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(links_out_of_the_root_are_forbidden, setup, teardown),
+        cmocka_unit_test_setup_teardown(writes_appear_only_on_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            an_uncommitted_write_leaves_nothing_and_keeps_the_old_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_missing_bucket_is_not_created, setup, teardown),
+        cmocka_unit_test(oss_uris_need_a_root),
+    };
+    return cmocka_run_group_tests_name("storage_local", tests, NULL, NULL);
+}
