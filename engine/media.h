@@ -20,6 +20,13 @@
 
 /* ---- storage_io.c ---- */
 imm_err imm_io_open_input(imm_storage *st, const char *uri, AVFormatContext **out, imm_error *err);
+/* A playlist segment that was missing or out of bounds, even where the demuxer went on without it:
+ * a merge never silently drops part of a source. */
+imm_err imm_io_input_check(AVFormatContext *fmt, imm_error *err);
+/* Sets err for a failure while reading fmt: the storage's own reason (a playlist segment missing
+ * or out of bounds) when there is one, else code with the printf-style message. */
+imm_err imm_io_input_error(AVFormatContext *fmt, imm_err code, imm_error *err, const char *msg,
+                           ...) __attribute__((format(printf, 4, 5)));
 void imm_io_close_input(imm_storage *st, AVFormatContext **fmt);
 imm_err imm_io_open_output(imm_storage *st, const char *uri, AVIOContext **pb, imm_error *err);
 /* Flushes pb and makes the object appear at its URI; *size gets its final size. */

@@ -151,13 +151,16 @@ static imm_err feed_decoder(imm_source *src, imm_error *err)
     for (;;) {
         ret = av_read_frame(src->fmt, src->pkt);
         if (ret == AVERROR_EOF || (ret < 0 && avio_feof(src->fmt->pb))) {
+            imm_err e = imm_io_input_check(src->fmt, err);
+            if (e)
+                return e;
             src->draining = 1;
             avcodec_send_packet(src->dec, NULL);
             return IMM_OK;
         }
         if (ret < 0)
-            return imm_error_set(err, IMM_EMEDIA, "%s: reading failed: %s", src->uri,
-                                 av_err2str(ret));
+            return imm_io_input_error(src->fmt, IMM_EMEDIA, err, "%s: reading failed: %s",
+                                      src->uri, av_err2str(ret));
         if (src->pkt->stream_index == src->info.stream_index)
             break;
         av_packet_unref(src->pkt);

@@ -12,6 +12,7 @@
 #include "media.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ typedef struct io_scope {
     imm_storage *st;
     int is_oss;
     char prefix[80];   /* "oss:/" + "/bucket" (oss) or the playlist's folder (local) */
+    imm_error refusal; /* why the last segment could not be opened; code IMM_OK if none */
 } io_scope;
 
 void imm_storage_free(imm_storage *st)
@@ -116,13 +118,17 @@ static int io_open_segment(AVFormatContext *s, AVIOContext **pb, const char *url
     size_t plen = strlen(scope->prefix) - (scope->is_oss ? 5 : 0);
     const char *scoped = scope->prefix + (scope->is_oss ? 5 : 0);
     if (strncmp(url, scoped, plen) || url[plen] != '/') {
-        av_log(s, AV_LOG_ERROR, "playlist entry %s leaves the playlist's %s\n", url,
-               scope->is_oss ? "bucket" : "folder");
+        imm_error_set(&scope->refusal, IMM_EFORBIDDEN, "The playlist entry %s leaves the "
+                      "playlist's %s.", url, scope->is_oss ? "bucket" : "folder");
         return AVERROR(EPERM);
     }
     snprintf(uri, sizeof(uri), "%s%s", scope->is_oss ? "oss:/" : "", url);
-    if (scope->st->ops->open_read(scope->st, uri, &obj, NULL))
-        return AVERROR(ENOENT);
+    imm_err e = scope->st->ops->open_read(scope->st, uri, &obj, &scope->refusal);
+    if (e == IMM_EARG) /* a ".." the demuxer left in: the entry would leave its bucket */
+        imm_error_set(&scope->refusal, IMM_EFORBIDDEN, "The playlist entry %s leaves the "
+                      "playlist's bucket.", uri);
+    if (e)
+        return AVERROR(e == IMM_ENOTFOUND ? ENOENT : EPERM);
     *pb = io_wrap(scope->st, obj, 0);
     if (!*pb) {
         scope->st->ops->close(obj);
@@ -189,17 +195,46 @@ imm_err imm_io_open_input(imm_storage *st, const char *uri, AVFormatContext **ou
     if (ret < 0) {
         /* avformat_open_input frees fmt on failure but leaves a custom pb to us. */
         io_close_read(st, &pb);
+        if (scope->refusal.code)
+            e = imm_error_set(err, scope->refusal.code, "%s: %s", uri, scope->refusal.message);
+        else
+            e = imm_error_set(err, IMM_EMEDIA, "%s is not a media file FFmpeg can read: %s",
+                              uri, av_err2str(ret));
         av_free(scope);
-        return imm_error_set(err, IMM_EMEDIA, "%s is not a media file FFmpeg can read: %s", uri,
-                             av_err2str(ret));
+        return e;
     }
     if ((ret = avformat_find_stream_info(fmt, NULL)) < 0) {
+        e = imm_io_input_error(fmt, IMM_EMEDIA, err, "Cannot read the streams of %s: %s", uri,
+                               av_err2str(ret));
         imm_io_close_input(st, &fmt);
-        return imm_error_set(err, IMM_EMEDIA, "Cannot read the streams of %s: %s", uri,
-                             av_err2str(ret));
+        return e;
     }
     *out = fmt;
     return IMM_OK;
+}
+
+imm_err imm_io_input_check(AVFormatContext *fmt, imm_error *err)
+{
+    io_scope *scope = fmt->opaque;
+    if (scope && scope->refusal.code)
+        return imm_error_set(err, scope->refusal.code, "%s", scope->refusal.message);
+    return IMM_OK;
+}
+
+imm_err imm_io_input_error(AVFormatContext *fmt, imm_err code, imm_error *err, const char *msg,
+                           ...)
+{
+    imm_err e = imm_io_input_check(fmt, err);
+    if (e)
+        return e;
+    va_list ap;
+    va_start(ap, msg);
+    if (err) {
+        err->code = code;
+        vsnprintf(err->message, sizeof(err->message), msg, ap);
+    }
+    va_end(ap);
+    return code;
 }
 
 void imm_io_close_input(imm_storage *st, AVFormatContext **fmt)

@@ -225,6 +225,33 @@ test_cli() {
     || not_ok "local paths" "rc=$rc $(jqo .Message 2>/dev/null)"
 }
 
+# Several targets come from one decode; they appear together or not at all.
+test_multi_target() {
+  local two='"Targets":[{"URI":"oss://test-bucket/output/multi.{autoext}","Container":"aac","Audio":{"TranscodeAudio":{"Codec":"aac","Bitrate":64000}}},{"URI":"oss://test-bucket/output/multi.{autoext}","Container":"flac","Audio":{"TranscodeAudio":{"Codec":"flac","SampleRate":48000,"Channel":1}}}]'
+  run multi "{\"ProjectName\":\"p\",\"Sources\":[$seg,{\"URI\":\"oss://test-bucket/audio/seg3.mp3\"}],$two}"
+  local want=$(rescale "$n1" 48000 44100) want3=$(rescale "$n3" 48000 22050)
+  [ "$rc" = 0 ] && [ "$(samples "$b/output/multi.flac")" = $((want + want3)) ] \
+    && [ "$(probe "$b/output/multi.flac" channels)" = 1 ] && [ "$(probe "$b/output/multi.aac" codec_name)" = aac ] \
+    && ok "two targets (AAC + FLAC 48 kHz mono) from one request: $((want + want3)) samples" \
+    || not_ok "two targets from one request" "rc=$rc $(jqo .Message 2>/dev/null)"
+  rm -f "$b"/output/multi.*
+  run multi-fail "{\"ProjectName\":\"p\",\"Sources\":[$seg],\"Targets\":[{\"URI\":\"oss://test-bucket/output/first.mp3\",\"Container\":\"mp3\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}},{\"URI\":\"oss://no-such-bucket/second.mp3\",\"Container\":\"mp3\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}"
+  [ "$rc" = 1 ] && [ ! -e "$b/output/first.mp3" ] && ok "one target failing fails the task and writes no target" \
+    || not_ok "one failing target leaves none" "rc=$rc"
+}
+
+# A playlist whose segments leave its bucket is refused, not followed; a missing segment fails.
+test_playlist_escape() {
+  mkdir -p "$root/other-bucket" "$b/evil"
+  cp "$b/formats/hls/part0.ts" "$root/other-bucket/part0.ts"
+  printf '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n../../../other-bucket/part0.ts\n#EXT-X-ENDLIST\n' > "$b/evil/list.m3u8"
+  run escape "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/evil/list.m3u8\"}],$good_target}"
+  expect_error "playlist segment outside its bucket is refused" 1 Forbidden other-bucket
+  cp -r "$b/formats/hls" "$b/holey"; rm "$b/holey/part1.ts"
+  run holey "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/holey/list.m3u8\"}],$good_target}"
+  expect_error "playlist with a missing segment fails, not silently shorter" 1 ResourceNotFound part1.ts
+}
+
 # Memory must not grow with input length: 1 minute and 60 minutes of input peak at about the same.
 test_memory() {
   ff -f lavfi -i "sine=f=300:d=60:sample_rate=8000" -c:a flac "$b/audio/1min.flac"
@@ -248,6 +275,8 @@ test_clip_mp3
 test_formats
 test_errors
 test_cli
+test_multi_target
+test_playlist_escape
 [ -z "${IMMERGE_E2E_QUICK:-}" ] && test_memory
 
 echo "$pass passed, $fail failed"
