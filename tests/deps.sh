@@ -2,7 +2,7 @@
 # Installs what immerge needs to build and test, when it is missing. Idempotent; quiet when all is there.
 set -euo pipefail
 pkgs=(pkg-config libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libcjson-dev
-      libcmocka-dev ffmpeg mpg123 faad sox espeak-ng jq time)
+      libcmocka-dev ffmpeg mpg123 faad sox espeak-ng jq time valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -225,6 +225,23 @@ test_cli() {
     || not_ok "local paths" "rc=$rc $(jqo .Message 2>/dev/null)"
 }
 
+# Audio.Stream picks among the source's audio streams; DisableAudio drops a source.
+test_stream_and_disable() {
+  ff -f lavfi -i "sine=f=300:d=1:sample_rate=44100" -f lavfi -i "sine=f=600:d=2:sample_rate=44100" \
+     -map 0 -map 1 -c:a flac "$b/audio/two-tracks.mkv"
+  local t='"Targets":[{"URI":"oss://test-bucket/output/pick.flac","Container":"flac","Audio":{"Stream":[%s],"TranscodeAudio":{"Codec":"flac"}}}]'
+  run stream0 "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/two-tracks.mkv\"}],$(printf "$t" 0)}"
+  local a; a=$(samples "$b/output/pick.flac")
+  run stream1 "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/two-tracks.mkv\"}],$(printf "$t" '7,1')}"
+  local c; c=$(samples "$b/output/pick.flac")
+  [ "$a" = 44100 ] && [ "$c" = 88200 ] && ok "Audio.Stream [0] takes the first track, [7,1] skips 7 and takes the second" \
+    || not_ok "Audio.Stream selection" "first=$a second=$c"
+  run disable "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/two-tracks.mkv\"},{\"URI\":\"oss://test-bucket/audio/seg2.mp3\",\"DisableAudio\":true}],$(printf "$t" 0)}"
+  [ "$rc" = 0 ] && [ "$(samples "$b/output/pick.flac")" = 44100 ] && ok "Sources[].DisableAudio contributes nothing" \
+    || not_ok "Sources[].DisableAudio" "rc=$rc"
+  rm -f "$b/output/pick.flac" "$b/audio/two-tracks.mkv"
+}
+
 # Several targets come from one decode; they appear together or not at all.
 test_multi_target() {
   local two='"Targets":[{"URI":"oss://test-bucket/output/multi.{autoext}","Container":"aac","Audio":{"TranscodeAudio":{"Codec":"aac","Bitrate":64000}}},{"URI":"oss://test-bucket/output/multi.{autoext}","Container":"flac","Audio":{"TranscodeAudio":{"Codec":"flac","SampleRate":48000,"Channel":1}}}]'
@@ -275,6 +292,7 @@ test_clip_mp3
 test_formats
 test_errors
 test_cli
+test_stream_and_disable
 test_multi_target
 test_playlist_escape
 [ -z "${IMMERGE_E2E_QUICK:-}" ] && test_memory

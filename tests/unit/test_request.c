@@ -142,6 +142,17 @@ static void a_target_never_overwrites_a_source(void **state)
                    IMM_EARG, "Targets[0].URI");
 }
 
+static void targets_must_select_the_same_streams(void **state)
+{
+    (void)state;
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":["
+                   "{\"URI\":\"oss://b-1/x.mp3\",\"Audio\":{\"Stream\":[0],"
+                   "\"TranscodeAudio\":{\"Codec\":\"mp3\"}}},"
+                   "{\"URI\":\"oss://b-1/y.mp3\",\"Audio\":{\"Stream\":[1],"
+                   "\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}",
+                   IMM_EARG, "Targets[1].Audio.Stream");
+}
+
 static void uri_parse_splits_bucket_and_key(void **state)
 {
     (void)state;
@@ -219,6 +230,7 @@ int main(void)
         cmocka_unit_test(codec_rules_follow_the_service),
         cmocka_unit_test(uris_cannot_leave_their_bucket),
         cmocka_unit_test(a_target_never_overwrites_a_source),
+        cmocka_unit_test(targets_must_select_the_same_streams),
         cmocka_unit_test(uri_parse_splits_bucket_and_key),
         cmocka_unit_test(autoext_resolves_to_the_container),
         cmocka_unit_test(container_is_inferred_from_a_known_extension),
