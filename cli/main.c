@@ -9,6 +9,7 @@
 #include "imm_oss.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <libavutil/log.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,15 @@ static const char usage[] =
     "  --verbose        also show FFmpeg's own warnings\n"
     "\n"
     "exit status: 0 succeeded, 1 the task failed while running, 2 invalid request or usage\n";
+
+/* Set by SIGINT/SIGTERM: the engine stops and discards its temporary outputs. */
+static volatile int cancel_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    cancel_requested = 1;
+}
 
 typedef struct cli {
     const char *oss_root;
@@ -143,7 +153,10 @@ static int run(const cli *c)
         return fail_request(&err, NULL);
     }
     task = imm_task_new(req);
-    imm_run_options opt = {.storage = st};
+    imm_run_options opt = {.storage = st, .cancel = &cancel_requested};
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     if (!c->quiet && (c->progress || isatty(STDERR_FILENO)))
         opt.progress = show_progress;
     e = imm_task_run(task, req, &opt, &err);
@@ -152,7 +165,8 @@ static int run(const cli *c)
     } else {
         print_json(imm_task_to_json(task));
         if (e && !c->quiet)
-            fprintf(stderr, "immerge: task failed: %s: %s\n", imm_err_code(e), err.message);
+            fprintf(stderr, "%simmerge: task failed: %s: %s\n", opt.progress ? "\n" : "",
+                    imm_err_code(e), err.message);
         status = e ? EXIT_FAILED : EXIT_OK;
     }
     imm_task_free(task);

@@ -26,6 +26,7 @@ const char *imm_err_code(imm_err code)
     case IMM_EMEDIA:     return "InvalidMedia";
     case IMM_EIO:        return "StorageError";
     case IMM_EINTERNAL:  return "InternalError";
+    case IMM_ECANCELED:  return "Cancelled";
     }
     return "InternalError";
 }

@@ -169,6 +169,10 @@ static imm_err merge_source(run *r, int index, imm_error *err)
         return e;
     double rate = imm_source_get_info(src)->sample_rate;
     while (!(e = imm_source_read(src, &frame, &offset, &count, err)) && frame) {
+        if (r->opt->cancel && *r->opt->cancel) {
+            e = imm_error_set(err, IMM_ECANCELED, "The task was cancelled; nothing was written.");
+            break;
+        }
         for (int t = 0; t < req->ntargets && !e; t++) {
             e = imm_convert_push(r->converts[t], frame, offset, count, imm_sink_fifo(r->sinks[t]),
                                  err);
@@ -228,7 +232,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
     av_channel_layout_uninit(&primary.layout);
     now_rfc3339(task->end);
     if (e) {
-        task->status = "Failed";
+        task->status = e == IMM_ECANCELED ? "Cancelled" : "Failed";
         task->error = *err;
     } else {
         task->status = "Succeeded";

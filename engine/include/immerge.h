@@ -30,6 +30,7 @@ typedef enum imm_err {
     IMM_EMEDIA,     /* InvalidMedia: a source cannot be demuxed or decoded, or has no audio */
     IMM_EIO,        /* StorageError: reading or writing storage failed */
     IMM_EINTERNAL,  /* InternalError: an encoder/muxer failure or out of memory */
+    IMM_ECANCELED,  /* Cancelled: the caller asked the task to stop */
 } imm_err;
 
 typedef struct imm_error {
@@ -107,6 +108,9 @@ typedef struct imm_run_options {
     /* Called now and then with the fraction of input processed (0..1); may be NULL. */
     void (*progress)(void *opaque, double fraction);
     void *progress_opaque;
+    /* When not NULL and non-zero, the task stops soon, writes nothing and fails with
+     * IMM_ECANCELED (status Cancelled). A signal handler may set it. */
+    const volatile int *cancel;
 } imm_run_options;
 
 /* A task record with a fresh TaskId and RequestId, status Running. */

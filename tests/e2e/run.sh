@@ -270,6 +270,7 @@ test_playlist_escape() {
 }
 
 # Memory must not grow with input length: 1 minute and 60 minutes of input peak at about the same.
+# Also: a long task interrupted by SIGINT.
 test_memory() {
   ff -f lavfi -i "sine=f=300:d=60:sample_rate=8000" -c:a flac "$b/audio/1min.flac"
   ff -f lavfi -i "sine=f=300:d=3600:sample_rate=8000" -c:a flac "$b/audio/60min.flac"
@@ -280,6 +281,12 @@ test_memory() {
   done
   [ $(( kb[1] - kb[0] )) -lt 8192 ] && ok "memory: peak RSS ${kb[0]} KiB for 1 min, ${kb[1]} KiB for 60 min" \
     || not_ok "memory bounded" "${kb[0]} KiB vs ${kb[1]} KiB"
+  # Interrupted mid-merge: status Cancelled, exit 1, and no temporary file left behind.
+  rm -f "$b"/output/*
+  "$bin" run --quiet --oss-root "$root" "$work/mem.json" > "$work/cancel.out" &
+  local pid=$!; sleep 0.5; kill -INT "$pid"; wait "$pid"; rc=$?; out=$(cat "$work/cancel.out")
+  expect_error "SIGINT cancels the task" 1 Cancelled
+  nothing_written "cancelled task"
   rm -f "$b/output/mem.mp3" "$b/audio/"*min.flac
 }
 
