@@ -32,7 +32,6 @@ typedef struct imm_target_req {
     imm_option sample_rate_option;
     int channels;     /* 0 = from the primary source */
     int bits_per_sample; /* 0 = from the primary source (FLAC) */
-    int quality;      /* -1 = not set */
     int streams[IMM_MAX_STREAM_SELECT];
     int nstreams;     /* 0 = the first audio stream */
     bool strip_metadata;

@@ -336,7 +336,6 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     double speed = 1.0;
     const cJSON *segment;
 
-    t->quality = -1;
     at(c, "%s[%d]", "Targets", i);
     if (!cJSON_IsObject(tj))
         return bad(c, "must be an object");

@@ -27,7 +27,6 @@ struct imm_source {
     int64_t delivered;
     int64_t decode_errors;
     int64_t frames;
-    int draining;       /* the demuxer is done and the decoder is being flushed */
     int done;
 };
 
@@ -154,7 +153,6 @@ static imm_err feed_decoder(imm_source *src, imm_error *err)
             imm_err e = imm_io_input_check(src->fmt, err);
             if (e)
                 return e;
-            src->draining = 1;
             avcodec_send_packet(src->dec, NULL);
             return IMM_OK;
         }

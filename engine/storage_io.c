@@ -30,7 +30,7 @@ typedef struct io_handle {
 typedef struct io_scope {
     imm_storage *st;
     int is_oss;
-    char prefix[80];   /* "oss:/" + "/bucket" (oss) or the playlist's folder (local) */
+    char prefix[4096]; /* "oss:/" + "/bucket" (oss) or the playlist's folder (local) */
     imm_error refusal; /* why the last segment could not be opened; code IMM_OK if none */
 } io_scope;
 
@@ -157,7 +157,7 @@ static void ffmpeg_name(const imm_uri *u, io_scope *scope, char *name, size_t le
     const char *slash = strrchr(u->path, '/');
     size_t dl = slash ? (size_t)(slash - u->path) : 0;
     if (dl >= sizeof(scope->prefix))
-        dl = 0; /* a folder name too long to scope: segments must then be absolute below "" */
+        dl = sizeof(scope->prefix) - 1; /* longer than any path: no segment can match it */
     memcpy(scope->prefix, u->path, dl);
     scope->prefix[dl] = '\0';
 }
