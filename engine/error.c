@@ -36,15 +36,21 @@ int imm_err_is_request_error(imm_err code)
     return code == IMM_EJSON || code == IMM_EARG || code == IMM_ELIMIT;
 }
 
-imm_err imm_error_set(imm_error *err, imm_err code, const char *fmt, ...)
+imm_err imm_error_vset(imm_error *err, imm_err code, const char *fmt, va_list ap)
 {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         err->code = code;
         vsnprintf(err->message, sizeof(err->message), fmt, ap);
-        va_end(ap);
     }
+    return code;
+}
+
+imm_err imm_error_set(imm_error *err, imm_err code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    imm_error_vset(err, code, fmt, ap);
+    va_end(ap);
     return code;
 }
 

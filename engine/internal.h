@@ -7,6 +7,7 @@
 
 #include "immerge.h"
 
+#include <stdarg.h>
 #include <stdbool.h>
 
 #define IMM_MAX_SOURCES 11
@@ -77,5 +78,6 @@ bool imm_service_sample_rate(int rate);
 char *imm_uri_autoext(const char *uri, const char *container);
 
 void imm_uuid_lower(char buf[37]);
+imm_err imm_error_vset(imm_error *err, imm_err code, const char *fmt, va_list ap);
 
 #endif

@@ -10,17 +10,22 @@
  */
 #include "media.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define DEFAULT_BITRATE 128000
 
-static imm_err refuse(imm_error *err, int index, const char *field, const char *fmt_why,
-                      long long v, const char *codec)
+__attribute__((format(printf, 4, 5))) static imm_err refuse(imm_error *err, int index,
+                                                             const char *field, const char *fmt,
+                                                             ...)
 {
     char why[200];
-    snprintf(why, sizeof(why), fmt_why, v, codec);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
     return imm_error_set(err, IMM_EARG, "The parameter Targets[%d].Audio.TranscodeAudio.%s %s",
                          index, field, why);
 }
@@ -48,15 +53,15 @@ static imm_err plan_rate(const imm_target_req *t, int index, const imm_source_in
         if (!imm_codec_takes_rate(p->codec, src))
             return refuse(err, index, "SampleRate",
                           "is not set, and the primary source's %lld Hz is not a rate the %s "
-                          "codec takes: set SampleRate.", src, p->codec->name);
+                          "codec takes: set SampleRate.", (long long)src, p->codec->name);
         p->sample_rate = src;
         return IMM_OK;
     }
     p->sample_rate = t->sample_rate;
     if (src < t->sample_rate && t->sample_rate_option == IMM_OPT_FALL)
         return refuse(err, index, "SampleRate",
-                      "is above the primary source's %lld Hz and SampleRateOption is fall.", src,
-                      "");
+                      "is above the primary source's %lld Hz and SampleRateOption is fall.",
+                      (long long)src);
     if (src < t->sample_rate && t->sample_rate_option == IMM_OPT_ADAPTIVE) {
         /* The source's own rate, or the nearest rate below it that the codec takes. */
         int best = 0;
@@ -77,7 +82,7 @@ static imm_err plan_layout(const imm_target_req *t, int index, const imm_source_
     if (channels > p->codec->max_channels)
         return refuse(err, index, "Channel",
                       "is not set, and the primary source's %lld channels are more than the %s "
-                      "codec takes: set Channel.", channels, p->codec->name);
+                      "codec takes: set Channel.", (long long)channels, p->codec->name);
     if (primary->channels == channels)
         av_channel_layout_copy(&p->layout, &primary->layout);
     else
@@ -96,7 +101,7 @@ static imm_err plan_layout(const imm_target_req *t, int index, const imm_source_
                        : IMM_OK;
         }
     return refuse(err, index, "Channel", "asks for %lld channels, which the %s encoder cannot "
-                  "write.", channels, p->encoder->name);
+                  "write.", (long long)channels, p->encoder->name);
 }
 
 /* The encoder's format closest to what the primary decodes to, so 16-bit stays 16-bit. */
@@ -128,8 +133,8 @@ static imm_err plan_bitrate(const imm_target_req *t, int index, const imm_source
     p->bitrate = t->bitrate;
     if (src > 0 && src < t->bitrate && t->bitrate_option == IMM_OPT_FALL)
         return refuse(err, index, "Bitrate",
-                      "is above the primary source's %lld bit/s and BitrateOption is fall.", src,
-                      "");
+                      "is above the primary source's %lld bit/s and BitrateOption is fall.",
+                      (long long)src);
     if (src > 0 && src < t->bitrate && t->bitrate_option == IMM_OPT_ADAPTIVE)
         p->bitrate = src;
     return IMM_OK;

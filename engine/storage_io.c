@@ -229,10 +229,7 @@ imm_err imm_io_input_error(AVFormatContext *fmt, imm_err code, imm_error *err, c
         return e;
     va_list ap;
     va_start(ap, msg);
-    if (err) {
-        err->code = code;
-        vsnprintf(err->message, sizeof(err->message), msg, ap);
-    }
+    imm_error_vset(err, code, msg, ap);
     va_end(ap);
     return code;
 }

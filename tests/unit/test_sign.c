@@ -76,6 +76,14 @@ static imm_v4_request v4_base(time_t when, size_t nheaders)
     return r;
 }
 
+/* Signs r and compares the whole Authorization value. */
+static void expect_v4(const imm_v4_request *r, const char *want)
+{
+    char *auth = imm_sign_v4(r, NULL);
+    assert_string_equal(auth, want);
+    free(auth);
+}
+
 static void v4_a_canonical_request_and_signature(void **state)
 {
     (void)state;
@@ -97,11 +105,8 @@ static void v4_b_security_token_is_signed(void **state)
 {
     (void)state;
     imm_v4_request r = v4_base(1702784856, 7);
-    char *auth = imm_sign_v4(&r, NULL);
-    assert_string_equal(auth, "OSS4-HMAC-SHA256 Credential=ak/20231217/cn-hangzhou/oss/"
-                              "aliyun_v4_request,Signature=b94a3f999cf85bcdc00d332fbd3734ba03e483"
-                              "82c36fa4d5af5df817395bd9ea");
-    free(auth);
+    expect_v4(&r, "OSS4-HMAC-SHA256 Credential=ak/20231217/cn-hangzhou/oss/aliyun_v4_request,"
+                  "Signature=b94a3f999cf85bcdc00d332fbd3734ba03e48382c36fa4d5af5df817395bd9ea");
 }
 
 static void v4_c_additional_headers(void **state)
@@ -111,11 +116,9 @@ static void v4_c_additional_headers(void **state)
     imm_v4_request r = v4_base(1702747512, 6);
     r.additional = additional;
     r.nadditional = 2;
-    char *auth = imm_sign_v4(&r, NULL);
-    assert_string_equal(auth, "OSS4-HMAC-SHA256 Credential=ak/20231216/cn-hangzhou/oss/"
-                              "aliyun_v4_request,AdditionalHeaders=abc;zabc,Signature=4a4183c187c0"
-                              "7c8947db7620deb0a6b38d9fbdd34187b6dbaccb316fa251212f");
-    free(auth);
+    expect_v4(&r, "OSS4-HMAC-SHA256 Credential=ak/20231216/cn-hangzhou/oss/aliyun_v4_request,"
+                  "AdditionalHeaders=abc;zabc,Signature=4a4183c187c07c8947db7620deb0a6b38d9fbdd3"
+                  "4187b6dbaccb316fa251212f");
 }
 
 static void v4_d_e_c_sdk_vectors(void **state)
@@ -129,11 +132,8 @@ static void v4_d_e_c_sdk_vectors(void **state)
         .path = "/oss-bucket-test/test-sign-V4/-!@#$%^&*()/abcdefjhijklmnoqprstuvwxyz/123456789",
         .headers = hd, .nheaders = 4, .region = "cn-hangzhou", .when = 1665911671,
         .access_key_id = "ak", .access_key_secret = "sk", .payload_hash = "UNSIGNED-PAYLOAD"};
-    char *auth = imm_sign_v4(&r, NULL);
-    assert_string_equal(auth, "OSS4-HMAC-SHA256 Credential=ak/20221016/cn-hangzhou/oss/"
-                              "aliyun_v4_request,Signature=5028172a0a3806285979896982bee6e36e915c"
-                              "bf428ee7100a809e1f0ff43b64");
-    free(auth);
+    expect_v4(&r, "OSS4-HMAC-SHA256 Credential=ak/20221016/cn-hangzhou/oss/aliyun_v4_request,"
+                  "Signature=5028172a0a3806285979896982bee6e36e915cbf428ee7100a809e1f0ff43b64");
     const imm_kv he[] = {{"x-oss-head1", "value"}, {"abc", "value"}, {"ZAbc", "value"},
                          {"XYZ", "value"}, {"x-oss-date", "20221016T040719Z"},
                          {"Content-Type", "application/octet-stream"},
@@ -143,11 +143,8 @@ static void v4_d_e_c_sdk_vectors(void **state)
     r.when = 1665893239;
     r.query = v4_query;
     r.nquery = 6;
-    auth = imm_sign_v4(&r, NULL);
-    assert_string_equal(auth, "OSS4-HMAC-SHA256 Credential=ak/20221016/cn-hangzhou/oss/"
-                              "aliyun_v4_request,Signature=16e58322c5aafb55edd82813b02d6521caab81"
-                              "94882c786bf0e77b7987a63979");
-    free(auth);
+    expect_v4(&r, "OSS4-HMAC-SHA256 Credential=ak/20221016/cn-hangzhou/oss/aliyun_v4_request,"
+                  "Signature=16e58322c5aafb55edd82813b02d6521caab8194882c786bf0e77b7987a63979");
 }
 
 static void aws_flavor_writes_empty_values_and_signed_headers(void **state)
