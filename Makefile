@@ -1,7 +1,7 @@
 # immerge - plain Makefile. `make` builds build/immerge; `make test` installs what is missing
 # (Debian packages), builds, and runs the unit tests (also under ASan+UBSan) and the end-to-end suite.
 
-PKGS     := libavformat libavcodec libswresample libavutil libcjson openssl
+PKGS     := libavformat libavcodec libswresample libavutil libcjson openssl libcurl
 BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2 -g

@@ -26,11 +26,27 @@ static const char usage[] =
     "Runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
     "\n"
     "options:\n"
-    "  --oss-root DIR   folder that holds oss://bucket/key as DIR/bucket/key\n"
-    "                   (default: $IMMERGE_OSS_ROOT)\n"
-    "  --progress       show progress on stderr even when it is not a terminal\n"
-    "  --quiet          no progress and no log lines on stderr\n"
-    "  --verbose        also show FFmpeg's own warnings\n"
+    "  --progress            show progress on stderr even when it is not a terminal\n"
+    "  --quiet               no progress and no log lines on stderr\n"
+    "  --verbose             also show FFmpeg's own warnings and the storage used\n"
+    "\n"
+    "storage (oss://bucket/key URIs; file:// URIs and paths are always local files):\n"
+    "  --oss-root DIR        a local folder: oss://bucket/key is DIR/bucket/key\n"
+    "                        (default: $IMMERGE_OSS_ROOT)\n"
+    "  --oss-endpoint URL    an OSS or S3-compatible server (default: $OSS_ENDPOINT, then\n"
+    "                        the config file's endpoint). Keys: $OSS_ACCESS_KEY_ID,\n"
+    "                        $OSS_ACCESS_KEY_SECRET, $OSS_SESSION_TOKEN, else the\n"
+    "                        ALIBABA_CLOUD_* names, else the config file\n"
+    "  --oss-region R        region for V4 signatures, e.g. cn-hangzhou ($OSS_REGION;\n"
+    "                        derived from an aliyuncs.com endpoint)\n"
+    "  --oss-signature S     v4 (OSS4-HMAC-SHA256, default), v1, or s3v4 (AWS SigV4)\n"
+    "  --oss-addressing A    auto (default: virtual-hosted for aliyuncs.com), virtual, path\n"
+    "  --oss-config FILE     ossutil-style config file (default ~/.ossutilconfig)\n"
+    "  --oss-retries N       retries of a failed request (network, 5xx; default 4)\n"
+    "  --oss-retry-time S    most seconds spent retrying one request (default 60)\n"
+    "  --oss-timeout S       a transfer stalled this long fails and is retried (default 30)\n"
+    "  --oss-part-size B     uploads above B bytes go multipart in parts of B (default 8M)\n"
+    "  --temp-dir DIR        where outputs wait for their upload (default $TMPDIR or /tmp)\n"
     "\n"
     "exit status: 0 succeeded, 1 the task failed while running, 2 invalid request or usage\n";
 
@@ -44,7 +60,7 @@ static void on_signal(int sig)
 }
 
 typedef struct cli {
-    const char *oss_root;
+    imm_oss_options storage;
     const char *request_path;
     int progress;
     int quiet;
@@ -101,13 +117,23 @@ static void show_progress(void *opaque, double fraction)
 
 static int parse_args(int argc, char **argv, cli *c)
 {
+    imm_oss_options *so = &c->storage;
+    const char **storage_values[] = {
+        &so->root,   &so->endpoint,   &so->region,  &so->signature,
+        &so->addressing, &so->config_file, &so->retries, &so->retry_time,
+        &so->timeout, &so->part_size, &so->temp_dir,
+    };
     static const struct option longopts[] = {
-        {"oss-root", required_argument, NULL, 'r'}, {"progress", no_argument, NULL, 'p'},
-        {"quiet", no_argument, NULL, 'q'},          {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
+        {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
+        {"oss-addressing", required_argument, NULL, 4}, {"oss-config", required_argument, NULL, 5},
+        {"oss-retries", required_argument, NULL, 6},   {"oss-retry-time", required_argument, NULL, 7},
+        {"oss-timeout", required_argument, NULL, 8},   {"oss-part-size", required_argument, NULL, 9},
+        {"temp-dir", required_argument, NULL, 10},     {"progress", no_argument, NULL, 'p'},
+        {"quiet", no_argument, NULL, 'q'},             {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     int ch;
-    c->oss_root = getenv("IMMERGE_OSS_ROOT");
     if (argc < 2 || strcmp(argv[1], "run")) {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             fputs(usage, stdout);
@@ -117,8 +143,11 @@ static int parse_args(int argc, char **argv, cli *c)
     }
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (ch >= 0 && ch < (int)(sizeof(storage_values) / sizeof(*storage_values))) {
+            *storage_values[ch] = optarg;
+            continue;
+        }
         switch (ch) {
-        case 'r': c->oss_root = optarg; break;
         case 'p': c->progress = 1; break;
         case 'q': c->quiet = 1; break;
         case 'v': c->verbose = 1; break;
@@ -148,10 +177,13 @@ static int run(const cli *c)
     free(json);
     if (e)
         return fail_request(&err, NULL);
-    if ((e = imm_oss_local_new(c->oss_root, &st, &err))) {
+    char describe[256];
+    if ((e = imm_oss_open(&c->storage, &st, describe, &err))) {
         imm_request_free(req);
         return fail_request(&err, NULL);
     }
+    if (c->verbose)
+        fprintf(stderr, "immerge: %s\n", describe);
     task = imm_task_new(req);
     imm_run_options opt = {.storage = st, .cancel = &cancel_requested};
     struct sigaction sa = {.sa_handler = on_signal};

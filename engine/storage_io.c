@@ -24,6 +24,7 @@
 typedef struct io_handle {
     imm_storage *st;
     imm_object *obj;
+    imm_error *failure; /* inputs: where the store's reason for a failed read goes */
 } io_handle;
 
 /* What io_open needs to map FFmpeg's segment URLs back to storage URIs. */
@@ -31,7 +32,7 @@ typedef struct io_scope {
     imm_storage *st;
     int is_oss;
     char prefix[4096]; /* "oss:/" + "/bucket" (oss) or the playlist's folder (local) */
-    imm_error refusal; /* why the last segment could not be opened; code IMM_OK if none */
+    imm_error refusal; /* why a segment could not be opened or a read failed; IMM_OK if none */
 } io_scope;
 
 void imm_storage_free(imm_storage *st)
@@ -44,8 +45,13 @@ static int io_read(void *opaque, uint8_t *buf, int size)
 {
     io_handle *h = opaque;
     int64_t n = h->st->ops->read(h->obj, buf, (size_t)size);
-    if (n < 0)
-        return AVERROR(errno ? errno : EIO);
+    if (n < 0) {
+        int e = errno ? errno : EIO;
+        /* FFmpeg keeps only an errno; the store knows more (its answer, the retries spent). */
+        if (h->failure && !h->failure->code && h->st->ops->last_error)
+            h->st->ops->last_error(h->obj, h->failure);
+        return AVERROR(e);
+    }
     return n == 0 ? AVERROR_EOF : (int)n;
 }
 
@@ -67,7 +73,7 @@ static int64_t io_seek(void *opaque, int64_t offset, int whence)
     return r < 0 ? AVERROR(errno ? errno : EIO) : r;
 }
 
-static AVIOContext *io_wrap(imm_storage *st, imm_object *obj, int writable)
+static AVIOContext *io_wrap(imm_storage *st, imm_object *obj, imm_error *failure, int writable)
 {
     io_handle *h = av_mallocz(sizeof(*h));
     uint8_t *buf = av_malloc(IO_BUFFER_SIZE);
@@ -75,6 +81,7 @@ static AVIOContext *io_wrap(imm_storage *st, imm_object *obj, int writable)
     if (h && buf) {
         h->st = st;
         h->obj = obj;
+        h->failure = failure;
         pb = avio_alloc_context(buf, IO_BUFFER_SIZE, writable, h, writable ? NULL : io_read,
                                 writable ? io_write : NULL, io_seek);
     }
@@ -129,7 +136,7 @@ static int io_open_segment(AVFormatContext *s, AVIOContext **pb, const char *url
                       "playlist's bucket.", uri);
     if (e)
         return AVERROR(e == IMM_ENOTFOUND ? ENOENT : EPERM);
-    *pb = io_wrap(scope->st, obj, 0);
+    *pb = io_wrap(scope->st, obj, &scope->refusal, 0);
     if (!*pb) {
         scope->st->ops->close(obj);
         return AVERROR(ENOMEM);
@@ -177,7 +184,7 @@ imm_err imm_io_open_input(imm_storage *st, const char *uri, AVFormatContext **ou
         return e;
     fmt = avformat_alloc_context();
     scope = av_mallocz(sizeof(*scope));
-    AVIOContext *pb = fmt && scope ? io_wrap(st, obj, 0) : NULL;
+    AVIOContext *pb = fmt && scope ? io_wrap(st, obj, &scope->refusal, 0) : NULL;
     if (!pb) {
         st->ops->close(obj);
         avformat_free_context(fmt);
@@ -251,7 +258,7 @@ imm_err imm_io_open_output(imm_storage *st, const char *uri, AVIOContext **pb, i
     imm_err e = st->ops->open_write(st, uri, &obj, err);
     if (e)
         return e;
-    *pb = io_wrap(st, obj, 1);
+    *pb = io_wrap(st, obj, NULL, 1);
     if (!*pb) {
         st->ops->close(obj);
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");

@@ -3,10 +3,13 @@
  * source once through every target's converter and encoder, and commit the outputs only when all
  * of them are complete. Also the task record and its JSON in the service's GetTask shape.
  *
- * Sources are probed (opened and closed) before any output is created, so a missing or unreadable
- * source, or a primary whose parameters a codec cannot take, fails the task before anything is
- * written. Decoding then opens one source at a time: memory does not grow with their number or
- * length.
+ * Sources are probed (opened) before any output is created, so a missing or unreadable source, or
+ * a primary whose parameters a codec cannot take, fails the task before anything is written. Each
+ * stays open until its turn to be decoded, which then goes on from where the probe stopped: no
+ * byte of a source is fetched twice from remote storage, and the next source's first bytes are
+ * already in when the previous one ends. An open source holds its demuxer's probe data and its
+ * store's read window (a few hundred KiB), not its audio, so memory does not grow with the
+ * sources' length.
  */
 #include "media.h"
 
@@ -50,6 +53,7 @@ typedef struct run {
     const imm_run_options *opt;
     imm_sink *sinks[IMM_MAX_TARGETS];
     imm_convert *converts[IMM_MAX_TARGETS];
+    imm_source *sources[IMM_MAX_SOURCES]; /* probed, waiting for their turn */
     AVDictionary *metadata; /* the primary source's tags */
     double total_seconds, done_seconds;
 } run;
@@ -86,7 +90,8 @@ const char *imm_task_request_id(const imm_task *t)
     return t->request_id;
 }
 
-/* Probes every source: it exists, it has audio, and how long it is. Keeps the primary's info. */
+/* Probes every source: it exists, it has audio, and how long it is. Keeps the primary's info and
+ * the sources to merge open. */
 static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
 {
     const imm_request *req = r->task->req;
@@ -115,7 +120,10 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
             primary->metadata = NULL;
             av_dict_copy(&r->metadata, in->metadata, 0);
         }
-        imm_source_close(src);
+        if (sr->disable_audio)
+            imm_source_close(src);
+        else
+            r->sources[i] = src;
     }
     return IMM_OK;
 }
@@ -159,14 +167,10 @@ static void report_progress(run *r, double seconds)
 static imm_err merge_source(run *r, int index, imm_error *err)
 {
     const imm_request *req = r->task->req;
-    const imm_target_req *t0 = &req->targets[0];
-    imm_source *src = NULL;
+    imm_source *src = r->sources[index];
     AVFrame *frame;
     int offset, count;
-    imm_err e = imm_source_open(r->opt->storage, &req->sources[index], t0->streams, t0->nstreams,
-                                &src, err);
-    if (e)
-        return e;
+    imm_err e = IMM_OK;
     double rate = imm_source_get_info(src)->sample_rate;
     while (!(e = imm_source_read(src, &frame, &offset, &count, err)) && frame) {
         if (r->opt->cancel && *r->opt->cancel) {
@@ -190,6 +194,7 @@ static imm_err merge_source(run *r, int index, imm_error *err)
     }
     r->task->sources[index].samples = imm_source_samples(src);
     imm_source_close(src);
+    r->sources[index] = NULL;
     return e;
 }
 
@@ -228,6 +233,8 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         imm_sink_free(r.sinks[i]);
         imm_convert_free(r.converts[i]);
     }
+    for (int i = 0; i < IMM_MAX_SOURCES; i++)
+        imm_source_close(r.sources[i]);
     av_dict_free(&r.metadata);
     av_channel_layout_uninit(&primary.layout);
     now_rfc3339(task->end);

@@ -119,7 +119,7 @@ static imm_err resolve(local_storage *ls, const char *uri, char *rel, size_t len
     if (ls->root_fd < 0)
         return imm_error_set(err, IMM_EARG,
                              "%s is an OSS URI but no storage is configured: pass --oss-root DIR "
-                             "or set IMMERGE_OSS_ROOT.", uri);
+                             "(a local folder) or --oss-endpoint URL (an OSS or S3 server).", uri);
     if ((size_t)snprintf(rel, len, "%s/%s", u.bucket, u.key) >= len)
         return imm_error_set(err, IMM_EARG, "The URI %s is too long.", uri);
     *dirfd = ls->root_fd;

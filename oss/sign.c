@@ -69,10 +69,10 @@ static void put_encoded(buf *b, const char *s, int keep_slash)
     }
 }
 
-static char *encoded(const char *s)
+char *imm_rfc3986_encode(const char *s, int keep_slash)
 {
     buf b = {0};
-    put_encoded(&b, s ? s : "", 0);
+    put_encoded(&b, s ? s : "", keep_slash);
     return finish(&b);
 }
 
@@ -114,8 +114,8 @@ static void canonical_query(buf *b, const imm_v4_request *r)
         return;
     }
     for (size_t i = 0; i < r->nquery; i++) {
-        q[i].k = encoded(r->query[i].key);
-        q[i].v = encoded(r->query[i].value);
+        q[i].k = imm_rfc3986_encode(r->query[i].key, 0);
+        q[i].v = imm_rfc3986_encode(r->query[i].value, 0);
     }
     qsort(q, r->nquery, sizeof(*q), cmp_pair);
     for (size_t i = 0; i < r->nquery; i++) {

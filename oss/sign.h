@@ -33,6 +33,10 @@ typedef struct imm_v4_request {
     const char *payload_hash;  /* "UNSIGNED-PAYLOAD" or hex SHA-256 */
 } imm_v4_request;
 
+/* s percent-encoded as RFC 3986 says (unreserved kept, '/' too when keep_slash, all else %XX in
+ * upper case): the encoding of V4 canonical requests and of the URLs we send. malloc'd. */
+char *imm_rfc3986_encode(const char *s, int keep_slash);
+
 /* "YYYYMMDDTHHMMSSZ" for when: the value of x-oss-date / x-amz-date. */
 void imm_sign_v4_date(time_t when, char out[17]);
 /* The Authorization header value; *canonical (if not NULL) gets the canonical request. Both are

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what immerge needs to build and test, when it is missing. Idempotent; quiet when all is there.
 set -euo pipefail
-pkgs=(pkg-config libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libcjson-dev libssl-dev
+pkgs=(pkg-config libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libcjson-dev libssl-dev libcurl4-openssl-dev
       libcmocka-dev ffmpeg mpg123 faad sox espeak-ng jq time valgrind)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -82,6 +82,9 @@ typedef struct imm_storage_ops {
     int64_t (*seek)(imm_object *obj, int64_t offset, int whence);
     /* Makes a written object appear at its URI. The object stays open; close it afterwards. */
     imm_err (*commit)(imm_object *obj, imm_error *err);
+    /* Optional (may be NULL): why the last failed read, write or seek on obj failed, when errno
+     * alone cannot say (a store's answer, a retry budget spent). IMM_OK when it did not fail. */
+    imm_err (*last_error)(imm_object *obj, imm_error *err);
     void (*close)(imm_object *obj);
     void (*free)(imm_storage *st);
 } imm_storage_ops;
