@@ -1,5 +1,7 @@
 # immerge - plain Makefile. `make` builds build/immerge; `make test` installs what is missing
-# (Debian packages), builds, and runs the unit tests (also under ASan+UBSan) and the end-to-end suite.
+# (Debian packages, and the npm packages of the storage tests' servers), builds, and runs the unit
+# tests (also under ASan+UBSan), the end-to-end suite, and the storage suite against servers on
+# 127.0.0.1.
 
 PKGS     := libavformat libavcodec libswresample libavutil libcjson openssl libcurl
 BUILD    ?= build
@@ -61,6 +63,7 @@ asan-test:
 
 e2e: all
 	@tests/e2e/run.sh $(BUILD)/immerge
+	@tests/e2e/storage.sh $(BUILD)/immerge
 
 # valgrind: the unit tests and both examples, failing on any memory error or leak. Its log is shown
 # only on failure: valgrind 3.19 warns about every openat2 call it cannot follow (we fall back).
@@ -79,7 +82,9 @@ test: deps
 	@$(MAKE) --no-print-directory asan-test
 	@$(MAKE) --no-print-directory valgrind
 	@IMMERGE_E2E_QUICK=1 tests/e2e/run.sh build/asan/immerge
+	@IMMERGE_E2E_QUICK=1 tests/e2e/storage.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
+	@tests/e2e/storage.sh build/immerge
 
 clean:
 	rm -rf build

@@ -110,7 +110,8 @@ static void v1_resource(const char *bucket, const char *key, const call *c, char
 {
     imm_kv q[8];
     size_t n = c->nquery < 8 ? c->nquery : 8;
-    memcpy(q, c->query, n * sizeof(*q));
+    if (n)
+        memcpy(q, c->query, n * sizeof(*q));
     qsort(q, n, sizeof(*q), cmp_kv);
     size_t len = (size_t)snprintf(out, cap, "/%s/%s", bucket, key);
     for (size_t i = 0; i < n && len < cap; i++)

@@ -3,13 +3,23 @@
 set -euo pipefail
 pkgs=(pkg-config libavformat-dev libavcodec-dev libswresample-dev libavutil-dev libcjson-dev libssl-dev libcurl4-openssl-dev
       libcmocka-dev ffmpeg mpg123 faad sox espeak-ng jq time valgrind)
+# Node.js runs the storage tests' servers; a machine may have its own newer one.
+command -v node > /dev/null && command -v npm > /dev/null || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-echo "deps: installing ${missing[*]}" >&2
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >&2
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq >&2
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+# The mock OSS server's signature oracle (ali-oss) and the S3-compatible server (s3rver), pinned
+# by tests/oss/package-lock.json.
+oss="$(cd "$(dirname "$0")" && pwd)/oss"
+if [ ! -d "$oss/node_modules/ali-oss" ] || [ ! -d "$oss/node_modules/s3rver" ]; then
+  echo "deps: npm ci in tests/oss" >&2
+  (cd "$oss" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi

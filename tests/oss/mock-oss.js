@@ -64,6 +64,23 @@ function objectPath(bucket, key) {
   return p;
 }
 
+// An object's ETag is its MD5 (as OSS gives for a PutObject), computed once per version.
+const etagCache = new Map();
+function fileEtag(file, st) {
+  const id = `${st.size}:${st.mtimeMs}:${st.ino}`;
+  const hit = etagCache.get(file);
+  if (hit && hit.id === id) return hit.etag;
+  const hash = crypto.createHash('md5');
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.alloc(1 << 20);
+  try {
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
+  } finally { fs.closeSync(fd); }
+  const etag = `"${hash.digest('hex').toUpperCase()}"`;
+  etagCache.set(file, { id, etag });
+  return etag;
+}
+
 function etagOf(buf) {
   return `"${crypto.createHash('md5').update(buf).digest('hex').toUpperCase()}"`;
 }
@@ -174,34 +191,36 @@ async function handleObject(req, res, bucket, key, query) {
     let st;
     try { st = fs.statSync(file); } catch (e) { st = null; }
     if (!st || !st.isFile()) return sendError(res, 404, 'NoSuchKey', 'The specified key does not exist.');
-    const data = fs.readFileSync(file);
-    const headers = { 'ETag': etagOf(data), 'Last-Modified': st.mtime.toUTCString(),
+    const size = st.size;
+    const headers = { 'ETag': fileEtag(file, st), 'Last-Modified': st.mtime.toUTCString(),
       'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes',
       'x-oss-request-id': requestId() };
     if (op === 'HeadObject') {
-      res.writeHead(200, { ...headers, 'Content-Length': data.length });
+      res.writeHead(200, { ...headers, 'Content-Length': size });
       return res.end();
     }
-    let start = 0, end = data.length - 1, status = 200;
+    let start = 0, end = size - 1, status = 200;
     const range = req.headers.range;
     const m = range && /^bytes=(\d*)-(\d*)$/.exec(range);
     const standard = req.headers['x-oss-range-behavior'] === 'standard';
     if (m && (m[1] !== '' || m[2] !== '')) {
-      let a = m[1] === '' ? data.length - Number(m[2]) : Number(m[1]);
-      let b = m[1] === '' || m[2] === '' ? data.length - 1 : Number(m[2]);
+      let a = m[1] === '' ? size - Number(m[2]) : Number(m[1]);
+      const b = m[1] === '' || m[2] === '' ? size - 1 : Number(m[2]);
       if (a < 0) a = 0;
-      const valid = a <= b && a < data.length;
+      const valid = a <= b && a < size;
       if (valid) {
         start = a;
-        end = Math.min(b, data.length - 1);
+        end = Math.min(b, size - 1);
         status = 206;
-        headers['Content-Range'] = `bytes ${start}-${end}/${data.length}`;
+        headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
       } else if (standard) {
-        res.writeHead(416, { 'Content-Range': `bytes */${data.length}` });
+        res.writeHead(416, { 'Content-Range': `bytes */${size}` });
         return res.end();
       } // else OSS's legacy behaviour: the whole object with 200
     }
-    const slice = data.subarray(start, end + 1);
+    const slice = Buffer.alloc(end + 1 - start);
+    const fd = fs.openSync(file, 'r');
+    try { fs.readSync(fd, slice, 0, slice.length, start); } finally { fs.closeSync(fd); }
     res.writeHead(status, { ...headers, 'Content-Length': slice.length });
     if (fault && fault.kind === 'reset') {
       const part = slice.subarray(0, Math.min(fault.after || 0, slice.length));

@@ -1,0 +1,28 @@
+# lib.sh - helpers shared by the end-to-end suites (sourced; the suite sets `out` and `rc`).
+# Verdicts use tools we did not write: ffmpeg/ffprobe, mpg123, faad, cmp.
+pass=0 fail=0
+
+ok()     { pass=$((pass + 1)); echo "ok - $1"; }
+not_ok() { fail=$((fail + 1)); echo "not ok - $1${2:+: $2}"; }
+ff()     { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
+
+# Samples per channel of FILE's first audio stream, decoded by the ffmpeg CLI at its own rate.
+samples() { ffmpeg -nostdin -v error -i "$1" -map 0:a:0 -ac 1 -f s16le - | wc -c | awk '{print $1 / 2}'; }
+rate_of() { ffprobe -v error -select_streams a:0 -show_entries stream=sample_rate -of csv=p=0 "$1" | head -1; }
+probe()   { ffprobe -v error -select_streams a:0 -show_entries "stream=$2" -of csv=p=0 "$1" | head -1; }
+# round(n * to / from), as the engine defines a resampled source's length
+rescale() { echo $(( ($1 * $2 * 2 + $3) / ($3 * 2) )); }
+abs()     { local v=$1; echo $(( v < 0 ? -v : v )); }
+
+jqo() { printf '%s' "$out" | jq -r "$1"; }
+
+# expect NAME RC CODE [TEXT-IN-MESSAGE]: the run failed as the service would say
+expect_error() {
+  local name=$1 want_rc=$2 code=$3 text=${4:-}
+  local got_code msg; got_code=$(jqo .Code 2>/dev/null); msg=$(jqo .Message 2>/dev/null)
+  if [ "$rc" != "$want_rc" ]; then not_ok "$name" "exit $rc, wanted $want_rc ($msg)"
+  elif [ "$got_code" != "$code" ]; then not_ok "$name" "Code $got_code, wanted $code ($msg)"
+  elif [ -n "$text" ] && [[ "$msg" != *"$text"* ]]; then not_ok "$name" "message lacks '$text': $msg"
+  else ok "$name"; fi
+}
+
