@@ -4,8 +4,9 @@
 // Objects live on disk (DIR/bucket/key; a bucket is a folder). It speaks HeadObject, ranged
 // GetObject with OSS's range semantics, PutObject, DeleteObject and multipart upload (100 KB part
 // minimum, Abort, NoSuchUpload), answers OSS error XML, and checks every request's Authorization
-// with the signing functions of Alibaba's official Node.js client ali-oss (V1 and V4), so our
-// signatures are judged by code we did not write.
+// with the signing functions of Alibaba's official Node.js client ali-oss (V1 and V4), or, for
+// AWS SigV4 (OSS's S3-compatible face), with the widely used `aws4` package: our signatures are
+// judged by code we did not write.
 //
 //   node mock-oss.js --dir DIR --ak ID --sk SECRET [--region R] [--token STS] [--anonymous]
 //
@@ -19,6 +20,7 @@ const fs = require('fs');
 const http = require('http');
 const path = require('path');
 const signUtils = require('ali-oss/lib/common/signUtils');
+const aws4 = require('aws4');
 
 const args = {};
 for (let i = 2; i < process.argv.length; i++) {
@@ -92,7 +94,7 @@ function checkAuth(req, bucket, key, query) {
   if (!auth) return args.anonymous ? null : [403, 'AccessDenied', 'Anonymous access is forbidden.'];
   stats.authChecked++;
   const headers = req.headers; // node gives lower-case names
-  if (args.token && headers['x-oss-security-token'] !== args.token)
+  if (args.token && (headers['x-oss-security-token'] || headers['x-amz-security-token']) !== args.token)
     return [403, 'InvalidSecurityToken', 'The security token is missing or wrong.'];
   let expected;
   if (auth.startsWith('OSS4-HMAC-SHA256 ')) {
@@ -119,8 +121,18 @@ function checkAuth(req, bucket, key, query) {
       { headers, parameters }, headers['x-oss-date'] ? undefined : headers.date);
     if (auth.slice(4).split(':')[0] !== args.ak) return [403, 'InvalidAccessKeyId', 'The OSS Access Key Id you provided does not exist in our records.'];
     expected = signUtils.authorization(args.ak, args.sk, canonical);
+  } else if (auth.startsWith('AWS4-HMAC-SHA256 ')) {
+    const m = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/s3\/aws4_request, SignedHeaders=([^,]+), Signature=[0-9a-f]{64}$/.exec(auth);
+    if (!m) return [400, 'InvalidArgument', 'Malformed AWS4 Authorization.'];
+    if (m[1] !== args.ak) return [403, 'InvalidAccessKeyId', 'The Access Key Id you provided does not exist in our records.'];
+    if (!headers['x-amz-content-sha256']) return [400, 'InvalidRequest', 'Missing required header x-amz-content-sha256.'];
+    const signed = {};
+    for (const name of m[4].split(';')) signed[name] = headers[name];
+    const opts = aws4.sign({ method: req.method, host: headers.host, path: req.url, headers: signed,
+      service: 's3', region: m[3] }, { accessKeyId: args.ak, secretAccessKey: args.sk });
+    expected = opts.headers.Authorization;
   } else {
-    return [400, 'InvalidArgument', 'Authorization is neither OSS nor OSS4-HMAC-SHA256.'];
+    return [400, 'InvalidArgument', 'Authorization is not OSS, OSS4-HMAC-SHA256 or AWS4-HMAC-SHA256.'];
   }
   stats.lastAuth = { scheme: auth.split(' ')[0], matched: expected === auth };
   if (expected !== auth) {
