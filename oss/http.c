@@ -295,6 +295,22 @@ int imm_http_perform(imm_http *h, const imm_http_request *q, imm_http_response *
     if (rc == CURLE_OK && !x.sink_overflow && !x.body_oom)
         return 0;
     r->transport_failed = 1;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        r->transient = 1;
+        break;
+    default:
+        break;
+    }
     if (x.sink_overflow)
         snprintf(r->reason, sizeof(r->reason), "the server sent more than was asked for");
     else if (x.body_oom)

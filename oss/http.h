@@ -37,6 +37,7 @@ typedef struct imm_http_request {
 typedef struct imm_http_response {
     long status;            /* 0 when no HTTP answer arrived */
     int transport_failed;   /* the connection failed or broke mid-transfer */
+    int transient;          /* ... in a way that trying again may cure (not a TLS or URL error) */
     char reason[256];       /* curl's description of a transport failure */
     size_t sink_len;        /* bytes written to request.sink */
     char *body;             /* any other body, NUL-terminated (at most 1 MiB); free with clear */

@@ -14,7 +14,8 @@
  * nor a dangling upload. Every body carries Content-MD5: the store refuses a corrupted upload.
  *
  * Every request is signed afresh on each attempt (the date moves); network failures, 5xx and 429
- * are retried with exponential backoff within the configured count and time.
+ * are retried with exponential backoff within the configured count and time. What retrying cannot
+ * cure (a TLS certificate refused, a malformed URL, a 4xx) fails at once.
  */
 #include "imm_oss.h"
 #include "http.h"
@@ -317,7 +318,9 @@ static imm_err send(remote *rs, imm_http *http, const char *bucket, const char *
         free(auth);
         if (!rc && resp->status / 100 == 2)
             return IMM_OK;
-        int retry = rc || resp->status >= 500 || resp->status == 429;
+        int retry = rc ? resp->transient : resp->status >= 500 || resp->status == 429;
+        if (!retry && rc)
+            return imm_error_set(err, IMM_EIO, "%s %s failed: %s", c->op, uri, resp->reason);
         if (!retry)
             return refusal(uri, c, resp, err);
         /* Full jitter keeps many clients from retrying in step. */

@@ -219,6 +219,19 @@ test_refusals() {
     || not_ok "sources changed"
 }
 
+test_tls_refused() {
+  # An HTTPS endpoint whose certificate nobody vouches for: refused at once, not retried.
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls.key" -out "$work/tls.crt" -days 1 \
+    -subj /CN=127.0.0.1 2>/dev/null
+  start_server "$work/tls.log" node -e '
+    const s = require("https").createServer({key: require("fs").readFileSync(process.argv[1]),
+      cert: require("fs").readFileSync(process.argv[2])}, (q, r) => r.end());
+    s.listen(0, "127.0.0.1", () => console.log("listening on " + s.address().port));' "$work/tls.key" "$work/tls.crt"
+  out=$("$bin" run --quiet --oss-endpoint "https://127.0.0.1:$port" "$ex_aac" 2>/dev/null); rc=$?
+  expect_error "TLS: an untrusted certificate fails the task at once, saying so" 1 StorageError "certificate"
+  [[ "$(jqo .Message)" != *attempts* ]] && ok "TLS: a certificate problem is not retried" || not_ok "TLS retried" "$(jqo .Message)"
+}
+
 test_config_sources() {
   reset
   out=$(env -u OSS_ACCESS_KEY_ID -u OSS_ACCESS_KEY_SECRET -u OSS_SESSION_TOKEN \
@@ -340,6 +353,7 @@ test_virtual_hosted
 test_odd_keys
 test_faults
 test_refusals
+test_tls_refused
 test_config_sources
 test_seek_and_playlist
 test_s3rver
