@@ -63,6 +63,7 @@ asan-test:
 
 e2e: all
 	@tests/e2e/run.sh $(BUILD)/immerge
+	@tests/e2e/targets.sh $(BUILD)/immerge
 	@tests/e2e/storage.sh $(BUILD)/immerge
 
 # valgrind: the unit tests and both examples, failing on any memory error or leak. Its log is shown
@@ -83,7 +84,9 @@ test: deps
 	@$(MAKE) --no-print-directory valgrind
 	@IMMERGE_E2E_QUICK=1 tests/e2e/run.sh build/asan/immerge
 	@IMMERGE_E2E_QUICK=1 tests/e2e/storage.sh build/asan/immerge
+	@tests/e2e/targets.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
+	@tests/e2e/targets.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 
 clean:

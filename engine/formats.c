@@ -38,7 +38,7 @@ static const imm_container_info containers[] = {
     {"opus", "opus", {"opus"}},
     {"mp4", "mp4", {"aac", "mp3", "ac3", "opus", "flac"}},
     {"mkv", "matroska", {"aac", "mp3", "flac", "vorbis", "opus", "ac3"}},
-    {"mov", "mov", {"aac", "mp3", "ac3", "flac", "amr"}},
+    {"mov", "mov", {"aac", "mp3", "ac3", "amr"}}, /* FFmpeg writes FLAC only into MP4 */
     {"asf", "asf", {"mp3", "aac", "ac3"}},
     {"avi", "avi", {"mp3", "aac", "ac3"}},
     {"mxf", "mxf", {NULL}},

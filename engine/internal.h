@@ -29,6 +29,7 @@ typedef struct imm_target_req {
     char *codec;      /* lower-case, validated, never "copy" */
     int64_t bitrate;  /* 0 = from the primary source */
     imm_option bitrate_option;
+    int quality;      /* 0..100 (VBR), -1 = not set; never set together with bitrate */
     int sample_rate;  /* 0 = from the primary source */
     imm_option sample_rate_option;
     int channels;     /* 0 = from the primary source */

@@ -72,8 +72,11 @@ typedef struct imm_target_plan {
     int sample_rate;
     AVChannelLayout layout;
     enum AVSampleFormat sample_fmt;
-    int64_t bitrate;      /* 0 for lossless codecs */
+    int64_t bitrate;      /* 0 for lossless codecs and VBR by quality */
     int bits_per_sample;  /* FLAC: 16 or 24; 0 otherwise */
+    int quality;          /* the request's Quality, -1 when not set */
+    double qscale;        /* > 0: VBR at this encoder quality (FFmpeg's -q:a scale) */
+    int compression_level; /* >= 0: FLAC's, from Quality */
 } imm_target_plan;
 
 imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_info *primary,

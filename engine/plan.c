@@ -140,11 +140,44 @@ static imm_err plan_bitrate(const imm_target_req *t, int index, const imm_source
     return IMM_OK;
 }
 
+/* Quality 0..100 onto each encoder's own scale (README, "Quality"): LAME's V9..V0, the AAC and
+ * Vorbis encoders' VBR quality, FLAC's compression level; Opus and AC-3 have no quality scale in
+ * FFmpeg, so Quality picks their bitrate (Opus VBR, AC-3 constant). */
+static void plan_quality(int q, imm_target_plan *p)
+{
+    static const int ac3_rates[] = {32, 40, 48, 56, 64, 80, 96, 112, 128, 160,
+                                    192, 224, 256, 320, 384, 448, 512, 576, 640};
+    const char *name = p->codec->name;
+    int channels = p->layout.nb_channels;
+    p->bitrate = 0;
+    if (!strcmp(name, "mp3")) {
+        p->qscale = (100 - q) * 9 / 100.0; /* LAME -V: 0 is best */
+        if (p->qscale <= 0)
+            p->qscale = 0.001; /* V0; 0 itself would mean "not set" */
+    } else if (!strcmp(name, "aac")) {
+        p->qscale = 0.1 + 1.9 * q / 100.0;
+    } else if (!strcmp(name, "vorbis")) {
+        p->qscale = q / 10.0 > 0 ? q / 10.0 : 0.001;
+    } else if (!strcmp(name, "flac")) {
+        p->compression_level = (q * 8 + 50) / 100;
+    } else if (!strcmp(name, "opus")) {
+        p->bitrate = (int64_t)channels * (16000 + q * 1120);
+    } else if (!strcmp(name, "ac3")) {
+        int want = channels * (32 + q * 96 / 100), best = ac3_rates[0];
+        for (size_t i = 0; i < sizeof(ac3_rates) / sizeof(*ac3_rates); i++)
+            if (abs(ac3_rates[i] - want) < abs(best - want))
+                best = ac3_rates[i];
+        p->bitrate = best * 1000;
+    }
+}
+
 imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_info *primary,
                         imm_target_plan *p, imm_error *err)
 {
     imm_err e;
     memset(p, 0, sizeof(*p));
+    p->quality = t->quality;
+    p->compression_level = -1;
     p->container = imm_container_find(t->container);
     p->codec = imm_codec_find(t->codec);
     p->uri = imm_uri_autoext(t->uri, t->container);
@@ -158,12 +191,22 @@ imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_inf
                              "The parameter Targets[%d].Audio.TranscodeAudio.Codec %s has no "
                              "encoder for %d Hz in this FFmpeg build.", index, p->codec->name,
                              p->sample_rate);
+    /* The table says what the service allows; the muxer says what this FFmpeg build can write. */
+    const AVOutputFormat *of = av_guess_format(p->container->muxer, NULL, NULL);
+    if (!of || !avformat_query_codec(of, p->encoder->id, FF_COMPLIANCE_EXPERIMENTAL))
+        return imm_error_set(err, IMM_EARG, "The parameter Targets[%d].Audio.TranscodeAudio.Codec "
+                             "%s cannot be written into the %s container by this FFmpeg build.",
+                             index, p->codec->name, p->container->name);
     if ((e = plan_layout(t, index, primary, p, err)))
         return e;
     if (p->codec->lossless && !strcmp(p->codec->name, "flac"))
         p->bits_per_sample = t->bits_per_sample ? t->bits_per_sample
                              : primary->bits_per_raw_sample > 16 ? 24 : 16;
     plan_sample_fmt(primary, p);
+    if (t->quality >= 0) {
+        plan_quality(t->quality, p);
+        return IMM_OK;
+    }
     return plan_bitrate(t, index, primary, p, err);
 }
 

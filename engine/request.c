@@ -217,11 +217,9 @@ static imm_err parse_transcode(ctx *c, const cJSON *ta, int i, imm_target_req *t
     v = -1;
     if ((e = get_int(c, ta, "Quality", 0, 100, &v)))
         return e;
-    if (v >= 0) {
-        if (has_bitrate)
-            return bad(c, "cannot be set together with Bitrate");
-        return bad(c, "(VBR quality) is not supported by this engine yet; set Bitrate instead");
-    }
+    if (v >= 0 && has_bitrate)
+        return bad(c, "cannot be set together with Bitrate");
+    t->quality = (int)v;
     at(c, "%s[%d].Audio.TranscodeAudio.BitrateOption", "Targets", i);
     if ((e = parse_option(c, ta, "BitrateOption", &t->bitrate_option)))
         return e;

@@ -8,6 +8,8 @@
  */
 #include "media.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 
 struct imm_sink {
@@ -39,6 +41,12 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
     if (av_channel_layout_copy(&enc->ch_layout, &p->layout) < 0)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     enc->bit_rate = p->bitrate;
+    if (p->qscale > 0) {
+        enc->flags |= AV_CODEC_FLAG_QSCALE;
+        enc->global_quality = (int)lrint(p->qscale * FF_QP2LAMBDA);
+    }
+    if (p->compression_level >= 0)
+        enc->compression_level = p->compression_level;
     if (p->bits_per_sample)
         enc->bits_per_raw_sample = p->bits_per_sample;
     enc->strict_std_compliance = FF_COMPLIANCE_EXPERIMENTAL;

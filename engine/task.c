@@ -277,6 +277,8 @@ static void add_target_json(cJSON *arr, const imm_target_req *treq, const target
         cJSON_AddNumberToObject(o, "Channel", p->layout.nb_channels);
         if (p->bitrate)
             cJSON_AddNumberToObject(o, "Bitrate", (double)p->bitrate);
+        if (p->quality >= 0)
+            cJSON_AddNumberToObject(o, "Quality", p->quality);
         if (p->bits_per_sample)
             cJSON_AddNumberToObject(o, "BitsPerSample", p->bits_per_sample);
         cJSON_AddNumberToObject(o, "Samples", (double)tr->samples);
