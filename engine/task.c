@@ -111,6 +111,15 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
         double left = in->duration - sr->start_time;
         res->duration = sr->duration > 0 && (sr->duration < left || left <= 0) ? sr->duration
                         : left > 0 ? left : 0;
+        /* Container durations are estimates: refuse here only what is clearly past the end; the
+         * exact judgement is made while decoding (merge_source). */
+        if (!sr->disable_audio && in->duration > 0 && sr->start_time > in->duration * 1.05 + 1) {
+            double length = in->duration;
+            imm_source_close(src);
+            return imm_error_set(err, IMM_EARG, "The parameter Sources[%d].StartTime %g s is "
+                                 "past the end of %s (%.3f s): the clip is empty.", i,
+                                 sr->start_time, sr->uri, length);
+        }
         if (!sr->disable_audio)
             r->total_seconds += res->duration;
         if (i == req->alignment_index) {
@@ -193,6 +202,21 @@ static imm_err merge_source(run *r, int index, imm_error *err)
             e = imm_sink_drain(r->sinks[t], err);
     }
     r->task->sources[index].samples = imm_source_samples(src);
+    /* A clip that selects nothing is a mistake in the request, not a reason to drop a source. */
+    if (!e && imm_source_samples(src) == 0) {
+        const imm_source_req *sr = &req->sources[index];
+        double length = imm_source_get_info(src)->duration;
+        if (sr->start_time > 0)
+            e = imm_error_set(err, IMM_EARG, "The parameter Sources[%d].StartTime %g s is at or "
+                              "past the end of %s (%.3f s): the clip is empty.", index,
+                              sr->start_time, sr->uri, length);
+        else if (sr->duration > 0)
+            e = imm_error_set(err, IMM_EARG, "The parameter Sources[%d].Duration %g s selects no "
+                              "whole sample of %s: the clip is empty.", index, sr->duration,
+                              sr->uri);
+        else
+            e = imm_error_set(err, IMM_EMEDIA, "%s decodes to no audio at all.", sr->uri);
+    }
     imm_source_close(src);
     r->sources[index] = NULL;
     return e;

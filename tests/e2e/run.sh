@@ -117,6 +117,26 @@ test_clip_mp3() { # a clip of a lossy source is exactly Duration long
   rm -f "$b/output/clip.flac"
 }
 
+# StartTime/Duration at the edges: past the end and empty clips are refused (naming the field); a
+# Duration past the end stops at the end; a clip covering the whole file is the whole file.
+test_clip_edges() {
+  local t='"Targets":[{"URI":"oss://test-bucket/output/edge.flac","Container":"flac","Audio":{"TranscodeAudio":{"Codec":"flac"}}}]'
+  run edge-past "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/seg1.mp3\",\"StartTime\":100},{\"URI\":\"oss://test-bucket/audio/seg2.mp3\"}],$t}"
+  expect_error "clip edges: StartTime past the end is refused" 2 InvalidArgument "Sources[0].StartTime"
+  run edge-near "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/seg2.mp3\"},{\"URI\":\"oss://test-bucket/audio/seg1.mp3\",\"StartTime\":$(awk -v n="$n1" 'BEGIN { printf "%.6f", n / 44100 + 0.001 }')}],$t}"
+  expect_error "clip edges: StartTime just past the end (found while decoding) is refused" 2 InvalidArgument "Sources[1].StartTime"
+  run edge-tiny "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/seg1.mp3\",\"Duration\":0.00001}],$t}"
+  expect_error "clip edges: a Duration shorter than one sample is refused" 2 InvalidArgument "Sources[0].Duration"
+  [ ! -e "$b/output/edge.flac" ] && ok "clip edges: a refused clip writes nothing" || not_ok "clip edges wrote edge.flac"
+  run edge-long "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/seg1.mp3\",\"StartTime\":1,\"Duration\":1000}],$t}"
+  [ "$rc" = 0 ] && [ "$(samples "$b/output/edge.flac")" = $((n1 - 44100)) ] && ok "clip edges: Duration past the end stops at the end ($((n1 - 44100)) samples)" \
+    || not_ok "clip edges: long Duration" "rc=$rc $(samples "$b/output/edge.flac" 2>/dev/null)"
+  run edge-all "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/audio/seg1.mp3\",\"StartTime\":0,\"Duration\":$(awk -v n="$n1" 'BEGIN { printf "%.6f", n / 44100 }')}],$t}"
+  [ "$rc" = 0 ] && [ "$(samples "$b/output/edge.flac")" = "$n1" ] && ok "clip edges: a clip covering the whole file is the whole file ($n1)" \
+    || not_ok "clip edges: whole file" "rc=$rc $(samples "$b/output/edge.flac" 2>/dev/null)"
+  rm -f "$b/output/edge.flac"
+}
+
 # ---- every input format the service lists, resampled to 48 kHz stereo --------------------------
 test_formats() {
   local f key n r want got dec
@@ -272,6 +292,7 @@ bits_want=16 test_lossless s16 s16 pcm_s16le ''
 bits_want=24 test_lossless s24 s32 pcm_s24le ''
 bits_want=24 test_lossless s16to24 s16 pcm_s16le ',"BitsPerSample":24'
 test_clip_mp3
+test_clip_edges
 test_formats
 test_errors
 test_cli
