@@ -37,6 +37,7 @@ typedef struct imm_target_req {
     int streams[IMM_MAX_STREAM_SELECT];
     int nstreams;     /* 0 = the first audio stream */
     bool strip_metadata;
+    double speed;     /* 0.5..1.0 */
 } imm_target_req;
 
 struct imm_request {

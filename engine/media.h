@@ -5,6 +5,7 @@
  *   source.c      demux + decode + clip one source, sample-exact
  *   plan.c        a target's resolved parameters (request, else the AlignmentIndex source)
  *   convert.c     resample/remix one source's audio into a target's format, exact in length
+ *   tempo.c       a target's Speed (atempo), exact in length
  *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
  *   task.c        runs them in order and reports like the service
  */
@@ -77,6 +78,7 @@ typedef struct imm_target_plan {
     int quality;          /* the request's Quality, -1 when not set */
     double qscale;        /* > 0: VBR at this encoder quality (FFmpeg's -q:a scale) */
     int compression_level; /* >= 0: FLAC's, from Quality */
+    double speed;         /* Speed: 1.0, or 0.5..1 through tempo.c */
 } imm_target_plan;
 
 imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_info *primary,
@@ -94,6 +96,16 @@ imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int 
  * round(input samples * out rate / in rate) long. */
 imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err);
 void imm_convert_free(imm_convert *cv);
+
+/* ---- tempo.c ---- */
+typedef struct imm_tempo imm_tempo;
+
+imm_err imm_tempo_new(const imm_target_plan *plan, imm_tempo **out, imm_error *err);
+/* Moves what `in` holds through atempo into `out`; with flush, ends the stream and makes the
+ * total exactly round(samples in / speed). */
+imm_err imm_tempo_run(imm_tempo *t, AVAudioFifo *in, AVAudioFifo *out, int flush,
+                      imm_error *err);
+void imm_tempo_free(imm_tempo *t);
 
 /* ---- sink.c ---- */
 typedef struct imm_sink imm_sink;

@@ -367,8 +367,7 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
         return e;
     if (speed < 0.5 || speed > 1.0)
         return bad(c, "must be between 0.5 and 1.0");
-    if (speed != 1.0)
-        return bad(c, "other than 1.0 is not supported by this engine yet");
+    t->speed = speed;
     at(c, "%s[%d].Segment", "Targets", i);
     if ((e = get_object(c, tj, "Segment", &segment)))
         return e;

@@ -19,7 +19,9 @@ struct imm_sink {
     AVFormatContext *mux;
     AVStream *stream;
     AVCodecContext *enc;
-    AVAudioFifo *fifo;
+    AVAudioFifo *fifo;  /* what the encoder takes next */
+    AVAudioFifo *input; /* with a Speed: what the merge gives, before tempo; else == fifo */
+    imm_tempo *tempo;
     AVFrame *frame;
     AVPacket *pkt;
     int frame_size;
@@ -102,9 +104,15 @@ imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDict
     if ((e = open_muxer(s, metadata, err)) || (e = open_encoder(s, err)))
         goto fail;
     s->fifo = av_audio_fifo_alloc(plan->sample_fmt, plan->layout.nb_channels, s->frame_size * 2);
+    s->input = s->fifo;
+    if (plan->speed != 1.0) {
+        if ((e = imm_tempo_new(plan, &s->tempo, err)))
+            goto fail;
+        s->input = av_audio_fifo_alloc(plan->sample_fmt, plan->layout.nb_channels, 4096);
+    }
     s->frame = av_frame_alloc();
     s->pkt = av_packet_alloc();
-    if (!s->fifo || !s->frame || !s->pkt) {
+    if (!s->fifo || !s->input || !s->frame || !s->pkt) {
         e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
         goto fail;
     }
@@ -122,7 +130,7 @@ fail:
 
 AVAudioFifo *imm_sink_fifo(imm_sink *sink)
 {
-    return sink->fifo;
+    return sink->input;
 }
 
 /* Sends one frame (NULL: flush) and writes every packet the encoder has ready. */
@@ -167,7 +175,7 @@ static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
 
 imm_err imm_sink_drain(imm_sink *s, imm_error *err)
 {
-    imm_err e = IMM_OK;
+    imm_err e = s->tempo ? imm_tempo_run(s->tempo, s->input, s->fifo, 0, err) : IMM_OK;
     while (!e && av_audio_fifo_size(s->fifo) >= s->frame_size)
         e = encode_from_fifo(s, s->frame_size, err);
     return e;
@@ -175,7 +183,9 @@ imm_err imm_sink_drain(imm_sink *s, imm_error *err)
 
 imm_err imm_sink_finish(imm_sink *s, imm_error *err)
 {
-    imm_err e = imm_sink_drain(s, err);
+    imm_err e = s->tempo ? imm_tempo_run(s->tempo, s->input, s->fifo, 1, err) : IMM_OK;
+    if (!e)
+        e = imm_sink_drain(s, err);
     int rest = av_audio_fifo_size(s->fifo);
     if (!e && rest > 0) {
         /* Encoders that cannot take a short last frame get it padded with silence: the stream
@@ -227,7 +237,10 @@ void imm_sink_free(imm_sink *s)
         return;
     av_frame_free(&s->frame);
     av_packet_free(&s->pkt);
+    if (s->input != s->fifo)
+        av_audio_fifo_free(s->input);
     av_audio_fifo_free(s->fifo);
+    imm_tempo_free(s->tempo);
     avcodec_free_context(&s->enc);
     if (s->mux) {
         s->mux->pb = NULL;

@@ -168,7 +168,33 @@ test_channels() {
   [ "$rc" = 0 ] && [ "$(probe "$f" channels)" = 6 ] && ok "5.1 kept as 5.1 in AC-3" || not_ok "5.1 ac3" "rc=$rc"
 }
 
+# Speed 0.5..1: longer by exactly 1/Speed, same pitch (a 440 Hz tone's zero-crossing rate stays).
+test_speed() {
+  ff -f lavfi -i "sine=f=440:d=3:sample_rate=44100" -c:a flac "$b/audio/tone.flac"
+  local tone='{"URI":"oss://test-bucket/audio/tone.flac"},{"URI":"oss://test-bucket/audio/tone.flac"}'
+  local sp want zcr
+  for sp in 0.75 0.5; do
+    printf '{"ProjectName":"p","Sources":[%s],"Targets":[{"URI":"oss://test-bucket/output/speed.flac","Container":"flac","Speed":%s,"Audio":{"TranscodeAudio":{"Codec":"flac"}}},{"URI":"oss://test-bucket/output/speed.mp3","Container":"mp3","Speed":%s,"Audio":{"TranscodeAudio":{"Codec":"mp3"}}}]}' \
+      "$tone" "$sp" "$sp" > "$work/speed.json"
+    out=$("$bin" run --quiet --oss-root "$root" "$work/speed.json" 2>/dev/null); rc=$?
+    want=$(awk -v s="$sp" 'BEGIN { printf "%d", 264600 / s + 0.5 }')
+    zcr=$(ffmpeg -nostdin -i "$b/output/speed.flac" -af astats -f null - 2>&1 | sed -n 's/.*Zero crossings rate: \([0-9.]*\).*/\1/p' | head -1)
+    [ "$rc" = 0 ] && [ "$(samples "$b/output/speed.flac")" = "$want" ] && [ "$(samples "$b/output/speed.mp3")" = "$want" ] \
+      && ok "Speed $sp: 264600 samples become exactly $want (FLAC and MP3 targets from one decode)" \
+      || not_ok "Speed $sp length" "rc=$rc $(jqo .Message) $(samples "$b/output/speed.flac" 2>/dev/null)/$want"
+    awk -v z="$zcr" 'BEGIN { exit !(z > 0.01975 && z < 0.02016) }' && ok "Speed $sp keeps the pitch (zero-crossing rate $zcr for 440 Hz)" \
+      || not_ok "Speed $sp pitch" "zero-crossing rate $zcr, 440 Hz gives 0.019955"
+  done
+  for sp in 0.4 1.1; do
+    target "speed-bad" flac "{\"Codec\":\"flac\"}"
+    sed -i "s/\"Container\"/\"Speed\":$sp,\"Container\"/" "$work/speed-bad.json"
+    out=$("$bin" run --quiet --oss-root "$root" "$work/speed-bad.json" 2>/dev/null); rc=$?
+    expect_error "Speed $sp is refused" 2 InvalidArgument "Targets[0].Speed"
+  done
+}
+
 test_matrix
+test_speed
 test_refused
 test_quality
 test_options
