@@ -21,6 +21,13 @@ typedef struct imm_source_req {
     bool disable_audio;
 } imm_source_req;
 
+/* Audio.Stream and FilterAudio.Mixing: which of a source's audio streams a merge takes. */
+typedef struct imm_stream_select {
+    int index[IMM_MAX_STREAM_SELECT]; /* counted among audio streams; > 100 = all of them */
+    int n;                            /* 0 = the first audio stream */
+    bool mixing;                      /* mix every selected stream into one */
+} imm_stream_select;
+
 typedef enum imm_option { IMM_OPT_FIXED, IMM_OPT_ADAPTIVE, IMM_OPT_FALL } imm_option;
 
 typedef struct imm_target_req {
@@ -34,8 +41,7 @@ typedef struct imm_target_req {
     imm_option sample_rate_option;
     int channels;     /* 0 = from the primary source */
     int bits_per_sample; /* 0 = from the primary source (FLAC) */
-    int streams[IMM_MAX_STREAM_SELECT];
-    int nstreams;     /* 0 = the first audio stream */
+    imm_stream_select select;
     bool strip_metadata;
     double speed;     /* 0.5..1.0 */
 } imm_target_req;

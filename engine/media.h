@@ -51,10 +51,10 @@ typedef struct imm_source_info {
     const AVDictionary *metadata; /* container-level tags, valid while the source is open */
 } imm_source_info;
 
-/* Opens a source and its decoder. streams selects the audio stream (see source.c); clipping
- * comes from req. */
-imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const int *streams,
-                        int nstreams, imm_source **out, imm_error *err);
+/* Opens a source and its decoder(s). sel chooses the audio stream, or the streams to mix (see
+ * source.c); clipping comes from req. */
+imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const imm_stream_select *sel,
+                        imm_source **out, imm_error *err);
 const imm_source_info *imm_source_get_info(const imm_source *src);
 /* The next run of clipped samples: frame's samples [*offset, *offset + *count). *frame is NULL at
  * the end of the (clipped) source. The frame stays owned by the source until the next call. */

@@ -181,8 +181,8 @@ static imm_err parse_streams(ctx *c, const cJSON *audio, int i, imm_target_req *
         if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble) ||
             item->valuedouble < 0)
             return bad(c, "must be an array of non-negative integers");
-        if (t->nstreams < IMM_MAX_STREAM_SELECT)
-            t->streams[t->nstreams++] = item->valueint;
+        if (t->select.n < IMM_MAX_STREAM_SELECT)
+            t->select.index[t->select.n++] = item->valueint;
     }
     return IMM_OK;
 }
@@ -292,8 +292,7 @@ static imm_err parse_audio(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     at(c, "%s[%d].Audio.FilterAudio.Mixing", "Targets", i);
     if (filter && (e = get_bool(c, filter, "Mixing", &mixing)))
         return e;
-    if (mixing)
-        return bad(c, "(mixing several audio tracks) is not supported by this engine yet");
+    t->select.mixing = mixing;
     at(c, "%s[%d].Audio.TranscodeAudio", "Targets", i);
     if ((e = get_object(c, audio, "TranscodeAudio", &ta)))
         return e;
@@ -462,17 +461,21 @@ static imm_err check_target_clashes(ctx *c, const imm_request *req)
     return e;
 }
 
-/* Each source is decoded once for all targets, so they must select the same audio stream. */
+/* Each source is decoded once for all targets, so they must select (and mix) the same streams. */
 static imm_err check_same_streams(ctx *c, const imm_request *req)
 {
-    const imm_target_req *t0 = &req->targets[0];
+    const imm_stream_select *s0 = &req->targets[0].select;
     for (int i = 1; i < req->ntargets; i++) {
-        const imm_target_req *t = &req->targets[i];
-        if (t->nstreams != t0->nstreams ||
-            memcmp(t->streams, t0->streams, sizeof(int) * (size_t)t->nstreams)) {
+        const imm_stream_select *s = &req->targets[i].select;
+        if (s->n != s0->n || memcmp(s->index, s0->index, sizeof(int) * (size_t)s->n)) {
             at(c, "Targets[%d].Audio.Stream", i);
             return bad(c, "differs from Targets[0]'s; selecting different streams per target "
                           "is not supported by this engine yet");
+        }
+        if (s->mixing != s0->mixing) {
+            at(c, "Targets[%d].Audio.FilterAudio.Mixing", i);
+            return bad(c, "differs from Targets[0]'s; mixing for some targets only is not "
+                          "supported by this engine yet");
         }
     }
     return IMM_OK;

@@ -7,17 +7,40 @@
  * decoder's output, once its own delay and the container's gapless info (LAME/Xing, MP4 edit lists,
  * Opus pre-skip) are applied, is exact. So the clip is exact too. Corrupt packets are skipped the
  * way the ffmpeg CLI skips them; a source that yields no audio at all because of them fails.
+ *
+ * With FilterAudio.Mixing, every selected audio stream is decoded and the streams are mixed by
+ * libavfilter's amix (each weighted 1/N, so N full-scale tracks cannot clip), aligned at their first
+ * decoded samples and converted to the first selected stream's rate and layout; the mix lasts as
+ * long as the longest stream. Clipping then counts the mixed samples, exactly as for one stream.
  */
 #include "media.h"
 
+#include <libavfilter/buffersink.h>
+#include <libavfilter/buffersrc.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#define MAX_MIX 16
+
+/* The mix of several streams: one abuffer per stream into amix, then one format. */
+typedef struct mixer {
+    AVFilterGraph *graph;
+    AVFilterContext *in[MAX_MIX], *out;
+    int64_t pts[MAX_MIX];
+    int closing; /* the input ended: every mix input but the first has been given its end */
+    int ended;   /* ... and the first too */
+} mixer;
 
 struct imm_source {
     imm_storage *st;
     const char *uri;
     AVFormatContext *fmt;
-    AVCodecContext *dec;
+    AVCodecContext *dec;          /* the first selected stream's decoder, == decs[0] */
+    AVCodecContext *decs[MAX_MIX];
+    int streams[MAX_MIX];         /* their container stream indexes */
+    int nstreams;
+    mixer *mix;                   /* NULL unless several streams are mixed */
     AVPacket *pkt;
     AVFrame *frame;
     imm_source_info info;
@@ -31,44 +54,113 @@ struct imm_source {
 };
 
 /* Audio.Stream counts audio streams only: 0 is the source's first audio stream. Unknown indexes are
- * ignored, as the service does; an index above 100 means "all", of which the first is taken. */
-static int pick_stream(const AVFormatContext *fmt, const int *streams, int nstreams)
+ * ignored, as the service does; an index above 100 means "all". Without mixing the first stream
+ * found is taken; with mixing, every one found (in order, once each). Returns how many. */
+static int pick_streams(const AVFormatContext *fmt, const imm_stream_select *sel, int *out)
 {
-    int audio[64], n = 0;
+    int audio[64], n = 0, picked = 0;
     for (unsigned i = 0; i < fmt->nb_streams && n < 64; i++)
         if (fmt->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO)
             audio[n++] = (int)i;
     if (n == 0)
-        return -1;
-    for (int i = 0; i < nstreams; i++) {
-        if (streams[i] > 100)
-            return audio[0];
-        if (streams[i] < n)
-            return audio[streams[i]];
+        return 0;
+    for (int i = 0; i < sel->n && picked < MAX_MIX; i++) {
+        int from = sel->index[i] > 100 ? 0 : sel->index[i];
+        int to = sel->index[i] > 100 ? n : sel->index[i] + 1;
+        for (int a = from; a < to && a < n && picked < MAX_MIX; a++) {
+            int dup = 0;
+            for (int k = 0; k < picked; k++)
+                dup |= out[k] == audio[a];
+            if (!dup)
+                out[picked++] = audio[a];
+        }
+        if (picked && !sel->mixing)
+            return 1;
     }
-    return audio[0];
+    if (!picked)
+        out[picked++] = audio[0];
+    return picked;
 }
 
-static imm_err open_decoder(imm_source *src, const AVStream *st, imm_error *err)
+static imm_err open_decoder(imm_source *src, const AVStream *st, AVCodecContext **out,
+                            imm_error *err)
 {
     const AVCodec *codec = avcodec_find_decoder(st->codecpar->codec_id);
     if (!codec)
         return imm_error_set(err, IMM_EMEDIA, "%s: no decoder for its %s audio.", src->uri,
                              avcodec_get_name(st->codecpar->codec_id));
-    src->dec = avcodec_alloc_context3(codec);
-    if (!src->dec)
+    AVCodecContext *dec = *out = avcodec_alloc_context3(codec);
+    if (!dec)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    int ret = avcodec_parameters_to_context(src->dec, st->codecpar);
+    int ret = avcodec_parameters_to_context(dec, st->codecpar);
     if (ret >= 0) {
-        src->dec->pkt_timebase = st->time_base;
-        ret = avcodec_open2(src->dec, codec, NULL);
+        dec->pkt_timebase = st->time_base;
+        ret = avcodec_open2(dec, codec, NULL);
     }
     if (ret < 0)
         return imm_error_set(err, IMM_EMEDIA, "%s: cannot open the %s decoder: %s", src->uri,
                              codec->name, av_err2str(ret));
-    if (src->dec->sample_rate <= 0 || src->dec->ch_layout.nb_channels <= 0)
+    if (dec->sample_rate <= 0 || dec->ch_layout.nb_channels <= 0)
         return imm_error_set(err, IMM_EMEDIA, "%s: its audio has no sample rate or channels.",
                              src->uri);
+    return IMM_OK;
+}
+
+static void layout_name(const AVCodecContext *dec, char *buf, size_t len)
+{
+    AVChannelLayout l = {0};
+    if (dec->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC)
+        av_channel_layout_default(&l, dec->ch_layout.nb_channels);
+    else
+        av_channel_layout_copy(&l, &dec->ch_layout);
+    av_channel_layout_describe(&l, buf, len);
+    av_channel_layout_uninit(&l);
+}
+
+/* abuffer per stream -> amix -> aformat (the first stream's rate and layout, float) -> sink. */
+static imm_err open_mixer(imm_source *src, imm_error *err)
+{
+    char args[512], layout[128];
+    mixer *m = src->mix = av_mallocz(sizeof(*m));
+    AVFilterContext *amix = NULL, *fmt = NULL;
+    int ret = m && (m->graph = avfilter_graph_alloc()) ? 0 : AVERROR(ENOMEM);
+    for (int i = 0; i < src->nstreams && ret >= 0; i++) {
+        AVCodecContext *d = src->decs[i];
+        char name[16];
+        layout_name(d, layout, sizeof(layout));
+        snprintf(args, sizeof(args), "sample_rate=%d:sample_fmt=%s:channel_layout=%s:"
+                 "time_base=1/%d", d->sample_rate, av_get_sample_fmt_name(d->sample_fmt), layout,
+                 d->sample_rate);
+        snprintf(name, sizeof(name), "in%d", i);
+        ret = avfilter_graph_create_filter(&m->in[i], avfilter_get_by_name("abuffer"), name, args,
+                                           NULL, m->graph);
+    }
+    if (ret >= 0) {
+        snprintf(args, sizeof(args), "inputs=%d:duration=longest", src->nstreams);
+        ret = avfilter_graph_create_filter(&amix, avfilter_get_by_name("amix"), "mix", args, NULL,
+                                           m->graph);
+    }
+    if (ret >= 0) {
+        layout_name(src->decs[0], layout, sizeof(layout));
+        snprintf(args, sizeof(args), "sample_fmts=fltp:sample_rates=%d:channel_layouts=%s",
+                 src->decs[0]->sample_rate, layout);
+        ret = avfilter_graph_create_filter(&fmt, avfilter_get_by_name("aformat"), "fmt", args,
+                                           NULL, m->graph);
+    }
+    if (ret >= 0)
+        ret = avfilter_graph_create_filter(&m->out, avfilter_get_by_name("abuffersink"), "out",
+                                           NULL, NULL, m->graph);
+    for (int i = 0; i < src->nstreams && ret >= 0; i++)
+        ret = avfilter_link(m->in[i], 0, amix, (unsigned)i);
+    if (ret >= 0)
+        ret = avfilter_link(amix, 0, fmt, 0);
+    if (ret >= 0)
+        ret = avfilter_link(fmt, 0, m->out, 0);
+    if (ret >= 0)
+        ret = avfilter_graph_config(m->graph, NULL);
+    if (ret < 0)
+        return imm_error_set(err, IMM_EINTERNAL, "%s: cannot set up the mix of %d audio streams: "
+                             "%s", src->uri, src->nstreams, av_err2str(ret));
     return IMM_OK;
 }
 
@@ -83,7 +175,7 @@ static void fill_info(imm_source *src, const AVStream *st)
         av_channel_layout_default(&in->layout, in->channels);
     else
         av_channel_layout_copy(&in->layout, &src->dec->ch_layout);
-    in->sample_fmt = src->dec->sample_fmt;
+    in->sample_fmt = src->mix ? AV_SAMPLE_FMT_FLTP : src->dec->sample_fmt;
     in->bits_per_raw_sample = par->bits_per_raw_sample ? par->bits_per_raw_sample
                                                        : par->bits_per_coded_sample;
     in->bit_rate = par->bit_rate ? par->bit_rate : src->fmt->bit_rate;
@@ -94,8 +186,8 @@ static void fill_info(imm_source *src, const AVStream *st)
     in->metadata = src->fmt->metadata;
 }
 
-imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const int *streams,
-                        int nstreams, imm_source **out, imm_error *err)
+imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const imm_stream_select *sel,
+                        imm_source **out, imm_error *err)
 {
     imm_err e;
     imm_source *src = calloc(1, sizeof(*src));
@@ -105,16 +197,22 @@ imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const int *s
     src->uri = req->uri;
     if ((e = imm_io_open_input(st, req->uri, &src->fmt, err)))
         goto fail;
-    int index = pick_stream(src->fmt, streams, nstreams);
-    if (index < 0) {
+    src->nstreams = pick_streams(src->fmt, sel, src->streams);
+    if (!src->nstreams) {
         e = imm_error_set(err, IMM_EMEDIA, "%s has no audio stream.", req->uri);
         goto fail;
     }
     for (unsigned i = 0; i < src->fmt->nb_streams; i++)
-        src->fmt->streams[i]->discard = (int)i == index ? AVDISCARD_DEFAULT : AVDISCARD_ALL;
-    AVStream *stream = src->fmt->streams[index];
-    if ((e = open_decoder(src, stream, err)))
+        src->fmt->streams[i]->discard = AVDISCARD_ALL;
+    for (int i = 0; i < src->nstreams; i++) {
+        src->fmt->streams[src->streams[i]]->discard = AVDISCARD_DEFAULT;
+        if ((e = open_decoder(src, src->fmt->streams[src->streams[i]], &src->decs[i], err)))
+            goto fail;
+    }
+    src->dec = src->decs[0];
+    if (src->nstreams > 1 && (e = open_mixer(src, err)))
         goto fail;
+    AVStream *stream = src->fmt->streams[src->streams[0]];
     fill_info(src, stream);
     src->pkt = av_packet_alloc();
     src->frame = av_frame_alloc();
@@ -174,6 +272,106 @@ static imm_err feed_decoder(imm_source *src, imm_error *err)
     return IMM_OK;
 }
 
+/* Moves every frame decoder k has ready into the mix. */
+static imm_err push_decoded(imm_source *src, int k, imm_error *err)
+{
+    AVFrame *f = src->frame;
+    for (;;) {
+        int ret = avcodec_receive_frame(src->decs[k], f);
+        if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF)
+            return IMM_OK;
+        if (ret == AVERROR_INVALIDDATA) {
+            src->decode_errors++;
+            continue;
+        }
+        if (ret < 0)
+            return imm_error_set(err, IMM_EMEDIA, "%s: decoding failed: %s", src->uri,
+                                 av_err2str(ret));
+        if (f->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC) {
+            int n = f->ch_layout.nb_channels;
+            av_channel_layout_uninit(&f->ch_layout);
+            av_channel_layout_default(&f->ch_layout, n);
+        }
+        f->pts = src->mix->pts[k];
+        src->mix->pts[k] += f->nb_samples;
+        if ((ret = av_buffersrc_add_frame(src->mix->in[k], f)) < 0) {
+            av_frame_unref(f);
+            return imm_error_set(err, IMM_EINTERNAL, "%s: mixing failed: %s", src->uri,
+                                 av_err2str(ret));
+        }
+    }
+}
+
+/* The mixing counterpart of feed_decoder: one packet of any selected stream, decoded into the
+ * mix; at the end of the input, every decoder drained and every mix input ended. */
+static imm_err feed_mix(imm_source *src, imm_error *err)
+{
+    imm_err e;
+    int ret = av_read_frame(src->fmt, src->pkt);
+    if (ret == AVERROR_EOF || (ret < 0 && avio_feof(src->fmt->pb))) {
+        if ((e = imm_io_input_check(src->fmt, err)))
+            return e;
+        for (int k = 0; k < src->nstreams; k++) {
+            avcodec_send_packet(src->decs[k], NULL);
+            if ((e = push_decoded(src, k, err)))
+                return e;
+        }
+        /* amix drops what its first input still holds once that input ends, so the others end
+         * first; receive() ends the first input when the mix has passed on all it has. */
+        for (int k = 1; k < src->nstreams; k++)
+            if ((ret = av_buffersrc_close(src->mix->in[k], src->mix->pts[k], 0)) < 0)
+                return imm_error_set(err, IMM_EINTERNAL, "%s: mixing failed: %s", src->uri,
+                                     av_err2str(ret));
+        src->mix->closing = 1;
+        return IMM_OK;
+
+    }
+    if (ret < 0)
+        return imm_io_input_error(src->fmt, IMM_EMEDIA, err, "%s: reading failed: %s",
+                                  src->uri, av_err2str(ret));
+    int k = 0;
+    while (k < src->nstreams && src->streams[k] != src->pkt->stream_index)
+        k++;
+    if (k == src->nstreams) {
+        av_packet_unref(src->pkt);
+        return IMM_OK;
+    }
+    ret = avcodec_send_packet(src->decs[k], src->pkt);
+    av_packet_unref(src->pkt);
+    if (ret < 0 && ret != AVERROR(EAGAIN)) {
+        if (ret != AVERROR_INVALIDDATA)
+            return imm_error_set(err, IMM_EMEDIA, "%s: decoding failed: %s", src->uri,
+                                 av_err2str(ret));
+        src->decode_errors++;
+    }
+    return push_decoded(src, k, err);
+}
+
+/* The next decoded (or mixed) frame into src->frame: 0, AVERROR(EAGAIN) when more input is
+ * needed, AVERROR_EOF at the end, or another error. */
+static int receive(imm_source *src)
+{
+    if (!src->mix)
+        return avcodec_receive_frame(src->dec, src->frame);
+    mixer *m = src->mix;
+    int ret = av_buffersink_get_frame(m->out, src->frame);
+    if (ret == AVERROR(EAGAIN) && m->closing && !m->ended) {
+        if ((ret = av_buffersrc_close(m->in[0], m->pts[0], 0)) < 0)
+            return ret;
+        m->ended = 1;
+        ret = av_buffersink_get_frame(m->out, src->frame);
+    }
+    /* After the inputs ended, what amix still holds comes out only when the graph is asked for
+     * it, as the ffmpeg CLI asks (the bound is a guard, never reached in practice). */
+    for (int i = 0; ret == AVERROR(EAGAIN) && m->ended && i < 1 << 16; i++) {
+        int r = avfilter_graph_request_oldest(m->graph);
+        if (r < 0 && r != AVERROR(EAGAIN))
+            return r;
+        ret = av_buffersink_get_frame(m->out, src->frame);
+    }
+    return ret == AVERROR(EAGAIN) && m->ended ? AVERROR_EOF : ret;
+}
+
 static imm_err end_of_source(imm_source *src, AVFrame **frame, imm_error *err)
 {
     src->done = 1;
@@ -195,9 +393,9 @@ imm_err imm_source_read(imm_source *src, AVFrame **frame, int *offset, int *coun
     for (;;) {
         if (src->pos >= src->clip_end)
             return end_of_source(src, frame, err);
-        int ret = avcodec_receive_frame(src->dec, src->frame);
+        int ret = receive(src);
         if (ret == AVERROR(EAGAIN)) {
-            if ((e = feed_decoder(src, err)))
+            if ((e = src->mix ? feed_mix(src, err) : feed_decoder(src, err)))
                 return e;
             continue;
         }
@@ -233,7 +431,11 @@ void imm_source_close(imm_source *src)
         return;
     av_frame_free(&src->frame);
     av_packet_free(&src->pkt);
-    avcodec_free_context(&src->dec);
+    for (int i = 0; i < src->nstreams; i++)
+        avcodec_free_context(&src->decs[i]);
+    if (src->mix)
+        avfilter_graph_free(&src->mix->graph);
+    av_freep(&src->mix);
     av_channel_layout_uninit(&src->info.layout);
     imm_io_close_input(src->st, &src->fmt);
     free(src);

@@ -101,7 +101,7 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
         imm_source *src = NULL;
         if (sr->disable_audio && i != req->alignment_index)
             continue;
-        imm_err e = imm_source_open(r->opt->storage, sr, t0->streams, t0->nstreams, &src, err);
+        imm_err e = imm_source_open(r->opt->storage, sr, &t0->select, &src, err);
         if (e)
             return e;
         const imm_source_info *in = imm_source_get_info(src);

@@ -193,7 +193,34 @@ test_speed() {
   done
 }
 
+# Audio.Stream with FilterAudio.Mixing: a source with two tracks (200 Hz stereo 44.1 kHz for 2 s,
+# 5 kHz mono 48 kHz for 3 s). Which tones an output holds is read through steep filters.
+level() { ffmpeg -nostdin -i "$1" -af "$2,volumedetect" -f null - 2>&1 | sed -n 's/.*mean_volume: \(-*[0-9]*\).*/\1/p'; }
+test_mixing() {
+  ff -f lavfi -i "sine=f=200:d=2:sample_rate=44100" -f lavfi -i "sine=f=5000:d=3:sample_rate=48000" \
+     -map 0 -map 1 -ac:0 2 -c:a flac "$b/audio/two.mkv"
+  local low="lowpass=f=1000,lowpass=f=1000,lowpass=f=1000" high="highpass=f=2000,highpass=f=2000,highpass=f=2000"
+  local src='{"URI":"oss://test-bucket/audio/two.mkv"}' lo hi sel
+  while IFS='|' read -r name sel want_lo want_hi n rate; do
+    printf '{"ProjectName":"p","Sources":[%s],"Targets":[{"URI":"oss://test-bucket/output/mix.flac","Container":"flac","Audio":{%s"TranscodeAudio":{"Codec":"flac"}}}]}' "$src" "$sel" > "$work/mix.json"
+    out=$("$bin" run --quiet --oss-root "$root" "$work/mix.json" 2>/dev/null); rc=$?
+    lo=$(level "$b/output/mix.flac" "$low"); hi=$(level "$b/output/mix.flac" "$high")
+    local has_lo=no has_hi=no; [ "${lo:--99}" -gt -45 ] && has_lo=yes; [ "${hi:--99}" -gt -45 ] && has_hi=yes
+    [ "$rc" = 0 ] && [ "$has_lo/$has_hi" = "$want_lo/$want_hi" ] && [ "$(samples "$b/output/mix.flac")" = "$n" ] \
+      && [ "$(rate_of "$b/output/mix.flac")" = "$rate" ] \
+      && ok "$name: 200 Hz $want_lo, 5 kHz $want_hi, $n samples at $rate Hz" \
+      || not_ok "$name" "rc=$rc $(jqo .Message) lo=$lo hi=$hi $(samples "$b/output/mix.flac") $(rate_of "$b/output/mix.flac")"
+  done <<'EOF'
+Stream [1], no mixing: the second track only|"Stream":[1],|no|yes|144000|48000
+Stream [0,1] without Mixing: the first that exists|"Stream":[0,1],|yes|no|88200|44100
+Mixing all (Stream [101]): both, as long as the longer, at the first track's rate|"Stream":[101],"FilterAudio":{"Mixing":true},|yes|yes|132300|44100
+Mixing [1,0]: both, at the first listed track's rate|"Stream":[1,0],"FilterAudio":{"Mixing":true},|yes|yes|144000|48000
+Mixing without Stream: the first track alone|"FilterAudio":{"Mixing":true},|yes|no|88200|44100
+EOF
+}
+
 test_matrix
+test_mixing
 test_speed
 test_refused
 test_quality
