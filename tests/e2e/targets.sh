@@ -219,7 +219,26 @@ Mixing without Stream: the first track alone|"FilterAudio":{"Mixing":true},|yes|
 EOF
 }
 
+# The primary (AlignmentIndex) source's title/artist/album go into the output unless StripMetadata.
+test_metadata() {
+  ff -f lavfi -i "sine=f=440:d=1:sample_rate=44100" -metadata title="Lecture One" -metadata artist="Prof. Ada" \
+     -metadata album="Course 101" -c:a libmp3lame "$b/audio/tagged.mp3"
+  local strip c k tags want
+  for strip in false true; do
+    for ck in mp3:mp3 flac:flac mp4:aac oga:vorbis; do
+      c=${ck%:*} k=${ck#*:}
+      printf '{"ProjectName":"p","Sources":[%s,{"URI":"oss://test-bucket/audio/tagged.mp3"}],"AlignmentIndex":1,"Targets":[{"URI":"oss://test-bucket/output/tag.{autoext}","Container":"%s","StripMetadata":%s,"Audio":{"TranscodeAudio":{"Codec":"%s"}}}]}' \
+        '{"URI":"oss://test-bucket/audio/seg1.mp3"}' "$c" "$strip" "$k" > "$work/tag.json"
+      out=$("$bin" run --quiet --oss-root "$root" "$work/tag.json" 2>/dev/null); rc=$?
+      tags=$(ffprobe -v error -show_entries format_tags=title,artist,album:stream_tags=title,artist,album -of compact=p=0 "$b/output/tag.$c" | tr -d '\n ')
+      want="tag:title=LectureOne|tag:artist=Prof.Ada|tag:album=Course101"; [ "$strip" = true ] && want=""
+      [ "$rc" = 0 ] && [ "$tags" = "$want" ] && ok "StripMetadata $strip, $c: ${want:-no tags}" || not_ok "metadata $strip $c" "rc=$rc '$tags'"
+    done
+  done
+}
+
 test_matrix
+test_metadata
 test_mixing
 test_speed
 test_refused
