@@ -69,7 +69,8 @@ typedef struct imm_target_plan {
     char *uri; /* {autoext} resolved */
     const imm_container_info *container;
     const imm_codec_info *codec;
-    const AVCodec *encoder;
+    const AVCodec *encoder; /* NULL when amrnb */
+    bool amrnb;             /* AMR-NB through amrnb.c */
     int sample_rate;
     AVChannelLayout layout;
     enum AVSampleFormat sample_fmt;
@@ -96,6 +97,17 @@ imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int 
  * round(input samples * out rate / in rate) long. */
 imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err);
 void imm_convert_free(imm_convert *cv);
+
+/* ---- amrnb.c ---- */
+#define IMM_AMRNB_FRAME 160 /* samples of 8 kHz mono per frame */
+typedef struct imm_amrnb imm_amrnb;
+
+/* The AMR-NB mode's bitrate for a requested one: the highest mode at or below it (4750 at least). */
+int imm_amrnb_mode_rate(int64_t bitrate);
+imm_amrnb *imm_amrnb_new(int64_t bitrate);
+/* One frame of IMM_AMRNB_FRAME samples into pkt (data and duration; the caller sets pts). */
+int imm_amrnb_encode(imm_amrnb *a, const int16_t *pcm, AVPacket *pkt);
+void imm_amrnb_free(imm_amrnb *a);
 
 /* ---- tempo.c ---- */
 typedef struct imm_tempo imm_tempo;

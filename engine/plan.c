@@ -187,17 +187,34 @@ imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_inf
     if ((e = plan_rate(t, index, primary, p, err)))
         return e;
     p->encoder = find_encoder(p->codec, p->sample_rate);
-    if (!p->encoder)
+    /* AMR-NB without an FFmpeg encoder: ours, over libopencore-amrnb (amrnb.c). */
+    p->amrnb = !p->encoder && !strcmp(p->codec->name, "amr") && p->sample_rate == 8000;
+    if (!p->encoder && !strcmp(p->codec->name, "amr") && !p->amrnb)
+        return refuse(err, index, "SampleRate", "%d needs AMR-WB, for which this build has no "
+                      "encoder; AMR-NB at 8000 Hz is supported.", p->sample_rate);
+    if (!p->encoder && !p->amrnb)
         return imm_error_set(err, IMM_EARG,
                              "The parameter Targets[%d].Audio.TranscodeAudio.Codec %s has no "
                              "encoder for %d Hz in this FFmpeg build.", index, p->codec->name,
                              p->sample_rate);
     /* The table says what the service allows; the muxer says what this FFmpeg build can write. */
     const AVOutputFormat *of = av_guess_format(p->container->muxer, NULL, NULL);
-    if (!of || !avformat_query_codec(of, p->encoder->id, FF_COMPLIANCE_EXPERIMENTAL))
+    enum AVCodecID id = p->amrnb ? AV_CODEC_ID_AMR_NB : p->encoder->id;
+    if (!of || !avformat_query_codec(of, id, FF_COMPLIANCE_EXPERIMENTAL))
         return imm_error_set(err, IMM_EARG, "The parameter Targets[%d].Audio.TranscodeAudio.Codec "
                              "%s cannot be written into the %s container by this FFmpeg build.",
                              index, p->codec->name, p->container->name);
+    if (p->amrnb) {
+        av_channel_layout_default(&p->layout, 1); /* the request check keeps Channel at 1 */
+        p->sample_fmt = AV_SAMPLE_FMT_S16;
+        if (t->quality >= 0)
+            p->bitrate = imm_amrnb_mode_rate(4750 + (12200 - 4750) * t->quality / 100);
+        else if ((e = plan_bitrate(t, index, primary, p, err)))
+            return e;
+        else
+            p->bitrate = imm_amrnb_mode_rate(p->bitrate);
+        return IMM_OK;
+    }
     if ((e = plan_layout(t, index, primary, p, err)))
         return e;
     if (p->codec->lossless && !strcmp(p->codec->name, "flac"))

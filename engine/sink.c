@@ -19,6 +19,7 @@ struct imm_sink {
     AVFormatContext *mux;
     AVStream *stream;
     AVCodecContext *enc;
+    imm_amrnb *amr;     /* instead of enc, for AMR-NB */
     AVAudioFifo *fifo;  /* what the encoder takes next */
     AVAudioFifo *input; /* with a Speed: what the merge gives, before tempo; else == fifo */
     imm_tempo *tempo;
@@ -33,6 +34,12 @@ struct imm_sink {
 static imm_err open_encoder(imm_sink *s, imm_error *err)
 {
     const imm_target_plan *p = s->plan;
+    if (p->amrnb) {
+        s->frame_size = IMM_AMRNB_FRAME;
+        return (s->amr = imm_amrnb_new(p->bitrate))
+                   ? IMM_OK
+                   : imm_error_set(err, IMM_EINTERNAL, "Cannot start the AMR-NB encoder.");
+    }
     AVCodecContext *enc = avcodec_alloc_context3(p->encoder);
     if (!enc)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
@@ -81,10 +88,21 @@ static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *
 
 static imm_err write_header(imm_sink *s, imm_error *err)
 {
-    int ret = avcodec_parameters_from_context(s->stream->codecpar, s->enc);
+    AVCodecParameters *par = s->stream->codecpar;
+    int ret = 0;
+    if (s->amr) {
+        par->codec_type = AVMEDIA_TYPE_AUDIO;
+        par->codec_id = AV_CODEC_ID_AMR_NB;
+        par->sample_rate = s->plan->sample_rate;
+        par->frame_size = IMM_AMRNB_FRAME;
+        par->bit_rate = s->plan->bitrate;
+        ret = av_channel_layout_copy(&par->ch_layout, &s->plan->layout);
+    } else {
+        ret = avcodec_parameters_from_context(par, s->enc);
+    }
     if (ret < 0)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    s->stream->time_base = s->enc->time_base;
+    s->stream->time_base = (AVRational){1, s->plan->sample_rate};
     if ((ret = avformat_write_header(s->mux, NULL)) < 0)
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start the %s output %s: %s",
                              s->plan->container->name, s->plan->uri, av_err2str(ret));
@@ -133,9 +151,29 @@ AVAudioFifo *imm_sink_fifo(imm_sink *sink)
     return sink->input;
 }
 
+static imm_err write_packet(imm_sink *s, imm_error *err)
+{
+    s->pkt->stream_index = s->stream->index;
+    av_packet_rescale_ts(s->pkt, (AVRational){1, s->plan->sample_rate}, s->stream->time_base);
+    int ret = av_interleaved_write_frame(s->mux, s->pkt);
+    if (ret < 0)
+        return imm_error_set(err, IMM_EIO, "Writing %s failed: %s", s->plan->uri,
+                             av_err2str(ret));
+    return IMM_OK;
+}
+
 /* Sends one frame (NULL: flush) and writes every packet the encoder has ready. */
 static imm_err encode(imm_sink *s, AVFrame *frame, imm_error *err)
 {
+    if (s->amr) {
+        if (!frame)
+            return IMM_OK;
+        if (imm_amrnb_encode(s->amr, (const int16_t *)frame->data[0], s->pkt) < 0)
+            return imm_error_set(err, IMM_EINTERNAL, "Encoding %s (AMR-NB) failed.",
+                                 s->plan->uri);
+        s->pkt->pts = s->pkt->dts = frame->pts;
+        return write_packet(s, err);
+    }
     int ret = avcodec_send_frame(s->enc, frame);
     if (ret < 0)
         return imm_error_set(err, IMM_EINTERNAL, "Encoding %s failed: %s", s->plan->uri,
@@ -147,12 +185,9 @@ static imm_err encode(imm_sink *s, AVFrame *frame, imm_error *err)
         if (ret < 0)
             return imm_error_set(err, IMM_EINTERNAL, "Encoding %s failed: %s", s->plan->uri,
                                  av_err2str(ret));
-        s->pkt->stream_index = s->stream->index;
-        av_packet_rescale_ts(s->pkt, s->enc->time_base, s->stream->time_base);
-        ret = av_interleaved_write_frame(s->mux, s->pkt);
-        if (ret < 0)
-            return imm_error_set(err, IMM_EIO, "Writing %s failed: %s", s->plan->uri,
-                                 av_err2str(ret));
+        imm_err e = write_packet(s, err);
+        if (e)
+            return e;
     }
 }
 
@@ -161,9 +196,9 @@ static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
     AVFrame *f = s->frame;
     av_frame_unref(f);
     f->nb_samples = n;
-    f->format = s->enc->sample_fmt;
-    f->sample_rate = s->enc->sample_rate;
-    if (av_channel_layout_copy(&f->ch_layout, &s->enc->ch_layout) < 0 ||
+    f->format = s->plan->sample_fmt;
+    f->sample_rate = s->plan->sample_rate;
+    if (av_channel_layout_copy(&f->ch_layout, &s->plan->layout) < 0 ||
         av_frame_get_buffer(f, 0) < 0)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     if (av_audio_fifo_read(s->fifo, (void **)f->data, n) < n)
@@ -190,14 +225,14 @@ imm_err imm_sink_finish(imm_sink *s, imm_error *err)
     if (!e && rest > 0) {
         /* Encoders that cannot take a short last frame get it padded with silence: the stream
          * is then longer than the input, which their containers could not express anyway. */
-        int caps = s->enc->codec->capabilities;
+        int caps = s->enc ? s->enc->codec->capabilities : 0;
         if (!(caps & (AV_CODEC_CAP_SMALL_LAST_FRAME | AV_CODEC_CAP_VARIABLE_FRAME_SIZE))) {
             uint8_t **pad = NULL;
-            int n = s->frame_size - rest;
-            if (av_samples_alloc_array_and_samples(&pad, NULL, s->enc->ch_layout.nb_channels, n,
-                                                   s->enc->sample_fmt, 0) < 0)
+            int n = s->frame_size - rest, ch = s->plan->layout.nb_channels;
+            enum AVSampleFormat fmt = s->plan->sample_fmt;
+            if (av_samples_alloc_array_and_samples(&pad, NULL, ch, n, fmt, 0) < 0)
                 return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-            av_samples_set_silence(pad, 0, n, s->enc->ch_layout.nb_channels, s->enc->sample_fmt);
+            av_samples_set_silence(pad, 0, n, ch, fmt);
             av_audio_fifo_write(s->fifo, (void **)pad, n);
             av_freep(&pad[0]);
             av_freep(&pad);
@@ -242,6 +277,7 @@ void imm_sink_free(imm_sink *s)
     av_audio_fifo_free(s->fifo);
     imm_tempo_free(s->tempo);
     avcodec_free_context(&s->enc);
+    imm_amrnb_free(s->amr);
     if (s->mux) {
         s->mux->pb = NULL;
         avformat_free_context(s->mux);

@@ -66,6 +66,13 @@ test_matrix() {
     else ok "$pair: $fmt, $k 48000 Hz stereo, $n samples (decoded $dec)"; fi
     rm -f "$f"
   done
+  # AMR-NB (8 kHz mono) through libopencore-amrnb, in MOV: whole 160-sample frames, decoded exactly.
+  target m-amr mov '{"Codec":"amr","SampleRate":8000,"Channel":1,"Bitrate":7000}'
+  local amr_want=$(( ($(rescale "$n1" 8000 44100) + $(rescale "$n3" 8000 22050) + 159) / 160 * 160 ))
+  [ "$rc" = 0 ] && [ "$(probe "$f" codec_name,sample_rate,channels | cut -d, -f1-3)" = "amr_nb,8000,1" ] \
+    && [ "$(samples "$f")" = "$amr_want" ] && [ "$(jqo '.Targets[0].Bitrate')" = 6700 ] \
+    && ok "mov:amr: AMR-NB 8000 Hz mono, mode 6.7 kbit/s for 7000 asked, $amr_want samples" \
+    || not_ok "mov:amr" "rc=$rc $(jqo .Message) $(probe "$f" codec_name,sample_rate,channels 2>/dev/null) $(samples "$f" 2>/dev/null)/$amr_want $(jqo '.Targets[0].Bitrate')"
   # {autoext} and a URI without an extension both take the container's extension.
   printf '{"ProjectName":"p","Sources":[%s],"Targets":[{"URI":"oss://test-bucket/output/noext","Container":"oga","Audio":{"TranscodeAudio":{"Codec":"vorbis"}}}]}' "$two" > "$work/noext.json"
   out=$("$bin" run --quiet --oss-root "$root" "$work/noext.json" 2>/dev/null); rc=$?
@@ -97,6 +104,9 @@ BitsPerSample on mp3|mp3|{"Codec":"mp3","BitsPerSample":16}|Targets[0].Audio.Tra
 Quality with Bitrate|mp3|{"Codec":"mp3","Quality":50,"Bitrate":128000}|Targets[0].Audio.TranscodeAudio.Quality
 Quality over 100|aac|{"Codec":"aac","Quality":101}|Targets[0].Audio.TranscodeAudio.Quality
 Bitrate under 1000|aac|{"Codec":"aac","Bitrate":999}|Targets[0].Audio.TranscodeAudio.Bitrate
+AMR-WB (16 kHz)|mov|{"Codec":"amr","SampleRate":16000,"Channel":1}|Targets[0].Audio.TranscodeAudio.SampleRate
+AMR in stereo|mov|{"Codec":"amr","SampleRate":8000,"Channel":2}|Targets[0].Audio.TranscodeAudio.Channel
+AMR from a 44.1 kHz primary without SampleRate|mov|{"Codec":"amr"}|Targets[0].Audio.TranscodeAudio.SampleRate
 EOF
 }
 
