@@ -137,3 +137,8 @@ char *imm_uri_autoext(const char *uri, const char *container)
         snprintf(out, len, "%s.%s", uri, container);
     return out;
 }
+
+char *imm_target_uri(const imm_target_req *t)
+{
+    return imm_uri_autoext(t->uri, t->segment ? "m3u8" : t->container);
+}

@@ -44,7 +44,14 @@ typedef struct imm_target_req {
     imm_stream_select select;
     bool strip_metadata;
     double speed;     /* 0.5..1.0 */
+    bool segment;     /* Segment: an HLS playlist and its segments */
+    double segment_duration; /* seconds */
+    int segment_start;       /* the first segment's number */
 } imm_target_req;
+
+/* The target's URI with {autoext} resolved: the container's extension, or m3u8 when segmented.
+ * malloc'd; NULL when out of memory. */
+char *imm_target_uri(const imm_target_req *t);
 
 struct imm_request {
     char *project;

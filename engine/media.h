@@ -6,6 +6,7 @@
  *   plan.c        a target's resolved parameters (request, else the AlignmentIndex source)
  *   convert.c     resample/remix one source's audio into a target's format, exact in length
  *   tempo.c       a target's Speed (atempo), exact in length
+ *   segment.c     a segmented (HLS) target's files through storage
  *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
  *   task.c        runs them in order and reports like the service
  */
@@ -80,6 +81,9 @@ typedef struct imm_target_plan {
     double qscale;        /* > 0: VBR at this encoder quality (FFmpeg's -q:a scale) */
     int compression_level; /* >= 0: FLAC's, from Quality */
     double speed;         /* Speed: 1.0, or 0.5..1 through tempo.c */
+    bool segment;         /* an HLS playlist (uri) and its segments, through segment.c */
+    double segment_duration;
+    int segment_start;
 } imm_target_plan;
 
 imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_info *primary,
@@ -118,6 +122,21 @@ imm_err imm_tempo_new(const imm_target_plan *plan, imm_tempo **out, imm_error *e
 imm_err imm_tempo_run(imm_tempo *t, AVAudioFifo *in, AVAudioFifo *out, int flush,
                       imm_error *err);
 void imm_tempo_free(imm_tempo *t);
+
+/* ---- segment.c ---- */
+typedef struct imm_segmenter imm_segmenter;
+
+/* An hls muxer for plan (a segmented target) whose files all go through storage. */
+imm_err imm_segmenter_open(imm_storage *st, const imm_target_plan *plan, AVFormatContext **mux,
+                           imm_segmenter **out, imm_error *err);
+/* The muxer options for avformat_write_header. */
+AVDictionary **imm_segmenter_options(imm_segmenter *g);
+/* A failure met while the muxer wrote (a refused path, storage); IMM_OK if none. */
+imm_err imm_segmenter_check(imm_segmenter *g, imm_error *err);
+/* Makes the playlist appear; *size gets the bytes of it and all segments. */
+imm_err imm_segmenter_commit(imm_segmenter *g, int64_t *size, imm_error *err);
+/* Frees; without a commit, the segments already written are removed. Free the muxer first. */
+void imm_segmenter_free(imm_segmenter *g);
 
 /* ---- sink.c ---- */
 typedef struct imm_sink imm_sink;

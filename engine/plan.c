@@ -181,7 +181,10 @@ imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_inf
     p->speed = t->speed;
     p->container = imm_container_find(t->container);
     p->codec = imm_codec_find(t->codec);
-    p->uri = imm_uri_autoext(t->uri, t->container);
+    p->uri = imm_target_uri(t);
+    p->segment = t->segment;
+    p->segment_duration = t->segment_duration;
+    p->segment_start = t->segment_start;
     if (!p->uri)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     if ((e = plan_rate(t, index, primary, p, err)))

@@ -327,11 +327,49 @@ static imm_err parse_container(ctx *c, const cJSON *tj, int i, imm_target_req *t
     return IMM_OK;
 }
 
+/* Segment {Format, Duration, StartNumber}: HLS for ts (MPEG-TS segments) and mp4 (fMP4). */
+static imm_err parse_segment(ctx *c, const cJSON *tj, int i, imm_target_req *t)
+{
+    const cJSON *seg;
+    char *format = NULL;
+    int64_t start = 0;
+    imm_err e;
+    at(c, "%s[%d].Segment", "Targets", i);
+    if ((e = get_object(c, tj, "Segment", &seg)) || !seg)
+        return e;
+    at(c, "%s[%d].Segment.Format", "Targets", i);
+    if ((e = get_string(c, seg, "Format", &format)))
+        return e;
+    if (format)
+        lower(format);
+    int hls = !format || !strcmp(format, "hls"), dash = format && !strcmp(format, "dash");
+    free(format);
+    if (dash)
+        return bad(c, "dash is not supported by this engine yet; use hls");
+    if (!hls)
+        return bad(c, "must be hls or dash");
+    if (strcmp(t->container, "ts") && strcmp(t->container, "mp4")) {
+        at(c, "%s[%d].Container", "Targets", i);
+        return bad(c, "must be ts or mp4 for a segmented (HLS) output");
+    }
+    t->segment = true;
+    t->segment_duration = 10;
+    at(c, "%s[%d].Segment.Duration", "Targets", i);
+    if ((e = get_number(c, seg, "Duration", &t->segment_duration)))
+        return e;
+    if (!(t->segment_duration >= 1 && t->segment_duration <= 3600))
+        return bad(c, "must be from 1 to 3600 seconds");
+    at(c, "%s[%d].Segment.StartNumber", "Targets", i);
+    if ((e = get_int(c, seg, "StartNumber", 0, 1000000000, &start)))
+        return e;
+    t->segment_start = (int)start;
+    return IMM_OK;
+}
+
 static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
 {
     imm_err e;
     double speed = 1.0;
-    const cJSON *segment;
 
     at(c, "%s[%d]", "Targets", i);
     if (!cJSON_IsObject(tj))
@@ -343,7 +381,9 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
         return bad(c, "is required but not provided");
     if ((e = parse_container(c, tj, i, t)))
         return e;
-    char *resolved = imm_uri_autoext(t->uri, t->container);
+    if ((e = parse_segment(c, tj, i, t)))
+        return e;
+    char *resolved = imm_target_uri(t);
     if (!resolved)
         return imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
     at(c, "%s[%d].URI", "Targets", i);
@@ -367,11 +407,6 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     if (speed < 0.5 || speed > 1.0)
         return bad(c, "must be between 0.5 and 1.0");
     t->speed = speed;
-    at(c, "%s[%d].Segment", "Targets", i);
-    if ((e = get_object(c, tj, "Segment", &segment)))
-        return e;
-    if (segment)
-        return bad(c, "(segmented HLS/DASH output) is not supported by this engine yet");
     at(c, "%s[%d].StripMetadata", "Targets", i);
     return get_bool(c, tj, "StripMetadata", &t->strip_metadata);
 }
@@ -443,7 +478,7 @@ static imm_err check_target_clashes(ctx *c, const imm_request *req)
     imm_err e = IMM_OK;
     char *uris[IMM_MAX_TARGETS] = {0};
     for (int i = 0; i < req->ntargets && !e; i++) {
-        uris[i] = imm_uri_autoext(req->targets[i].uri, req->targets[i].container);
+        uris[i] = imm_target_uri(&req->targets[i]);
         if (!uris[i]) {
             e = imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
             break;

@@ -20,6 +20,7 @@ struct imm_sink {
     AVStream *stream;
     AVCodecContext *enc;
     imm_amrnb *amr;     /* instead of enc, for AMR-NB */
+    imm_segmenter *seg; /* a segmented target: the muxer writes through it, not pb */
     AVAudioFifo *fifo;  /* what the encoder takes next */
     AVAudioFifo *input; /* with a Speed: what the merge gives, before tempo; else == fifo */
     imm_tempo *tempo;
@@ -73,10 +74,16 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
 static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *err)
 {
     const imm_target_plan *p = s->plan;
-    int ret = avformat_alloc_output_context2(&s->mux, NULL, p->container->muxer, NULL);
-    if (ret < 0)
-        return imm_error_set(err, IMM_EINTERNAL, "No %s muxer in this FFmpeg build: %s",
-                             p->container->muxer, av_err2str(ret));
+    if (p->segment) {
+        imm_err e = imm_segmenter_open(s->st, p, &s->mux, &s->seg, err);
+        if (e)
+            return e;
+    } else {
+        int ret = avformat_alloc_output_context2(&s->mux, NULL, p->container->muxer, NULL);
+        if (ret < 0)
+            return imm_error_set(err, IMM_EINTERNAL, "No %s muxer in this FFmpeg build: %s",
+                                 p->container->muxer, av_err2str(ret));
+    }
     s->mux->strict_std_compliance = FF_COMPLIANCE_EXPERIMENTAL;
     if (metadata)
         av_dict_copy(&s->mux->metadata, metadata, 0);
@@ -103,9 +110,12 @@ static imm_err write_header(imm_sink *s, imm_error *err)
     if (ret < 0)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     s->stream->time_base = (AVRational){1, s->plan->sample_rate};
-    if ((ret = avformat_write_header(s->mux, NULL)) < 0)
+    if ((ret = avformat_write_header(s->mux, s->seg ? imm_segmenter_options(s->seg) : NULL)) < 0) {
+        if (s->seg && imm_segmenter_check(s->seg, err))
+            return err->code;
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start the %s output %s: %s",
                              s->plan->container->name, s->plan->uri, av_err2str(ret));
+    }
     s->header_written = 1;
     return IMM_OK;
 }
@@ -134,7 +144,7 @@ imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDict
         e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
         goto fail;
     }
-    if ((e = imm_io_open_output(st, plan->uri, &s->pb, err)))
+    if (!s->seg && (e = imm_io_open_output(st, plan->uri, &s->pb, err)))
         goto fail;
     s->mux->pb = s->pb;
     if ((e = write_header(s, err)))
@@ -244,6 +254,8 @@ imm_err imm_sink_finish(imm_sink *s, imm_error *err)
         e = encode(s, NULL, err);
     if (!e) {
         int ret = av_write_trailer(s->mux);
+        if (s->seg && (e = imm_segmenter_check(s->seg, err)))
+            return e;
         if (ret < 0)
             return imm_error_set(err, IMM_EIO, "Finishing %s failed: %s", s->plan->uri,
                                  av_err2str(ret));
@@ -253,6 +265,8 @@ imm_err imm_sink_finish(imm_sink *s, imm_error *err)
 
 imm_err imm_sink_commit(imm_sink *s, imm_error *err)
 {
+    if (s->seg)
+        return imm_segmenter_commit(s->seg, &s->size, err);
     return imm_io_commit_output(s->st, s->pb, &s->size, err);
 }
 
@@ -282,6 +296,7 @@ void imm_sink_free(imm_sink *s)
         s->mux->pb = NULL;
         avformat_free_context(s->mux);
     }
+    imm_segmenter_free(s->seg);
     imm_io_close_output(s->st, &s->pb);
     free(s);
 }

@@ -307,6 +307,33 @@ static void local_close(imm_object *obj)
     free(obj);
 }
 
+static imm_err local_remove(imm_storage *st, const char *uri, imm_error *err)
+{
+    local_storage *ls = (local_storage *)st;
+    char rel[PATH_MAX];
+    int dirfd;
+    imm_err e = resolve(ls, uri, rel, sizeof(rel), &dirfd, err);
+    if (e)
+        return e;
+    char *slash = strrchr(rel, '/');
+    const char *base = slash ? slash + 1 : rel;
+    int dir;
+    if (slash) {
+        *slash = '\0';
+        dir = dirfd == AT_FDCWD ? open(rel[0] ? rel : "/", O_DIRECTORY | O_CLOEXEC)
+                                : open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
+    } else {
+        dir = dirfd == AT_FDCWD ? open(".", O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
+    }
+    if (dir < 0)
+        return errno == ENOENT ? IMM_OK : errno_error(err, errno, "object", uri);
+    int ret = unlinkat(dir, base, 0), saved = errno;
+    close(dir);
+    if (ret && saved != ENOENT)
+        return errno_error(err, saved, "object", uri);
+    return IMM_OK;
+}
+
 static void local_free(imm_storage *st)
 {
     local_storage *ls = (local_storage *)st;
@@ -324,6 +351,7 @@ static const imm_storage_ops local_ops = {
     .seek = local_seek,
     .commit = local_commit,
     .close = local_close,
+    .remove = local_remove,
     .free = local_free,
 };
 

@@ -753,6 +753,28 @@ static void remote_close(imm_object *o)
     obj_free(o);
 }
 
+static imm_err remote_remove(imm_storage *st, const char *uri, imm_error *err)
+{
+    remote *rs = (remote *)st;
+    imm_uri u;
+    imm_err e = imm_uri_parse(uri, &u, err);
+    if (e)
+        return e;
+    if (!u.is_oss)
+        return rs->local->ops->remove(rs->local, uri, err);
+    imm_http *http = imm_http_new(rs->pool);
+    if (!http)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    imm_http_response r = {0};
+    call c = {.op = "DeleteObject", .method = "DELETE", .range_end = -1, .body_fd = -1};
+    e = send(rs, http, u.bucket, u.key, uri, &c, &r, err);
+    if (e == IMM_ENOTFOUND)
+        e = IMM_OK;
+    imm_http_response_clear(&r);
+    imm_http_free(http);
+    return e;
+}
+
 static void remote_free(imm_storage *st)
 {
     remote *rs = (remote *)st;
@@ -771,6 +793,7 @@ static const imm_storage_ops remote_ops = {
     .commit = remote_commit,
     .last_error = remote_last_error,
     .close = remote_close,
+    .remove = remote_remove,
     .free = remote_free,
 };
 

@@ -86,6 +86,9 @@ typedef struct imm_storage_ops {
      * alone cannot say (a store's answer, a retry budget spent). IMM_OK when it did not fail. */
     imm_err (*last_error)(imm_object *obj, imm_error *err);
     void (*close)(imm_object *obj);
+    /* Removes an object this task committed: undoes the pieces of a segmented output whose task
+     * then failed. An object already missing is not an error. */
+    imm_err (*remove)(imm_storage *st, const char *uri, imm_error *err);
     void (*free)(imm_storage *st);
 } imm_storage_ops;
 

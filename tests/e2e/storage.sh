@@ -284,6 +284,27 @@ EOF
   [ "$served" = "$size" ] && ok "M4A read once despite seeking: $served of $size bytes" || not_ok "m4a read once" "$served/$size"
 }
 
+test_segmented() {
+  reset
+  mkdir -p "$b/audio/broken"
+  ff -f lavfi -i "sine=f=330:d=4:sample_rate=44100" -f hls -hls_time 1 -hls_list_size 0 \
+     -hls_segment_filename "$b/audio/broken/p%d.ts" "$b/audio/broken/list.m3u8"
+  printf '{"ProjectName":"p","Sources":[{"URI":"oss://test-bucket/audio/seg1.mp3"},{"URI":"oss://test-bucket/audio/broken/list.m3u8"}],"Targets":[{"URI":"oss://test-bucket/output/hls/list.m3u8","Container":"ts","Segment":{"Duration":1},"Audio":{"TranscodeAudio":{"Codec":"mp3"}}}]}' > "$work/hls.json"
+  remote hls "$work/hls.json"
+  local n; n=$(find "$b/output/hls" -name 'list-*.ts' | wc -l)
+  [ "$rc" = 0 ] && [ -f "$b/output/hls/list.m3u8" ] && [ "$n" -ge 8 ] && [ "$(stats .requests.PutObject)" = $((n + 1)) ] \
+    && ok "Segment over OSS: the playlist and $n segments, one PutObject each" || not_ok "segmented over OSS" "rc=$rc $(jqo .Message) $n $(stats .requests)"
+  reset
+  rm -f "$b/audio/broken/p2.ts"
+  remote hls-bad "$work/hls.json"
+  local deleted; deleted=$(stats '.requests.DeleteObject // 0')
+  expect_error "Segment over OSS: a source failing mid-task fails it" 1 ResourceNotFound "p2.ts"
+  [ "$deleted" -ge 3 ] && [ "$deleted" = "$(stats '.requests.PutObject')" ] && [ -z "$(find "$b/output" -type f)" ] \
+    && ok "Segment over OSS: the $deleted segments already uploaded are deleted again, no playlist" \
+    || not_ok "segments cleaned over OSS" "deleted=$deleted $(stats .requests) $(find "$b/output" -type f | head -3)"
+  rm -rf "$b/audio/broken"
+}
+
 test_large_multipart() { # not in the quick run: 10 MB through the sanitizer build is slow
   reset
   # 60 s of noise, independent in each channel so FLAC cannot share them: an output of ~10.8 MB,
@@ -356,6 +377,7 @@ test_refusals
 test_tls_refused
 test_config_sources
 test_seek_and_playlist
+test_segmented
 test_s3rver
 if [ -z "${IMMERGE_E2E_QUICK:-}" ]; then
   test_large_multipart

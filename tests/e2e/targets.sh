@@ -247,7 +247,56 @@ test_metadata() {
   done
 }
 
+# Segment (HLS): a playlist and its numbered segments in the playlist's folder, visible only on
+# success; a task that fails after writing segments removes them.
+test_segment() {
+  local c k seg ext n dec count
+  local three='{"URI":"oss://test-bucket/audio/seg1.mp3"},{"URI":"oss://test-bucket/audio/seg2.mp3"},{"URI":"oss://test-bucket/audio/seg3.mp3"}'
+  local merged=$(( $(rescale "$n1" 48000 44100) + $(rescale "$(samples "$b/audio/seg2.mp3")" 48000 44100) + $(rescale "$n3" 48000 22050) ))
+  for c in ts mp4; do
+    ext=ts; [ "$c" = mp4 ] && ext=m4s
+    rm -rf "$b/output/hls"
+    printf '{"ProjectName":"p","Sources":[%s],"Targets":[{"URI":"oss://test-bucket/output/hls/list.{autoext}","Container":"%s","Segment":{"Format":"hls","Duration":3,"StartNumber":5},"Audio":{"TranscodeAudio":{"Codec":"aac","SampleRate":48000}}}]}' "$three" "$c" > "$work/hls.json"
+    out=$("$bin" run --quiet --oss-root "$root" "$work/hls.json" 2>/dev/null); rc=$?
+    local pl="$b/output/hls/list.m3u8"
+    count=$(grep -c "^list-[0-9]*\.$ext\$" "$pl" 2>/dev/null); dec=$(samples "$pl" 2>/dev/null)
+    if [ "$rc" = 0 ] && [ "$(jqo '.Targets[0].URI')" = oss://test-bucket/output/hls/list.m3u8 ] && [ "$count" = 4 ] \
+       && [ -f "$b/output/hls/list-5.$ext" ] && [ -f "$b/output/hls/list-8.$ext" ] && grep -q "EXT-X-MEDIA-SEQUENCE:5" "$pl" \
+       && grep -q "EXT-X-ENDLIST" "$pl" && [ $((dec - merged)) -ge 0 ] && [ $((dec - merged)) -le 2048 ]; then
+      ok "Segment hls in $c: list.m3u8 + list-5..8.$ext (3 s each from StartNumber 5), decodes to $dec for $merged merged"
+    else
+      not_ok "Segment hls $c" "rc=$rc $(jqo .Message) segments=$count dec=$dec/$merged $(ls "$b/output/hls" 2>&1 | tr '\n' ' ')"
+    fi
+    [ "$c" = mp4 ] && { grep -q 'EXT-X-MAP:URI="list-init.mp4"' "$pl" && [ -f "$b/output/hls/list-init.mp4" ] \
+      && ok "Segment hls in mp4: fMP4 with its init segment" || not_ok "fmp4 init" "$(cat "$pl")"; }
+  done
+  # A later source breaks mid-decode (its playlist misses a segment): the segments of the first
+  # are gone again, and no playlist appears.
+  mkdir -p "$b/audio/broken"
+  ff -f lavfi -i "sine=f=330:d=4:sample_rate=44100" -f hls -hls_time 1 -hls_list_size 0 \
+     -hls_segment_filename "$b/audio/broken/p%d.ts" "$b/audio/broken/list.m3u8"
+  rm -f "$b/audio/broken/p2.ts"
+  rm -rf "$b/output/hls"
+  printf '{"ProjectName":"p","Sources":[{"URI":"oss://test-bucket/audio/seg1.mp3"},{"URI":"oss://test-bucket/audio/broken/list.m3u8"}],"Targets":[{"URI":"oss://test-bucket/output/hls/list.m3u8","Container":"ts","Segment":{"Duration":1},"Audio":{"TranscodeAudio":{"Codec":"mp3"}}}]}' > "$work/hls-bad.json"
+  out=$("$bin" run --quiet --oss-root "$root" "$work/hls-bad.json" 2>/dev/null); rc=$?
+  expect_error "Segment: a task failing after 4 s of segments" 1 ResourceNotFound "p2.ts"
+  local left; left=$(find "$b/output/hls" -type f 2>/dev/null | head -3)
+  [ -z "$left" ] && ok "Segment: the failed task's segments are removed, no playlist" || not_ok "segments left" "$left"
+  while IFS='|' read -r name c seg field; do
+    printf '{"ProjectName":"p","Sources":[%s],"Targets":[{"URI":"oss://test-bucket/output/s.{autoext}","Container":"%s","Segment":%s,"Audio":{"TranscodeAudio":{"Codec":"mp3"}}}]}' "$two" "$c" "$seg" > "$work/segbad.json"
+    out=$("$bin" run --quiet --oss-root "$root" "$work/segbad.json" 2>/dev/null); rc=$?
+    expect_error "refused: $name" 2 InvalidArgument "$field"
+  done <<'EOF'
+Segment on an mp3 container|mp3|{"Format":"hls"}|Targets[0].Container
+Segment Format dash|ts|{"Format":"dash"}|Targets[0].Segment.Format
+Segment Format smooth|ts|{"Format":"smooth"}|Targets[0].Segment.Format
+Segment Duration 0|ts|{"Duration":0}|Targets[0].Segment.Duration
+Segment StartNumber -1|ts|{"StartNumber":-1}|Targets[0].Segment.StartNumber
+EOF
+}
+
 test_matrix
+test_segment
 test_metadata
 test_mixing
 test_speed
