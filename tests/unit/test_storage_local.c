@@ -182,6 +182,25 @@ static void oss_uris_need_a_root(void **state)
     assert_int_equal(imm_oss_local_new("/nonexistent/immerge", &st, &err), IMM_EARG);
 }
 
+/* remove undoes a committed object, treats a missing one as done, and cannot reach outside the
+ * root through a link: the target outside stays. */
+static void remove_stays_inside_the_root(void **state)
+{
+    fixture *fx = *state;
+    imm_error err = {0};
+    char path[256];
+    struct stat sb;
+    const imm_storage_ops *ops = fx->st->ops;
+    assert_int_equal(ops->remove(fx->st, "oss://bkt/in.txt", &err), IMM_OK);
+    snprintf(path, sizeof(path), "%s/bkt/in.txt", fx->root);
+    assert_int_not_equal(stat(path, &sb), 0);
+    assert_int_equal(ops->remove(fx->st, "oss://bkt/in.txt", &err), IMM_OK);
+    assert_int_equal(ops->remove(fx->st, "oss://bkt/nowhere/x.txt", &err), IMM_OK);
+    assert_int_not_equal(ops->remove(fx->st, "oss://bkt/dirlink/secret.txt", &err), IMM_OK);
+    snprintf(path, sizeof(path), "%s/outside/secret.txt", fx->dir);
+    assert_int_equal(stat(path, &sb), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +211,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             an_uncommitted_write_leaves_nothing_and_keeps_the_old_object, setup, teardown),
         cmocka_unit_test_setup_teardown(a_missing_bucket_is_not_created, setup, teardown),
+        cmocka_unit_test_setup_teardown(remove_stays_inside_the_root, setup, teardown),
         cmocka_unit_test(oss_uris_need_a_root),
     };
     return cmocka_run_group_tests_name("storage_local", tests, NULL, NULL);
