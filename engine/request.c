@@ -165,7 +165,37 @@ static imm_err parse_source(ctx *c, const cJSON *js, int i, imm_source_req *src)
     if (src->duration < 0)
         return bad(c, "must not be negative");
     at(c, "%s[%d].DisableAudio", "Sources", i);
-    return get_bool(c, js, "DisableAudio", &src->disable_audio);
+    if ((e = get_bool(c, js, "DisableAudio", &src->disable_audio)))
+        return e;
+    /* Video features: checked for shape, then ignored (the output is audio-only). */
+    bool ignored;
+    at(c, "%s[%d].DisableVideo", "Sources", i);
+    if ((e = get_bool(c, js, "DisableVideo", &ignored)))
+        return e;
+    const cJSON *subs = cJSON_GetObjectItemCaseSensitive(js, "Subtitles");
+    at(c, "%s[%d].Subtitles", "Sources", i);
+    if (subs && !cJSON_IsNull(subs) && !cJSON_IsArray(subs))
+        return bad(c, "must be an array");
+    const cJSON *align = cJSON_GetObjectItemCaseSensitive(js, "AlignMode");
+    at(c, "%s[%d].AlignMode", "Sources", i);
+    if (align && !cJSON_IsNull(align) && !cJSON_IsString(align))
+        return bad(c, "must be a string");
+    return IMM_OK;
+}
+
+/* Targets[].Video, Image and Subtitle: checked for shape, then ignored (the output is audio-only;
+ * the service ignores them for an audio container). */
+static imm_err check_video_fields(ctx *c, const cJSON *tj, int i)
+{
+    static const char *const names[] = {"Video", "Image", "Subtitle"};
+    for (size_t k = 0; k < sizeof(names) / sizeof(*names); k++) {
+        const cJSON *ignored;
+        at(c, "Targets[%d].%s", i, names[k]);
+        imm_err e = get_object(c, tj, names[k], &ignored);
+        if (e)
+            return e;
+    }
+    return IMM_OK;
 }
 
 static imm_err parse_streams(ctx *c, const cJSON *audio, int i, imm_target_req *t)
@@ -381,7 +411,7 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
         return bad(c, "is required but not provided");
     if ((e = parse_container(c, tj, i, t)))
         return e;
-    if ((e = parse_segment(c, tj, i, t)))
+    if ((e = parse_segment(c, tj, i, t)) || (e = check_video_fields(c, tj, i)))
         return e;
     char *resolved = imm_target_uri(t);
     if (!resolved)

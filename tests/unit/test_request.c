@@ -219,6 +219,28 @@ static void error_body_has_the_service_shape(void **state)
     assert_false(imm_err_is_request_error(IMM_ENOTFOUND));
 }
 
+/* Video features are checked for shape and otherwise ignored: a valid request never fails on them. */
+static void video_fields_are_checked_then_ignored(void **state)
+{
+    (void)state;
+    imm_request *req = NULL;
+    imm_error err = {0};
+    const char *json = "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp4\","
+                       "\"DisableVideo\":true,\"Subtitles\":[],\"AlignMode\":\"x\"}],"
+                       "\"Targets\":[{\"URI\":\"oss://b-1/o.mp4\",\"Container\":\"mp4\","
+                       "\"Video\":{\"TranscodeVideo\":{\"Codec\":\"h264\"}},\"Image\":{},"
+                       "\"Subtitle\":{},\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"aac\"}}}]}";
+    assert_int_equal(parse(json, &req, &err), IMM_OK);
+    imm_request_free(req);
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":\"oss://b-1/o.mp3\","
+                   "\"Video\":\"h264\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}",
+                   IMM_EARG, "Targets[0].Video");
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\","
+                   "\"DisableVideo\":\"yes\"}]," TARGET_MP3 "}", IMM_EARG, "Sources[0].DisableVideo");
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\","
+                   "\"Subtitles\":{}}]," TARGET_MP3 "}", IMM_EARG, "Sources[0].Subtitles");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +253,7 @@ int main(void)
         cmocka_unit_test(uris_cannot_leave_their_bucket),
         cmocka_unit_test(a_target_never_overwrites_a_source),
         cmocka_unit_test(targets_must_select_the_same_streams),
+        cmocka_unit_test(video_fields_are_checked_then_ignored),
         cmocka_unit_test(uri_parse_splits_bucket_and_key),
         cmocka_unit_test(autoext_resolves_to_the_container),
         cmocka_unit_test(container_is_inferred_from_a_known_extension),
