@@ -66,17 +66,18 @@ e2e: all
 	@tests/e2e/targets.sh $(BUILD)/immerge
 	@tests/e2e/storage.sh $(BUILD)/immerge
 
-# valgrind: the unit tests and both examples, failing on any memory error or leak. Its log is shown
+# valgrind: the unit tests, both examples and testdata/features.json (Speed, Mixing, Quality, HLS
+# segments, AMR in one task), failing on any memory error or leak. Its log is shown
 # only on failure: valgrind 3.19 warns about every openat2 call it cannot follow (we fall back).
 VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
            --error-exitcode=99 --log-file=$(BUILD)/valgrind.log
 VG_FAIL  = { grep -v -e '^--[0-9]*-- ' $(BUILD)/valgrind.log; exit 1; }
 valgrind: all $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do $(VALGRIND) $$t > /dev/null 2>&1 || $(VG_FAIL); done
-	@root=$$(mktemp -d) && testdata/gen-media.sh $$root && \
-	  for r in testdata/example-*.json; do \
+	@root=$$(mktemp -d) && testdata/gen-media.sh $$root --features && \
+	  for r in testdata/example-*.json testdata/features.json; do \
 	    $(VALGRIND) $(BUILD)/immerge run --quiet --oss-root $$root $$r > /dev/null || $(VG_FAIL); \
-	  done && rm -rf $$root && echo "valgrind: clean (unit tests and both examples)"
+	  done && rm -rf $$root && echo "valgrind: clean (unit tests, both examples, features.json)"
 
 test: deps
 	@$(MAKE) --no-print-directory all unit

@@ -3,6 +3,7 @@
 # the ffmpeg CLI and espeak-ng. Nothing here is committed as binary.
 #   gen-media.sh ROOT            the bundled examples' sources (ROOT/test-bucket/audio/...)
 #   gen-media.sh ROOT --formats  also one short file per input format the service lists
+#   gen-media.sh ROOT --features also a two-track source for testdata/features.json
 set -euo pipefail
 root=${1:?usage: gen-media.sh ROOT [--formats]}
 mode=${2:-}
@@ -71,6 +72,13 @@ formats() {
   rm -rf "$t"
 }
 
+# Two audio tracks of different rates and lengths in one file, for Stream/Mixing.
+features() {
+  ff -f lavfi -i "sine=f=200:d=2:sample_rate=44100" -f lavfi -i "sine=f=5000:d=3:sample_rate=48000" \
+     -map 0 -map 1 -ac:0 2 -c:a flac "$audio/two-tracks.mkv"
+}
+
 examples
 [ "$mode" = --formats ] && formats
+[ "$mode" = --features ] && features
 exit 0
