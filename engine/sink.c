@@ -30,6 +30,7 @@ struct imm_sink {
     int64_t next_pts;
     int64_t size;
     int header_written;
+    int trailer_written;
 };
 
 static imm_err open_encoder(imm_sink *s, imm_error *err)
@@ -254,6 +255,7 @@ imm_err imm_sink_finish(imm_sink *s, imm_error *err)
         e = encode(s, NULL, err);
     if (!e) {
         int ret = av_write_trailer(s->mux);
+        s->trailer_written = 1;
         if (s->seg && (e = imm_segmenter_check(s->seg, err)))
             return e;
         if (ret < 0)
@@ -292,6 +294,10 @@ void imm_sink_free(imm_sink *s)
     imm_tempo_free(s->tempo);
     avcodec_free_context(&s->enc);
     imm_amrnb_free(s->amr);
+    /* FFmpeg 5.1's hls muxer frees its segment buffers only in write_trailer, so an abandoned
+     * segmented output is finished (into files the segmenter then removes) rather than leaked. */
+    if (s->seg && s->header_written && !s->trailer_written)
+        av_write_trailer(s->mux);
     if (s->mux) {
         s->mux->pb = NULL;
         avformat_free_context(s->mux);
