@@ -9,6 +9,7 @@
 #include "media.h"
 
 #include <math.h>
+#include <string.h>
 
 #include <stdlib.h>
 
@@ -63,7 +64,18 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
     enc->strict_std_compliance = FF_COMPLIANCE_EXPERIMENTAL;
     if (s->mux->oformat->flags & AVFMT_GLOBALHEADER)
         enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
-    int ret = avcodec_open2(enc, p->encoder, NULL);
+    /* A Bitrate is a target the output should meet. libopus's free VBR overshoots it by half on
+     * some speech, so it is held to constrained VBR (Quality stays free VBR). */
+    AVDictionary *opts = NULL;
+    if (!strcmp(p->encoder->name, "libopus") && p->quality < 0)
+        av_dict_set(&opts, "vbr", "constrained", 0);
+    /* libvorbis's free ABR undershoots by a quarter on short speech; bounds keep it on target. */
+    if (!strcmp(p->encoder->name, "libvorbis") && p->quality < 0 && p->bitrate > 0) {
+        enc->rc_min_rate = p->bitrate * 3 / 4;
+        enc->rc_max_rate = p->bitrate * 5 / 4;
+    }
+    int ret = avcodec_open2(enc, p->encoder, &opts);
+    av_dict_free(&opts);
     if (ret < 0)
         return imm_error_set(err, IMM_EINTERNAL, "Cannot open the %s encoder (%d Hz, %d ch): %s",
                              p->encoder->name, p->sample_rate, p->layout.nb_channels,

@@ -52,8 +52,14 @@ test_matrix() {
               mkv:opus mkv:ac3 mov:aac mov:mp3 mov:ac3 asf:mp3 asf:aac asf:ac3 avi:mp3 avi:aac \
               avi:ac3 ts:aac ts:mp3 ts:ac3 ts:opus flv:mp3 flv:aac; do
     c=${pair%:*} k=${pair#*:}
-    target "m-$k" "$c" "{\"Codec\":\"$k\",\"SampleRate\":48000,\"Channel\":2}"
+    local br=',"Bitrate":96000'; [ "$k" = flac ] && br=''
+    target "m-$k" "$c" "{\"Codec\":\"$k\",\"SampleRate\":48000,\"Channel\":2$br}"
     got=$(probe "$f" codec_name,sample_rate,channels | cut -d, -f1-3)
+    # The bitrate the file declares, else its audio packets' bytes over its length (Ogg, Matroska
+    # and MPEG-TS declare none; the file size would count the container too).
+    local rate_got; rate_got=$(probe "$f" bit_rate)
+    [[ "$rate_got" =~ ^[0-9]+$ ]] || rate_got=$(ffprobe -v error -select_streams a:0 -show_entries packet=size \
+      -of csv=p=0 "$f" | awk -v n="$want" '{ s += $1 } END { printf "%d", s * 8 * 48000 / n }')
     fmt=$(ffprobe -v error -show_entries format=format_name -of default=nw=1:nk=1 "$f" 2>/dev/null)
     n=$(jqo '.Targets[0].Samples'); dec=$(samples "$f")
     read -r lo hi <<< "${slack[$pair]:-0 2048}"
@@ -63,7 +69,8 @@ test_matrix() {
     elif [ "$got" != "$k,48000,2" ] || [ "$fmt" != "${format[$c]}" ]; then not_ok "$pair" "ffprobe: $got in $fmt"
     elif [ "$n" != "$merged" ]; then not_ok "$pair" "Samples $n, merged $merged"
     elif [ $((dec - n)) -lt "$lo" ] || [ $((dec - n)) -gt "$hi" ]; then not_ok "$pair" "decoded $dec for $n samples"
-    else ok "$pair: $fmt, $k 48000 Hz stereo, $n samples (decoded $dec)"; fi
+    elif [ -n "$br" ] && { [ "$rate_got" -lt 72000 ] || [ "$rate_got" -gt 120000 ]; }; then not_ok "$pair" "bitrate $rate_got for 96000"
+    else ok "$pair: $fmt, $k 48000 Hz stereo${br:+ ~$((rate_got / 1000)) kbit/s}, $n samples (decoded $dec)"; fi
     rm -f "$f"
   done
   # AMR-NB (8 kHz mono) through libopencore-amrnb, in MOV: whole 160-sample frames, decoded exactly.
