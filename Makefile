@@ -3,7 +3,7 @@
 # tests (also under ASan+UBSan), the end-to-end suite, and the storage suite against servers on
 # 127.0.0.1.
 
-PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb
+PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3
 BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2 -g
@@ -65,6 +65,7 @@ e2e: all
 	@tests/e2e/run.sh $(BUILD)/immerge
 	@tests/e2e/targets.sh $(BUILD)/immerge
 	@tests/e2e/storage.sh $(BUILD)/immerge
+	@tests/e2e/service.sh $(BUILD)/immerge
 
 # valgrind: the unit tests, both examples and testdata/features.json (Speed, Mixing, Quality, HLS
 # segments, AMR in one task), failing on any memory error or leak. Its log is shown
@@ -86,8 +87,10 @@ test: deps
 	@IMMERGE_E2E_QUICK=1 tests/e2e/run.sh build/asan/immerge
 	@IMMERGE_E2E_QUICK=1 tests/e2e/storage.sh build/asan/immerge
 	@tests/e2e/targets.sh build/asan/immerge
+	@tests/e2e/service.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
 	@tests/e2e/targets.sh build/immerge
+	@tests/e2e/service.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 
 clean:

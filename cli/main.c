@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_REQUEST_BYTES (1 << 20)
@@ -22,10 +23,16 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_INVALID = 2 };
 
 static const char usage[] =
     "usage: immerge run [options] REQUEST.json   (- reads the request from stdin)\n"
+    "       immerge get-task [--state DIR] [--project P] TASK_ID\n"
+    "       immerge list-tasks [--state DIR] [--project P] [--status S] [--tag KEY=VALUE]\n"
+    "                          [--max N] [--next-token T]\n"
     "\n"
-    "Runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
+    "run: runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
+    "get-task, list-tasks: print recorded tasks as the service's GetTask and ListTasks do.\n"
     "\n"
     "options:\n"
+    "  --state DIR           where task records are kept (default $IMMERGE_STATE, else\n"
+    "                        $XDG_DATA_HOME/immerge or ~/.local/share/immerge)\n"
     "  --progress            show progress on stderr even when it is not a terminal\n"
     "  --quiet               no progress and no log lines on stderr\n"
     "  --verbose             also show FFmpeg's own warnings and the storage used\n"
@@ -59,13 +66,28 @@ static void on_signal(int sig)
     cancel_requested = 1;
 }
 
+typedef enum command { CMD_RUN, CMD_GET_TASK, CMD_LIST_TASKS } command;
+
 typedef struct cli {
+    command cmd;
     imm_oss_options storage;
-    const char *request_path;
+    const char *state;
+    const char *arg; /* run: the request; get-task: the TaskId */
+    const char *project;
+    imm_list_query list;
     int progress;
     int quiet;
     int verbose;
 } cli;
+
+/* Progress goes to the terminal and, at most once a second, into the task's record. */
+typedef struct progress_sink {
+    const cli *c;
+    imm_task *task;
+    imm_records *records;
+    int show;
+    struct timespec last_save;
+} progress_sink;
 
 static void print_json(char *json)
 {
@@ -106,13 +128,57 @@ static char *read_all(const char *path, size_t *len, imm_error *err)
     return buf;
 }
 
-static void show_progress(void *opaque, double fraction)
+static void on_progress(void *opaque, double fraction)
 {
-    (void)opaque;
-    fprintf(stderr, "\rimmerge: merging %3d%%", (int)(fraction * 100.0 + 0.5));
-    if (fraction >= 1.0)
-        fputc('\n', stderr);
-    fflush(stderr);
+    progress_sink *p = opaque;
+    struct timespec now;
+    if (p->show) {
+        fprintf(stderr, "\rimmerge: merging %3d%%", (int)(fraction * 100.0 + 0.5));
+        if (fraction >= 1.0)
+            fputc('\n', stderr);
+        fflush(stderr);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (p->records && now.tv_sec > p->last_save.tv_sec) {
+        imm_error ignored;
+        imm_records_save(p->records, p->task, &ignored);
+        p->last_save = now;
+    }
+}
+
+/* --state, else $IMMERGE_STATE, else the per-user data folder; *explicit says which. */
+static const char *state_dir(const cli *c, char *buf, size_t len, int *explicit)
+{
+    const char *v = c->state ? c->state : getenv("IMMERGE_STATE");
+    *explicit = v && *v;
+    if (*explicit)
+        return v;
+    const char *xdg = getenv("XDG_DATA_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(buf, len, "%s/immerge", xdg);
+    else if (home && *home)
+        snprintf(buf, len, "%s/.local/share/immerge", home);
+    else
+        return NULL;
+    return buf;
+}
+
+static imm_err open_records(const cli *c, imm_records **out, int required, imm_error *err)
+{
+    char buf[4096];
+    int explicit;
+    const char *dir = state_dir(c, buf, sizeof(buf), &explicit);
+    *out = NULL;
+    if (!dir)
+        return imm_error_set(err, IMM_EARG, "No state folder: pass --state DIR or set HOME.");
+    imm_err e = imm_records_open(dir, out, err);
+    if (e && !explicit && !required) {
+        /* The merge is the job: an unusable default folder costs the record, not the task. */
+        if (!c->quiet)
+            fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err->message);
+        return IMM_OK;
+    }
+    return e;
 }
 
 static int parse_args(int argc, char **argv, cli *c)
@@ -123,6 +189,7 @@ static int parse_args(int argc, char **argv, cli *c)
         &so->addressing, &so->config_file, &so->retries, &so->retry_time,
         &so->timeout, &so->part_size, &so->temp_dir,
     };
+    enum { OPT_STATE = 200, OPT_PROJECT, OPT_STATUS, OPT_TAG, OPT_MAX, OPT_NEXT };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -131,16 +198,27 @@ static int parse_args(int argc, char **argv, cli *c)
         {"oss-timeout", required_argument, NULL, 8},   {"oss-part-size", required_argument, NULL, 9},
         {"temp-dir", required_argument, NULL, 10},     {"progress", no_argument, NULL, 'p'},
         {"quiet", no_argument, NULL, 'q'},             {"verbose", no_argument, NULL, 'v'},
+        {"state", required_argument, NULL, OPT_STATE}, {"project", required_argument, NULL, OPT_PROJECT},
+        {"status", required_argument, NULL, OPT_STATUS}, {"tag", required_argument, NULL, OPT_TAG},
+        {"max", required_argument, NULL, OPT_MAX},     {"next-token", required_argument, NULL, OPT_NEXT},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
+    static char tag[512];
     int ch;
-    if (argc < 2 || strcmp(argv[1], "run")) {
-        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-            fputs(usage, stdout);
-            exit(EXIT_OK);
-        }
-        return -1;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(usage, stdout);
+        exit(EXIT_OK);
     }
+    if (argc < 2)
+        return -1;
+    if (!strcmp(argv[1], "run"))
+        c->cmd = CMD_RUN;
+    else if (!strcmp(argv[1], "get-task"))
+        c->cmd = CMD_GET_TASK;
+    else if (!strcmp(argv[1], "list-tasks"))
+        c->cmd = CMD_LIST_TASKS;
+    else
+        return -1;
     optind = 2;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (ch >= 0 && ch < (int)(sizeof(storage_values) / sizeof(*storage_values))) {
@@ -151,13 +229,37 @@ static int parse_args(int argc, char **argv, cli *c)
         case 'p': c->progress = 1; break;
         case 'q': c->quiet = 1; break;
         case 'v': c->verbose = 1; break;
+        case OPT_STATE: c->state = optarg; break;
+        case OPT_PROJECT: c->project = c->list.project = optarg; break;
+        case OPT_STATUS: c->list.status = optarg; break;
+        case OPT_TAG: {
+            snprintf(tag, sizeof(tag), "%s", optarg);
+            char *eq = strchr(tag, '=');
+            if (!eq)
+                return -1;
+            *eq = '\0';
+            c->list.tag_key = tag;
+            c->list.tag_value = eq + 1;
+            break;
+        }
+        case OPT_MAX: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 100)
+                return -1;
+            c->list.max = (int)v;
+            break;
+        }
+        case OPT_NEXT: c->list.next_token = optarg; break;
         case 'h': fputs(usage, stdout); exit(EXIT_OK);
         default: return -1;
         }
     }
+    if (c->cmd == CMD_LIST_TASKS)
+        return optind == argc ? 0 : -1;
     if (optind != argc - 1)
         return -1;
-    c->request_path = argv[optind];
+    c->arg = argv[optind];
     return 0;
 }
 
@@ -170,7 +272,7 @@ static int run(const cli *c)
     size_t len = 0;
     int status;
 
-    char *json = read_all(c->request_path, &len, &err);
+    char *json = read_all(c->arg, &len, &err);
     if (!json)
         return fail_request(&err, NULL);
     imm_err e = imm_request_parse(json, len, &req, &err);
@@ -184,27 +286,59 @@ static int run(const cli *c)
     }
     if (c->verbose)
         fprintf(stderr, "immerge: %s\n", describe);
+    imm_records *records = NULL;
+    if ((e = open_records(c, &records, 0, &err))) {
+        imm_storage_free(st);
+        imm_request_free(req);
+        return fail_request(&err, NULL);
+    }
     task = imm_task_new(req);
-    imm_run_options opt = {.storage = st, .cancel = &cancel_requested};
+    progress_sink ps = {.c = c, .task = task, .records = records,
+                        .show = !c->quiet && (c->progress || isatty(STDERR_FILENO))};
+    clock_gettime(CLOCK_MONOTONIC, &ps.last_save);
+    if (records && imm_records_save(records, task, &err) && !c->quiet)
+        fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err.message);
+    imm_run_options opt = {.storage = st, .cancel = &cancel_requested, .progress = on_progress,
+                           .progress_opaque = &ps};
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    if (!c->quiet && (c->progress || isatty(STDERR_FILENO)))
-        opt.progress = show_progress;
     e = imm_task_run(task, req, &opt, &err);
+    imm_error save_err;
+    if (records && imm_records_save(records, task, &save_err) && !c->quiet)
+        fprintf(stderr, "immerge: warning: the task's end is not recorded: %s\n",
+                save_err.message);
     if (e && imm_err_is_request_error(e)) {
         status = fail_request(&err, imm_task_request_id(task));
     } else {
         print_json(imm_task_to_json(task));
         if (e && !c->quiet)
-            fprintf(stderr, "%simmerge: task failed: %s: %s\n", opt.progress ? "\n" : "",
+            fprintf(stderr, "%simmerge: task failed: %s: %s\n", ps.show ? "\n" : "",
                     imm_err_code(e), err.message);
         status = e ? EXIT_FAILED : EXIT_OK;
     }
+    imm_records_close(records);
     imm_task_free(task);
     imm_storage_free(st);
     imm_request_free(req);
     return status;
+}
+
+/* get-task and list-tasks: the records as the service answers GetTask and ListTasks. */
+static int query(const cli *c)
+{
+    imm_error err = {0};
+    imm_records *records = NULL;
+    char *json = NULL;
+    imm_err e = open_records(c, &records, 1, &err);
+    if (!e)
+        e = c->cmd == CMD_GET_TASK ? imm_records_get(records, c->project, c->arg, &json, &err)
+                                   : imm_records_list(records, &c->list, &json, &err);
+    imm_records_close(records);
+    if (e)
+        return fail_request(&err, NULL);
+    print_json(json);
+    return EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -218,5 +352,5 @@ int main(int argc, char **argv)
         return EXIT_INVALID;
     }
     av_log_set_level(c.verbose ? AV_LOG_WARNING : c.quiet ? AV_LOG_QUIET : AV_LOG_ERROR);
-    return run(&c);
+    return c.cmd == CMD_RUN ? run(&c) : query(&c);
 }

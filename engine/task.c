@@ -325,8 +325,9 @@ char *imm_task_to_json(const imm_task *t)
     cJSON_AddStringToObject(o, "TaskType", "MediaConvert");
     cJSON_AddStringToObject(o, "TaskId", t->task_id);
     cJSON_AddStringToObject(o, "Status", t->status);
-    cJSON_AddStringToObject(o, "Code", done ? "" : imm_err_code(t->error.code));
-    cJSON_AddStringToObject(o, "Message", done ? "" : t->error.message);
+    int failed = t->error.code != IMM_OK && strcmp(t->status, "Running");
+    cJSON_AddStringToObject(o, "Code", failed ? imm_err_code(t->error.code) : "");
+    cJSON_AddStringToObject(o, "Message", failed ? t->error.message : "");
     cJSON_AddStringToObject(o, "StartTime", t->start);
     if (t->end[0])
         cJSON_AddStringToObject(o, "EndTime", t->end);

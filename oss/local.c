@@ -3,9 +3,11 @@
  *
  * Containment: every oss:// path is opened relative to a descriptor of the root with openat2's
  * RESOLVE_BENEATH, so neither ".." (already refused by imm_uri_parse) nor a symbolic link planted
- * inside the root can lead outside it. Writes go to a hidden temporary file in the target's folder
- * and are renamed into place on commit, so a reader never sees a partial output and a failed task
- * leaves nothing behind.
+ * inside the root can lead outside it. Writes go to an unnamed file (O_TMPFILE) in the target's
+ * folder that is linked under a hidden name and renamed into place on commit, so a reader never
+ * sees a partial output, a failed task leaves nothing behind, and neither does a process killed
+ * mid-write (the kernel drops an unnamed file with its last descriptor). Where the file system
+ * cannot make unnamed files, a hidden named one is used instead.
  */
 #include "imm_oss.h"
 
@@ -29,6 +31,7 @@ typedef struct local_storage {
 
 struct imm_object {
     int fd;
+    int unnamed;      /* writers: fd is an O_TMPFILE not yet linked anywhere */
     int dir_fd;       /* writers: the target's folder */
     char *tmp_name;   /* writers: the temporary file in dir_fd; NULL once committed */
     char *final_name; /* writers */
@@ -196,6 +199,39 @@ static int open_parent(int dirfd, char *rel, const char **base)
     return open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
 }
 
+/* A hidden name beside the target, ".NAME.immerge-XXXXXXXX", for a new file (fd >= 0 on entry
+ * is not touched) or for linking fd_in there (link_fd >= 0). 0, or -1 with errno. */
+static int hidden_name(int dir_fd, const char *base, char tmp[NAME_MAX + 1], int link_fd,
+                       int *fd_out)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof(r), 0) < 0)
+            r = (uint32_t)getpid() ^ (uint32_t)tries;
+        snprintf(tmp, NAME_MAX + 1, ".%s.immerge-%08x", base, r);
+        int ok;
+        if (link_fd >= 0) {
+            char proc[64];
+            snprintf(proc, sizeof(proc), "/proc/self/fd/%d", link_fd);
+            ok = !linkat(AT_FDCWD, proc, dir_fd, tmp, AT_SYMLINK_FOLLOW) ||
+                 (errno == ENOENT && !linkat(link_fd, "", dir_fd, tmp, AT_EMPTY_PATH));
+        } else {
+            *fd_out = openat(dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+            ok = *fd_out >= 0;
+        }
+        if (ok)
+            return 0;
+        if (errno != EEXIST)
+            return -1;
+    }
+    return -1;
+}
+
+static int create_hidden(int dir_fd, const char *base, char tmp[NAME_MAX + 1], int *fd)
+{
+    return hidden_name(dir_fd, base, tmp, -1, fd);
+}
+
 static imm_err local_open_write(imm_storage *st, const char *uri, imm_object **out,
                                 imm_error *err)
 {
@@ -219,20 +255,13 @@ static imm_err local_open_write(imm_storage *st, const char *uri, imm_object **o
         e = imm_error_set(err, IMM_EARG, "The target %s has no usable file name.", uri);
         goto fail;
     }
-    for (int tries = 0; obj->fd < 0 && tries < 16; tries++) {
-        uint32_t r = 0;
-        if (getrandom(&r, sizeof(r), 0) < 0)
-            r = (uint32_t)getpid() ^ (uint32_t)tries;
-        snprintf(tmp, sizeof(tmp), ".%s.immerge-%08x", base, r);
-        obj->fd = openat(obj->dir_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (obj->fd < 0 && errno != EEXIST)
-            break;
-    }
-    if (obj->fd < 0) {
+    obj->fd = openat(obj->dir_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+    obj->unnamed = obj->fd >= 0;
+    if (!obj->unnamed && create_hidden(obj->dir_fd, base, tmp, &obj->fd)) {
         e = errno_error(err, errno, "target", uri);
         goto fail;
     }
-    obj->tmp_name = strdup(tmp);
+    obj->tmp_name = strdup(obj->unnamed ? "" : tmp);
     obj->final_name = strdup(base);
     if (!obj->tmp_name || !obj->final_name) {
         e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
@@ -241,7 +270,7 @@ static imm_err local_open_write(imm_storage *st, const char *uri, imm_object **o
     *out = obj;
     return IMM_OK;
 fail:
-    if (obj->fd >= 0)
+    if (obj->fd >= 0 && !obj->unnamed)
         unlinkat(obj->dir_fd, tmp, 0);
     st->ops->close(obj);
     return e;
@@ -281,9 +310,25 @@ static int64_t local_seek(imm_object *obj, int64_t offset, int whence)
 
 static imm_err local_commit(imm_object *obj, imm_error *err)
 {
+    char tmp[NAME_MAX + 1];
     if (!obj->tmp_name)
         return IMM_OK;
-    if (fsync(obj->fd) || renameat(obj->dir_fd, obj->tmp_name, obj->dir_fd, obj->final_name))
+    if (fsync(obj->fd))
+        return imm_error_set(err, IMM_EIO, "Cannot write the output %s: %s", obj->final_name,
+                             strerror(errno));
+    if (obj->unnamed) {
+        /* A name first, then the rename: a link cannot replace an existing target. */
+        if (hidden_name(obj->dir_fd, obj->final_name, tmp, obj->fd, NULL))
+            return imm_error_set(err, IMM_EIO, "Cannot give the output %s a name: %s",
+                                 obj->final_name, strerror(errno));
+        free(obj->tmp_name);
+        if (!(obj->tmp_name = strdup(tmp))) {
+            unlinkat(obj->dir_fd, tmp, 0);
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        }
+        obj->unnamed = 0;
+    }
+    if (renameat(obj->dir_fd, obj->tmp_name, obj->dir_fd, obj->final_name))
         return imm_error_set(err, IMM_EIO, "Cannot move the output into place (%s): %s",
                              obj->final_name, strerror(errno));
     fsync(obj->dir_fd);
@@ -298,7 +343,7 @@ static void local_close(imm_object *obj)
         return;
     if (obj->fd >= 0)
         close(obj->fd);
-    if (obj->tmp_name)
+    if (obj->tmp_name && !obj->unnamed)
         unlinkat(obj->dir_fd, obj->tmp_name, 0);
     if (obj->dir_fd >= 0)
         close(obj->dir_fd);

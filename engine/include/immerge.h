@@ -129,6 +129,36 @@ char *imm_task_to_json(const imm_task *task);
 const char *imm_task_request_id(const imm_task *task);
 void imm_task_free(imm_task *task);
 
+/* ---- Task records ------------------------------------------------------------------------------
+ * Every task's state, kept in DIR/tasks.db (SQLite) across runs and restarts, answered in the
+ * service's GetTask and ListTasks shapes. Safe to use from several threads and processes.
+ */
+typedef struct imm_records imm_records;
+
+/* Opens (creating) the records in dir. Tasks left Running by a process that is gone are marked
+ * Failed with Code TaskInterrupted. */
+imm_err imm_records_open(const char *dir, imm_records **out, imm_error *err);
+void imm_records_close(imm_records *r);
+/* Saves the task as it is now (a new record, or an update of its own). */
+imm_err imm_records_save(imm_records *r, const imm_task *task, imm_error *err);
+/* GetTask: *json (free()) gets the task with a fresh RequestId; ResourceNotFound when unknown.
+ * project may be NULL (any). */
+imm_err imm_records_get(imm_records *r, const char *project, const char *task_id, char **json,
+                        imm_error *err);
+
+typedef struct imm_list_query {
+    const char *project;    /* NULL: any */
+    const char *status;     /* NULL: any */
+    const char *tag_key;    /* NULL: any; else Tags[tag_key] must equal tag_value */
+    const char *tag_value;
+    int max;                /* 1..100; 0: 100 */
+    const char *next_token; /* NULL or "": from the start; else the NextToken of the last page */
+} imm_list_query;
+
+/* ListTasks: *json (free()) gets {RequestId, ProjectName, NextToken, Tasks[]} in submission order;
+ * NextToken is "" on the last page. */
+imm_err imm_records_list(imm_records *r, const imm_list_query *q, char **json, imm_error *err);
+
 /* The service's error body {RequestId, HostId, Code, Message, Recommend}; free with free(). */
 char *imm_error_to_json(const imm_error *err, const char *request_id);
 /* A fresh upper-case UUID as the service uses for RequestId; buf holds at least 37 bytes. */

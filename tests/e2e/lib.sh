@@ -26,3 +26,6 @@ expect_error() {
   else ok "$name"; fi
 }
 
+
+# Task records go to the suite's own folder, not the user's.
+export IMMERGE_STATE="$work/state"
