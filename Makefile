@@ -11,12 +11,13 @@ SAN      ?=
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
-            -Iengine/include -Ioss $(PKG_CFLAGS)
+            -Iengine/include -Ioss -Inotify $(PKG_CFLAGS)
 LDFLAGS  := $(SAN)
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
 
 ENGINE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/*.c))
 OSS_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard oss/*.c))
+NOTIFY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard notify/*.c))
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -25,7 +26,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 all: $(BUILD)/immerge
 
-$(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h oss/*.h)
+$(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h oss/*.h notify/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -35,7 +36,10 @@ $(BUILD)/libimmerge.a: $(ENGINE_OBJ)
 $(BUILD)/libimmoss.a: $(OSS_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/immerge: $(CLI_OBJ) $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
+$(BUILD)/libimmnotify.a: $(NOTIFY_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/immerge: $(CLI_OBJ) $(BUILD)/libimmnotify.a $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a

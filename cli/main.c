@@ -7,6 +7,7 @@
  */
 #include "immerge.h"
 #include "imm_oss.h"
+#include "notify.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -33,6 +34,13 @@ static const char usage[] =
     "options:\n"
     "  --state DIR           where task records are kept (default $IMMERGE_STATE, else\n"
     "                        $XDG_DATA_HOME/immerge or ~/.local/share/immerge)\n"
+    "\n"
+    "completion messages (the service's envelope; delivery never fails a task):\n"
+    "  --mns-endpoint URL    publish to the request's Notification.MNS.TopicName there\n"
+    "                        (default $MNS_ENDPOINT; signed with the OSS credentials)\n"
+    "  --notify-url URL      also POST every task's message to URL as JSON\n"
+    "  --notify-file PATH    also append every task's message to PATH as one JSON line\n"
+    "  --account-id ID, --region R   the message subject's (default: from the MNS endpoint)\n"
     "  --progress            show progress on stderr even when it is not a terminal\n"
     "  --quiet               no progress and no log lines on stderr\n"
     "  --verbose             also show FFmpeg's own warnings and the storage used\n"
@@ -75,6 +83,7 @@ typedef struct cli {
     const char *arg; /* run: the request; get-task: the TaskId */
     const char *project;
     imm_list_query list;
+    imm_notify_config notify;
     int progress;
     int quiet;
     int verbose;
@@ -189,7 +198,8 @@ static int parse_args(int argc, char **argv, cli *c)
         &so->addressing, &so->config_file, &so->retries, &so->retry_time,
         &so->timeout, &so->part_size, &so->temp_dir,
     };
-    enum { OPT_STATE = 200, OPT_PROJECT, OPT_STATUS, OPT_TAG, OPT_MAX, OPT_NEXT };
+    enum { OPT_STATE = 200, OPT_PROJECT, OPT_STATUS, OPT_TAG, OPT_MAX, OPT_NEXT, OPT_MNS,
+           OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -201,6 +211,11 @@ static int parse_args(int argc, char **argv, cli *c)
         {"state", required_argument, NULL, OPT_STATE}, {"project", required_argument, NULL, OPT_PROJECT},
         {"status", required_argument, NULL, OPT_STATUS}, {"tag", required_argument, NULL, OPT_TAG},
         {"max", required_argument, NULL, OPT_MAX},     {"next-token", required_argument, NULL, OPT_NEXT},
+        {"mns-endpoint", required_argument, NULL, OPT_MNS},
+        {"notify-url", required_argument, NULL, OPT_NOTIFY_URL},
+        {"notify-file", required_argument, NULL, OPT_NOTIFY_FILE},
+        {"account-id", required_argument, NULL, OPT_ACCOUNT},
+        {"region", required_argument, NULL, OPT_REGION},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     static char tag[512];
@@ -251,6 +266,11 @@ static int parse_args(int argc, char **argv, cli *c)
             break;
         }
         case OPT_NEXT: c->list.next_token = optarg; break;
+        case OPT_MNS: c->notify.mns_endpoint = optarg; break;
+        case OPT_NOTIFY_URL: c->notify.url = optarg; break;
+        case OPT_NOTIFY_FILE: c->notify.file = optarg; break;
+        case OPT_ACCOUNT: c->notify.account_id = optarg; break;
+        case OPT_REGION: c->notify.region = optarg; break;
         case 'h': fputs(usage, stdout); exit(EXIT_OK);
         default: return -1;
         }
@@ -261,6 +281,25 @@ static int parse_args(int argc, char **argv, cli *c)
         return -1;
     c->arg = argv[optind];
     return 0;
+}
+
+/* Delivers the completion message; a failed delivery is reported, never fatal. */
+static void notify(const cli *c, imm_storage *st, const imm_request *req, imm_task *task)
+{
+    imm_notify_config cfg = c->notify;
+    if (!cfg.mns_endpoint && getenv("MNS_ENDPOINT") && *getenv("MNS_ENDPOINT"))
+        cfg.mns_endpoint = getenv("MNS_ENDPOINT");
+    imm_oss_env_credentials(&cfg.access_key_id, &cfg.access_key_secret, &cfg.security_token);
+    cfg.retries = 4;
+    cfg.retry_seconds = 30;
+    char *outcomes = imm_notify_deliver(&cfg, st, req, task);
+    if (!outcomes)
+        return;
+    imm_task_set_notifications(task, outcomes);
+    if (!c->quiet && strstr(outcomes, "\"Status\":\"Failed\""))
+        fprintf(stderr, "immerge: warning: a completion message was not delivered; see the "
+                "task's Notifications.\n");
+    free(outcomes);
 }
 
 static int run(const cli *c)
@@ -304,6 +343,7 @@ static int run(const cli *c)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     e = imm_task_run(task, req, &opt, &err);
+    notify(c, st, req, task);
     imm_error save_err;
     if (records && imm_records_save(records, task, &save_err) && !c->quiet)
         fprintf(stderr, "immerge: warning: the task's end is not recorded: %s\n",

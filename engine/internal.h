@@ -61,6 +61,9 @@ struct imm_request {
     imm_target_req targets[IMM_MAX_TARGETS];
     int ntargets;
     char *user_data;
+    char *notify_topic;        /* Notification.MNS.TopicName (or legacy NotifyTopicName) */
+    char *notify_extended_uri; /* Notification.ExtendedMessageURI */
+    bool notify_rocketmq;      /* Notification.RocketMQ was given */
     char *raw;        /* the request as given, for TaskRequestDefinition */
     void *tags;       /* cJSON object or NULL */
 };

@@ -477,6 +477,54 @@ static imm_err parse_alignment(ctx *c, const cJSON *root, imm_request *req)
     return IMM_OK;
 }
 
+/* Notification {MNS {TopicName}, ExtendedMessageURI, RocketMQ}, and the legacy top-level
+ * NotifyTopicName. Delivery is notify/'s; here only what was asked. */
+static imm_err parse_notification(ctx *c, const cJSON *root, imm_request *req)
+{
+    const cJSON *note, *mns = NULL, *rocket = NULL;
+    imm_err e;
+    snprintf(c->path, sizeof(c->path), "Notification");
+    if ((e = get_object(c, root, "Notification", &note)))
+        return e;
+    if (note) {
+        snprintf(c->path, sizeof(c->path), "Notification.MNS");
+        if ((e = get_object(c, note, "MNS", &mns)))
+            return e;
+        snprintf(c->path, sizeof(c->path), "Notification.MNS.TopicName");
+        if (mns && (e = get_string(c, mns, "TopicName", &req->notify_topic)))
+            return e;
+        snprintf(c->path, sizeof(c->path), "Notification.RocketMQ");
+        if ((e = get_object(c, note, "RocketMQ", &rocket)))
+            return e;
+        req->notify_rocketmq = rocket != NULL;
+        snprintf(c->path, sizeof(c->path), "Notification.ExtendedMessageURI");
+        if ((e = get_string(c, note, "ExtendedMessageURI", &req->notify_extended_uri)))
+            return e;
+        if (req->notify_extended_uri && (e = check_uri(c, req->notify_extended_uri)))
+            return e;
+    }
+    if (!req->notify_topic) {
+        snprintf(c->path, sizeof(c->path), "NotifyTopicName");
+        if ((e = get_string(c, root, "NotifyTopicName", &req->notify_topic)))
+            return e;
+    }
+    if (req->notify_topic && !*req->notify_topic) {
+        free(req->notify_topic);
+        req->notify_topic = NULL;
+    }
+    /* MNS topic names: letters, digits and '-', starting with a letter, at most 256. */
+    if (req->notify_topic) {
+        const char *t = req->notify_topic;
+        int okname = ((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z')) && strlen(t) <= 256;
+        for (; okname && *t; t++)
+            okname = (*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') ||
+                     (*t >= '0' && *t <= '9') || *t == '-';
+        if (!okname)
+            return bad(c, "is not an MNS topic name (a letter, then letters, digits and '-')");
+    }
+    return IMM_OK;
+}
+
 static imm_err parse_extras(ctx *c, const cJSON *root, imm_request *req)
 {
     imm_err e;
@@ -497,9 +545,7 @@ static imm_err parse_extras(ctx *c, const cJSON *root, imm_request *req)
         }
         req->tags = cJSON_Duplicate(tags, 1);
     }
-    snprintf(c->path, sizeof(c->path), "Notification");
-    const cJSON *note;
-    return get_object(c, root, "Notification", &note);
+    return parse_notification(c, root, req);
 }
 
 /* A target that overwrote a source, or another target, would lose data the user still has. */
@@ -639,8 +685,25 @@ void imm_request_free(imm_request *req)
         free(req->targets[i].codec);
     }
     free(req->project);
+    free(req->notify_topic);
+    free(req->notify_extended_uri);
     free(req->user_data);
     free(req->raw);
     cJSON_Delete(req->tags);
     free(req);
+}
+
+const char *imm_request_notify_topic(const imm_request *req)
+{
+    return req->notify_topic;
+}
+
+const char *imm_request_extended_message_uri(const imm_request *req)
+{
+    return req->notify_extended_uri;
+}
+
+int imm_request_wants_rocketmq(const imm_request *req)
+{
+    return req->notify_rocketmq;
 }

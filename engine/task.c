@@ -45,6 +45,7 @@ struct imm_task {
     target_result targets[IMM_MAX_TARGETS];
     int ntargets;
     source_result sources[IMM_MAX_SOURCES];
+    char *notifications; /* JSON array: how the completion message was delivered */
 };
 
 /* Everything one run holds open; freed in one place whatever happened. */
@@ -336,6 +337,9 @@ char *imm_task_to_json(const imm_task *t)
         cJSON_AddStringToObject(o, "UserData", req->user_data);
     if (req->tags)
         cJSON_AddItemToObject(o, "Tags", cJSON_Duplicate(req->tags, 1));
+    cJSON *notes = t->notifications ? cJSON_Parse(t->notifications) : NULL;
+    if (notes)
+        cJSON_AddItemToObject(o, "Notifications", notes);
     cJSON_AddStringToObject(o, "TaskRequestDefinition", req->raw);
     cJSON *sources = cJSON_AddArrayToObject(o, "Sources");
     for (int i = 0; i < req->nsources; i++)
@@ -348,10 +352,52 @@ char *imm_task_to_json(const imm_task *t)
     return s;
 }
 
+imm_err imm_task_set_notifications(imm_task *t, const char *json_array)
+{
+    char *copy = json_array ? strdup(json_array) : NULL;
+    if (json_array && !copy)
+        return IMM_EINTERNAL;
+    free(t->notifications);
+    t->notifications = copy;
+    return IMM_OK;
+}
+
+char *imm_task_message(const imm_task *t, const char *region, const char *account_id)
+{
+    char subject[512], when[32];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(when, sizeof(when), "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    snprintf(subject, sizeof(subject), "acs:imm:%s:%s:%s/imm:Task:MediaConvert", region,
+             account_id, t->req->project);
+    char *task = imm_task_to_json(t);
+    cJSON *content = task ? cJSON_Parse(task) : NULL;
+    free(task);
+    if (!content)
+        return NULL;
+    /* The message reports the task, not how the message itself was delivered. */
+    cJSON_DeleteItemFromObject(content, "Notifications");
+    cJSON_AddStringToObject(content, "DatasetName", "");
+    char *content_str = cJSON_PrintUnformatted(content);
+    cJSON_Delete(content);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", t->event_id);
+    cJSON_AddStringToObject(o, "source", "acs.imm");
+    cJSON_AddStringToObject(o, "type", "imm:Task:MediaConvert");
+    cJSON_AddStringToObject(o, "subject", subject);
+    cJSON_AddStringToObject(o, "time", when);
+    cJSON_AddStringToObject(o, "content", content_str ? content_str : "");
+    char *out = content_str ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    free(content_str);
+    return out;
+}
+
 void imm_task_free(imm_task *t)
 {
     if (!t)
         return;
+    free(t->notifications);
     for (int i = 0; i < IMM_MAX_TARGETS; i++)
         imm_plan_clear(&t->targets[i].plan);
     free(t);

@@ -183,6 +183,20 @@ void imm_oss_config_clear(imm_oss_config *c)
     memset(c, 0, sizeof(*c));
 }
 
+void imm_oss_env_credentials(const char **id, const char **secret, const char **token)
+{
+    /* The three parts come from one place, so a key id never meets another's secret. */
+    if ((*id = first_env("OSS_ACCESS_KEY_ID", NULL))) {
+        *secret = getenv("OSS_ACCESS_KEY_SECRET");
+        *token = first_env("OSS_SESSION_TOKEN", NULL);
+    } else if ((*id = first_env("ALIBABA_CLOUD_ACCESS_KEY_ID", NULL))) {
+        *secret = getenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+        *token = first_env("ALIBABA_CLOUD_SECURITY_TOKEN", NULL);
+    } else {
+        *secret = *token = NULL;
+    }
+}
+
 static imm_err open_remote(const imm_oss_options *o, const char *endpoint, file_values *f,
                            imm_storage **out, char describe[256], imm_error *err)
 {
@@ -196,15 +210,9 @@ static imm_err open_remote(const imm_oss_options *o, const char *endpoint, file_
     take(&c.region, o->region);
     take(&c.region, first_env("OSS_REGION", NULL));
     take(&c.region, f->region);
-    /* The three credential parts come from one place, so a key id never meets another's secret. */
-    const char *id = first_env("OSS_ACCESS_KEY_ID", NULL), *secret, *token;
-    if (id) {
-        secret = getenv("OSS_ACCESS_KEY_SECRET");
-        token = getenv("OSS_SESSION_TOKEN");
-    } else if ((id = first_env("ALIBABA_CLOUD_ACCESS_KEY_ID", NULL))) {
-        secret = getenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
-        token = getenv("ALIBABA_CLOUD_SECURITY_TOKEN");
-    } else {
+    const char *id, *secret, *token;
+    imm_oss_env_credentials(&id, &secret, &token);
+    if (!id) {
         id = f->id;
         secret = f->secret;
         token = f->token;

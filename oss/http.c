@@ -7,11 +7,14 @@
 #include "http.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_BODY (1 << 20)
@@ -318,4 +321,54 @@ int imm_http_perform(imm_http *h, const imm_http_request *q, imm_http_response *
     else if (!r->reason[0])
         snprintf(r->reason, sizeof(r->reason), "%s", curl_easy_strerror(rc));
     return -1;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void imm_http_retry_start(imm_http_retry *r, int retries, double seconds)
+{
+    *r = (imm_http_retry){.retries = retries, .seconds = seconds, .start = now_seconds(),
+                          .delay = 0.2};
+}
+
+int imm_http_retryable(int rc, const imm_http_response *resp)
+{
+    return rc ? resp->transient : resp->status >= 500 || resp->status == 429;
+}
+
+int imm_http_retry_again(imm_http_retry *r)
+{
+    uint32_t j = 0;
+    if (getrandom(&j, sizeof(j), 0) < 0)
+        j = 0x80000000u;
+    double wait = r->delay * (0.5 + 0.5 * (j / 4294967296.0));
+    if (r->attempt >= r->retries || now_seconds() + wait - r->start > r->seconds)
+        return 0;
+    struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+    while (nanosleep(&ts, &ts) && errno == EINTR)
+        ;
+    r->delay = r->delay * 2 > 5 ? 5 : r->delay * 2;
+    r->attempt++;
+    return 1;
+}
+
+double imm_http_retry_elapsed(const imm_http_retry *r)
+{
+    return now_seconds() - r->start;
+}
+
+void imm_http_date(time_t t, char out[40])
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }

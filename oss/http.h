@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct imm_http_pool imm_http_pool;
 typedef struct imm_http imm_http;
@@ -60,5 +61,26 @@ void imm_http_free(imm_http *h);
  * (transport_failed set, reason filled). resp is cleared first. */
 int imm_http_perform(imm_http *h, const imm_http_request *req, imm_http_response *resp);
 void imm_http_response_clear(imm_http_response *resp);
+
+/* The RFC 1123 GMT date of t, as the Date header carries it: "Thu, 09 Jul 2015 03:01:34 GMT". */
+void imm_http_date(time_t t, char out[40]);
+
+/* A retry budget: at most `retries` attempts after the first, within `seconds` of the start,
+ * waiting 0.2 s doubling to at most 5 s between them, with jitter so that many clients do not
+ * retry in step. */
+typedef struct imm_http_retry {
+    int retries;
+    double seconds;
+    double start, delay;
+    int attempt; /* attempts made so far, minus one */
+} imm_http_retry;
+
+void imm_http_retry_start(imm_http_retry *r, int retries, double seconds);
+/* Whether the outcome of an attempt (imm_http_perform's return and response) may pass on retry:
+ * a transient transport failure, a 5xx or a 429. */
+int imm_http_retryable(int rc, const imm_http_response *resp);
+/* After a failed attempt: waits and returns 1 when another attempt fits the budget, else 0. */
+int imm_http_retry_again(imm_http_retry *r);
+double imm_http_retry_elapsed(const imm_http_retry *r);
 
 #endif

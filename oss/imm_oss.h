@@ -68,6 +68,10 @@ typedef struct imm_oss_options {
 imm_err imm_oss_open(const imm_oss_options *opt, imm_storage **out, char describe[256],
                      imm_error *err);
 
+/* Credentials from the environment: OSS_ACCESS_KEY_ID/_SECRET/OSS_SESSION_TOKEN, else the
+ * ALIBABA_CLOUD_* names; all NULL when neither is set. (The MNS notifier signs with them too.) */
+void imm_oss_env_credentials(const char **id, const char **secret, const char **token);
+
 imm_err imm_oss_remote_new(const imm_oss_config *cfg, imm_storage **out, imm_error *err);
 void imm_oss_config_clear(imm_oss_config *cfg);
 

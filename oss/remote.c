@@ -27,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,17 +88,6 @@ typedef struct call {
 } call;
 
 /* ---- requests -------------------------------------------------------------------------------- */
-
-static void rfc1123(time_t t, char out[40])
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
-             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
 
 static int cmp_kv(const void *a, const void *b)
 {
@@ -167,7 +155,7 @@ static size_t build_headers(const remote *rs, const char *bucket, const char *ke
     else
         snprintf(host, host_cap, "%s", rs->host);
     h[n++] = (imm_kv){"Host", host};
-    rfc1123(now, dates[0]);
+    imm_http_date(now, dates[0]);
     h[n++] = (imm_kv){"Date", dates[0]};
     if (cfg->signature != IMM_OSS_SIGN_V1) {
         imm_sign_v4_date(now, dates[1]);
@@ -279,20 +267,6 @@ static imm_err refusal(const char *uri, const call *c, const imm_http_response *
     return imm_error_set(err, IMM_EIO, "Storage refused the request (%s).", detail);
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void sleep_seconds(double s)
-{
-    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-    while (nanosleep(&ts, &ts) && errno == EINTR)
-        ;
-}
-
 /* Sends c, retrying what may pass; IMM_OK only for a 2xx answer received in full. */
 static imm_err send(remote *rs, imm_http *http, const char *bucket, const char *key,
                     const char *uri, const call *c, imm_http_response *resp, imm_error *err)
@@ -300,10 +274,11 @@ static imm_err send(remote *rs, imm_http *http, const char *bucket, const char *
     const imm_oss_config *cfg = &rs->cfg;
     char url[8192], aws_path[4096], dates[2][40], range[64], host[512];
     imm_kv h[MAX_HEADERS];
-    double start = now_seconds(), delay = 0.2;
+    imm_http_retry retry;
+    imm_http_retry_start(&retry, cfg->retries, cfg->retry_seconds);
     if (build_url(rs, bucket, key, c, url, sizeof(url), aws_path, sizeof(aws_path)))
         return imm_error_set(err, IMM_EARG, "The URI %s is too long.", uri);
-    for (int attempt = 0;; attempt++) {
+    for (;;) {
         char *auth = NULL;
         size_t n = build_headers(rs, bucket, key, c, aws_path, h, dates, range, sizeof(range),
                                  host, sizeof(host), &auth);
@@ -318,28 +293,21 @@ static imm_err send(remote *rs, imm_http *http, const char *bucket, const char *
         free(auth);
         if (!rc && resp->status / 100 == 2)
             return IMM_OK;
-        int retry = rc ? resp->transient : resp->status >= 500 || resp->status == 429;
-        if (!retry && rc)
+        int passing = imm_http_retryable(rc, resp);
+        if (!passing && rc)
             return imm_error_set(err, IMM_EIO, "%s %s failed: %s", c->op, uri, resp->reason);
-        if (!retry)
+        if (!passing)
             return refusal(uri, c, resp, err);
-        /* Full jitter keeps many clients from retrying in step. */
-        uint32_t r = 0;
-        if (getrandom(&r, sizeof(r), 0) < 0)
-            r = 0x80000000u;
-        double wait = delay * (0.5 + 0.5 * (r / 4294967296.0));
-        if (attempt >= cfg->retries || now_seconds() + wait - start > cfg->retry_seconds) {
+        if (!imm_http_retry_again(&retry)) {
             char what[300];
             if (rc)
                 snprintf(what, sizeof(what), "%s", resp->reason);
             else
                 snprintf(what, sizeof(what), "HTTP %ld", resp->status);
             return imm_error_set(err, IMM_EIO, "%s %s failed after %d attempt%s in %.1f s: %s",
-                                 c->op, uri, attempt + 1, attempt ? "s" : "",
-                                 now_seconds() - start, what);
+                                 c->op, uri, retry.attempt + 1, retry.attempt ? "s" : "",
+                                 imm_http_retry_elapsed(&retry), what);
         }
-        sleep_seconds(wait);
-        delay = delay * 2 > 5 ? 5 : delay * 2;
     }
 }
 

@@ -289,13 +289,22 @@ char *imm_sign_v1_string(const char *method, const char *content_md5, const char
                          const char *date, const imm_kv *headers, size_t nheaders,
                          const char *resource)
 {
+    return imm_sign_hmac1_string("x-oss-", method, content_md5, content_type, date, headers,
+                                 nheaders, resource);
+}
+
+char *imm_sign_hmac1_string(const char *prefix, const char *method, const char *content_md5,
+                            const char *content_type, const char *date, const imm_kv *headers,
+                            size_t nheaders, const char *resource)
+{
+    size_t plen = strlen(prefix);
     buf b = {0};
     pair *h = calloc(nheaders + 1, sizeof(*h));
     size_t n = 0;
     if (!h)
         return NULL;
     for (size_t i = 0; i < nheaders; i++) {
-        if (strncasecmp(headers[i].key, "x-oss-", 6))
+        if (strncasecmp(headers[i].key, prefix, plen))
             continue;
         h[n].k = strdup(headers[i].key);
         for (char *p = h[n].k; p && *p; p++)

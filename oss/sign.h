@@ -1,6 +1,7 @@
 /*
  * sign.h - request signing for OSS and S3-compatible stores: OSS V1 (HMAC-SHA1), and one V4 signer
- * parameterised for OSS V4 (OSS4-HMAC-SHA256) and AWS SigV4 (AWS4-HMAC-SHA256). Ours, on OpenSSL,
+ * parameterised for OSS V4 (OSS4-HMAC-SHA256) and AWS SigV4 (AWS4-HMAC-SHA256), and MNS's V1-like
+ * signature. Ours, on OpenSSL,
  * because Debian 12's libcurl SigV4 neither sorts the query nor can produce OSS V4.
  */
 #ifndef IMM_OSS_SIGN_H
@@ -50,5 +51,11 @@ void imm_sign_v1_signature(const char *secret, const char *string_to_sign, char 
 char *imm_sign_v1_string(const char *method, const char *content_md5, const char *content_type,
                          const char *date, const imm_kv *headers, size_t nheaders,
                          const char *resource);
+
+/* The same string with another header prefix: "x-mns-" gives MNS's (Authorization: MNS id:sig,
+ * signed like V1). */
+char *imm_sign_hmac1_string(const char *prefix, const char *method, const char *content_md5,
+                            const char *content_type, const char *date, const imm_kv *headers,
+                            size_t nheaders, const char *resource);
 
 #endif

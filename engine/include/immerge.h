@@ -105,6 +105,11 @@ typedef struct imm_request imm_request;
  * reading the sources is judged here. */
 imm_err imm_request_parse(const char *json, size_t len, imm_request **out, imm_error *err);
 void imm_request_free(imm_request *req);
+/* What the request's Notification asks for: the MNS topic, the ExtendedMessageURI (NULL when not
+ * given), and whether it names a RocketMQ destination. */
+const char *imm_request_notify_topic(const imm_request *req);
+const char *imm_request_extended_message_uri(const imm_request *req);
+int imm_request_wants_rocketmq(const imm_request *req);
 
 /* ---- Task -------------------------------------------------------------------------------------- */
 typedef struct imm_task imm_task;
@@ -127,6 +132,13 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
 /* The task as the service reports it (GetTask shape plus per-target results); free with free(). */
 char *imm_task_to_json(const imm_task *task);
 const char *imm_task_request_id(const imm_task *task);
+/* The completion message as the service publishes it: {id, source "acs.imm", type
+ * "imm:Task:MediaConvert", subject "acs:imm:REGION:ACCOUNT:PROJECT/imm:Task:MediaConvert", time
+ * (epoch ms), content (the task JSON as a string)}. free(); NULL when out of memory. */
+char *imm_task_message(const imm_task *task, const char *region, const char *account_id);
+/* Attaches how the completion message was delivered (a JSON array) to the task: its JSON and
+ * record then show it as "Notifications". */
+imm_err imm_task_set_notifications(imm_task *task, const char *json_array);
 void imm_task_free(imm_task *task);
 
 /* ---- Task records ------------------------------------------------------------------------------

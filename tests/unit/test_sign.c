@@ -169,6 +169,23 @@ static void aws_flavor_writes_empty_values_and_signed_headers(void **state)
     free(auth);
 }
 
+/* MNS signs like OSS V1 with x-mns-* headers: the spec's two vectors, from the headers. */
+static void mns_vectors(void **state)
+{
+    (void)state;
+    const imm_kv a[] = {{"x-mns-version", "2015-06-06"}, {"x-oss-ignored", "x"}};
+    char *sts = imm_sign_hmac1_string("x-mns-", "GET", NULL, NULL,
+                                      "Thu, 09 Jul 2015 03:01:34 GMT", a, 2, "/MyQueue");
+    assert_string_equal(sts, "GET\n\n\nThu, 09 Jul 2015 03:01:34 GMT\nx-mns-version:2015-06-06\n"
+                             "/MyQueue");
+    expect_v1("TestAccessSecret", sts, "uwx3yeWoILzgmvesW0BQSgfM7b8=");
+    free(sts);
+    sts = imm_sign_hmac1_string("x-mns-", "POST", NULL, "text/xml;charset=utf-8",
+                                "Tue, 08 Dec 2015 06:13:40 GMT", a, 1, "/topics/MyTopic/messages");
+    expect_v1("TestAccessSecret", sts, "6YcNwrhbkIPKdB3fRGtiqN8cehg=");
+    free(sts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +196,7 @@ int main(void)
         cmocka_unit_test(v4_c_additional_headers),
         cmocka_unit_test(v4_d_e_c_sdk_vectors),
         cmocka_unit_test(aws_flavor_writes_empty_values_and_signed_headers),
+        cmocka_unit_test(mns_vectors),
     };
     return cmocka_run_group_tests_name("sign", tests, NULL, NULL);
 }
