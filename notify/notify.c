@@ -88,6 +88,21 @@ static void to_file(const char *path, const char *message, outcome *o)
     free(line);
 }
 
+static void xml_text(const char *body, const char *tag, char *out, size_t cap)
+{
+    char open[64], close[64];
+    out[0] = '\0';
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = body ? strstr(body, open) : NULL, *b = a ? strstr(a, close) : NULL;
+    if (!b)
+        return;
+    a += strlen(open);
+    size_t n = (size_t)(b - a) < cap - 1 ? (size_t)(b - a) : cap - 1;
+    memcpy(out, a, n);
+    out[n] = '\0';
+}
+
 /* One POST, retried while the failure may pass; fills o. *resp is the last answer. */
 typedef size_t (*header_fn)(imm_kv *h, void *opaque);
 
@@ -117,10 +132,17 @@ static int post(const imm_notify_config *cfg, const char *url, const char *body,
             if (rc)
                 set(o, "Failed", "POST %s failed after %d attempt%s: %s", url, retry.attempt + 1,
                     retry.attempt ? "s" : "", resp->reason);
-            else
-                set(o, "Failed", "POST %s answered HTTP %ld after %d attempt%s%s%.200s", url,
-                    resp->status, retry.attempt + 1, retry.attempt ? "s" : "",
-                    resp->body ? ": " : "", resp->body ? resp->body : "");
+            else {
+                /* MNS answers XML with a Code and Message; anything else is quoted briefly. */
+                char code[64], msg[200];
+                xml_text(resp->body, "Code", code, sizeof(code));
+                xml_text(resp->body, "Message", msg, sizeof(msg));
+                if (!code[0])
+                    snprintf(msg, sizeof(msg), "%.120s", resp->body ? resp->body : "");
+                set(o, "Failed", "POST %s answered HTTP %ld after %d attempt%s%s%s%s%s", url,
+                    resp->status, retry.attempt + 1, retry.attempt ? "s" : "", code[0] ? " " : "",
+                    code, msg[0] ? ": " : "", msg);
+            }
             break;
         }
     }
@@ -202,21 +224,6 @@ static char *xml_escape(const char *s)
     }
     *o = '\0';
     return out;
-}
-
-static void xml_text(const char *body, const char *tag, char *out, size_t cap)
-{
-    char open[64], close[64];
-    out[0] = '\0';
-    snprintf(open, sizeof(open), "<%s>", tag);
-    snprintf(close, sizeof(close), "</%s>", tag);
-    const char *a = body ? strstr(body, open) : NULL, *b = a ? strstr(a, close) : NULL;
-    if (!b)
-        return;
-    a += strlen(open);
-    size_t n = (size_t)(b - a) < cap - 1 ? (size_t)(b - a) : cap - 1;
-    memcpy(out, a, n);
-    out[n] = '\0';
 }
 
 static void md5_hex_upper(const char *s, char out[33])

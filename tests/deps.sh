@@ -16,10 +16,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq >&2
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
-# The mock OSS server's signature oracles (ali-oss, aws4) and the S3-compatible server (s3rver), pinned
+# The test servers' signature oracles (ali-oss, aws4, @alicloud/mns) and s3rver, pinned
 # by tests/oss/package-lock.json.
 oss="$(cd "$(dirname "$0")" && pwd)/oss"
-if [ ! -d "$oss/node_modules/ali-oss" ] || [ ! -d "$oss/node_modules/aws4" ] || [ ! -d "$oss/node_modules/s3rver" ]; then
+if [ ! -d "$oss/node_modules/ali-oss" ] || [ ! -d "$oss/node_modules/aws4" ] || [ ! -d "$oss/node_modules/s3rver" ] ||
+   [ ! -d "$oss/node_modules/@alicloud/mns" ]; then
   echo "deps: npm ci in tests/oss" >&2
   (cd "$oss" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
