@@ -88,21 +88,6 @@ static void to_file(const char *path, const char *message, outcome *o)
     free(line);
 }
 
-static void xml_text(const char *body, const char *tag, char *out, size_t cap)
-{
-    char open[64], close[64];
-    out[0] = '\0';
-    snprintf(open, sizeof(open), "<%s>", tag);
-    snprintf(close, sizeof(close), "</%s>", tag);
-    const char *a = body ? strstr(body, open) : NULL, *b = a ? strstr(a, close) : NULL;
-    if (!b)
-        return;
-    a += strlen(open);
-    size_t n = (size_t)(b - a) < cap - 1 ? (size_t)(b - a) : cap - 1;
-    memcpy(out, a, n);
-    out[n] = '\0';
-}
-
 /* One POST, retried while the failure may pass; fills o. *resp is the last answer. */
 typedef size_t (*header_fn)(imm_kv *h, void *opaque);
 
@@ -135,8 +120,8 @@ static int post(const imm_notify_config *cfg, const char *url, const char *body,
             else {
                 /* MNS answers XML with a Code and Message; anything else is quoted briefly. */
                 char code[64], msg[200];
-                xml_text(resp->body, "Code", code, sizeof(code));
-                xml_text(resp->body, "Message", msg, sizeof(msg));
+                imm_xml_text(resp->body, "Code", code, sizeof(code));
+                imm_xml_text(resp->body, "Message", msg, sizeof(msg));
                 if (!code[0])
                     snprintf(msg, sizeof(msg), "%.120s", resp->body ? resp->body : "");
                 set(o, "Failed", "POST %s answered HTTP %ld after %d attempt%s%s%s%s%s", url,
@@ -262,8 +247,8 @@ static void to_mns(const imm_notify_config *cfg, const char *topic, const char *
     snprintf(body, blen, "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Message xmlns=\"http://mns."
              "aliyuncs.com/doc/v1/\"><MessageBody>%s</MessageBody></Message>", escaped);
     if (post(cfg, url, body, mns_headers, &m, &resp, o)) {
-        xml_text(resp.body, "MessageId", o->message_id, sizeof(o->message_id));
-        xml_text(resp.body, "MessageBodyMD5", got, sizeof(got));
+        imm_xml_text(resp.body, "MessageId", o->message_id, sizeof(o->message_id));
+        imm_xml_text(resp.body, "MessageBodyMD5", got, sizeof(got));
         md5_hex_upper(message, md5);
         if (got[0] && strcasecmp(got, md5))
             set(o, "Failed", "MNS topic %s took the message but reports MessageBodyMD5 %s, not "

@@ -372,3 +372,18 @@ void imm_http_date(time_t t, char out[40])
     snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
+
+void imm_xml_text(const char *body, const char *tag, char *out, size_t cap)
+{
+    char open[64], close[64];
+    out[0] = '\0';
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = body ? strstr(body, open) : NULL, *b = a ? strstr(a, close) : NULL;
+    if (!b)
+        return;
+    a += strlen(open);
+    size_t n = (size_t)(b - a) < cap - 1 ? (size_t)(b - a) : cap - 1;
+    memcpy(out, a, n);
+    out[n] = '\0';
+}

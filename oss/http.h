@@ -62,6 +62,10 @@ void imm_http_free(imm_http *h);
 int imm_http_perform(imm_http *h, const imm_http_request *req, imm_http_response *resp);
 void imm_http_response_clear(imm_http_response *resp);
 
+/* The text of the first <tag>...</tag> in an answer's XML body into out ("" when absent): the
+ * Code, Message and ids of OSS, S3 and MNS answers. body may be NULL. */
+void imm_xml_text(const char *body, const char *tag, char *out, size_t cap);
+
 /* The RFC 1123 GMT date of t, as the Date header carries it: "Thu, 09 Jul 2015 03:01:34 GMT". */
 void imm_http_date(time_t t, char out[40]);
 

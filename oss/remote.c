@@ -217,25 +217,6 @@ static size_t build_headers(const remote *rs, const char *bucket, const char *ke
     return n;
 }
 
-/* The text of an XML element in body ("" when absent). */
-static void xml_text(const char *body, const char *tag, char *out, size_t cap)
-{
-    char open[64], close[64];
-    out[0] = '\0';
-    if (!body)
-        return;
-    snprintf(open, sizeof(open), "<%s>", tag);
-    snprintf(close, sizeof(close), "</%s>", tag);
-    const char *a = strstr(body, open);
-    const char *b = a ? strstr(a, close) : NULL;
-    if (!b)
-        return;
-    a += strlen(open);
-    size_t n = (size_t)(b - a) < cap - 1 ? (size_t)(b - a) : cap - 1;
-    memcpy(out, a, n);
-    out[n] = '\0';
-}
-
 /* The service's error for a store's refusal: what failed, where, and the store's own words. */
 static imm_err refusal(const char *uri, const call *c, const imm_http_response *r, imm_error *err)
 {
@@ -249,11 +230,11 @@ static imm_err refusal(const char *uri, const call *c, const imm_http_response *
         decoded[n > 0 ? n : 0] = '\0';
         xml = decoded;
     }
-    xml_text(xml, "Code", code, sizeof(code));
-    xml_text(xml, "Message", msg, sizeof(msg));
+    imm_xml_text(xml, "Code", code, sizeof(code));
+    imm_xml_text(xml, "Message", msg, sizeof(msg));
     snprintf(rid, sizeof(rid), "%s", r->request_id);
     if (!rid[0])
-        xml_text(xml, "RequestId", rid, sizeof(rid));
+        imm_xml_text(xml, "RequestId", rid, sizeof(rid));
     char detail[512];
     snprintf(detail, sizeof(detail), "%s %s answered HTTP %ld%s%s%s%s%s%s", c->op, uri, r->status,
              code[0] ? " " : "", code, msg[0] ? ": " : "", msg, rid[0] ? " RequestId " : "", rid);
@@ -662,7 +643,7 @@ static imm_err multipart_upload(imm_object *o, int64_t size, imm_error *err)
                  .body = ""};
     imm_err e = obj_send(o, &init, &r, err);
     if (!e) {
-        xml_text(r.body, "UploadId", upload_id, sizeof(upload_id));
+        imm_xml_text(r.body, "UploadId", upload_id, sizeof(upload_id));
         if (!upload_id[0])
             e = imm_error_set(err, IMM_EIO, "InitiateMultipartUpload %s gave no UploadId.",
                               o->uri);

@@ -29,3 +29,17 @@ expect_error() {
 
 # Task records go to the suite's own folder, not the user's.
 export IMMERGE_STATE="$work/state"
+
+# start_server LOG CMD...: starts a server in the background (its pid joins the suite's `pids`,
+# which the suite kills on exit), waits for its "listening on [127.0.0.1:]PORT" line; sets port.
+start_server() {
+  local log=$1; shift
+  "$@" > "$log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    port=$(sed -n 's/.*listening on \(127\.0\.0\.1:\)\{0,1\}\([0-9][0-9]*\).*/\2/p' "$log" | head -1)
+    [ -n "$port" ] && return 0
+    sleep 0.1
+  done
+  echo "Bail out! server did not start: $*"; cat "$log"; exit 1
+}

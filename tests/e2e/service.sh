@@ -73,18 +73,6 @@ test_running_and_crash() {
   rm -f "$b/audio/long.flac"
 }
 
-# start_server LOG CMD...: starts a server, waits for its "listening on" line; sets port.
-start_server() {
-  local log=$1; shift
-  "$@" > "$log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do
-    port=$(sed -n 's/^listening on \([0-9][0-9]*\)$/\1/p' "$log" | head -1)
-    [ -n "$port" ] && return 0
-    sleep 0.1
-  done
-  echo "Bail out! server did not start: $*"; cat "$log"; exit 1
-}
 
 test_notifications() {
   local AK=LTAI5tNotifyTestKey SK=notify-secret-3f9a TOKEN=sts-notify-token

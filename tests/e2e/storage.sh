@@ -23,18 +23,6 @@ ref="$work/ref"          # the same sources in a local folder, for reference out
 nodemods="$top/tests/oss/node_modules"
 [ -d "$nodemods/ali-oss" ] && [ -d "$nodemods/aws4" ] && [ -d "$nodemods/s3rver" ] || { echo "Bail out! run tests/deps.sh (npm packages)"; exit 1; }
 
-# start_server LOG CMD...: starts a server, waits for its "listening on" line; sets port.
-start_server() {
-  local log=$1; shift
-  "$@" > "$log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do
-    port=$(sed -n 's/.*listening on \(127\.0\.0\.1:\)\{0,1\}\([0-9][0-9]*\).*/\2/p' "$log" | head -1)
-    [ -n "$port" ] && return 0
-    sleep 0.1
-  done
-  echo "Bail out! server did not start: $*"; cat "$log"; exit 1
-}
 
 "$top/testdata/gen-media.sh" "$srv" > /dev/null || { echo "Bail out! fixtures"; exit 1; }
 "$top/testdata/gen-media.sh" "$ref" > /dev/null
