@@ -11,13 +11,14 @@ SAN      ?=
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
-            -Iengine/include -Ioss -Inotify $(PKG_CFLAGS)
+            -Iengine/include -Ioss -Inotify -Iservice $(PKG_CFLAGS)
 LDFLAGS  := $(SAN)
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
 
 ENGINE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/*.c))
 OSS_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard oss/*.c))
 NOTIFY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard notify/*.c))
+SERVICE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard service/*.c))
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
@@ -26,7 +27,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 all: $(BUILD)/immerge
 
-$(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h oss/*.h notify/*.h)
+$(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h oss/*.h notify/*.h service/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -39,7 +40,10 @@ $(BUILD)/libimmoss.a: $(OSS_OBJ)
 $(BUILD)/libimmnotify.a: $(NOTIFY_OBJ)
 	ar rcs $@ $^
 
-$(BUILD)/immerge: $(CLI_OBJ) $(BUILD)/libimmnotify.a $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
+$(BUILD)/libimmservice.a: $(SERVICE_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/immerge: $(CLI_OBJ) $(BUILD)/libimmservice.a $(BUILD)/libimmnotify.a $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a

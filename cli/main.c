@@ -7,6 +7,7 @@
  */
 #include "immerge.h"
 #include "imm_oss.h"
+#include "job.h"
 #include "notify.h"
 
 #include <getopt.h>
@@ -89,15 +90,6 @@ typedef struct cli {
     int verbose;
 } cli;
 
-/* Progress goes to the terminal and, at most once a second, into the task's record. */
-typedef struct progress_sink {
-    const cli *c;
-    imm_task *task;
-    imm_records *records;
-    int show;
-    struct timespec last_save;
-} progress_sink;
-
 static void print_json(char *json)
 {
     if (json) {
@@ -137,22 +129,13 @@ static char *read_all(const char *path, size_t *len, imm_error *err)
     return buf;
 }
 
-static void on_progress(void *opaque, double fraction)
+static void show_progress(void *opaque, double fraction)
 {
-    progress_sink *p = opaque;
-    struct timespec now;
-    if (p->show) {
-        fprintf(stderr, "\rimmerge: merging %3d%%", (int)(fraction * 100.0 + 0.5));
-        if (fraction >= 1.0)
-            fputc('\n', stderr);
-        fflush(stderr);
-    }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (p->records && now.tv_sec > p->last_save.tv_sec) {
-        imm_error ignored;
-        imm_records_save(p->records, p->task, &ignored);
-        p->last_save = now;
-    }
+    (void)opaque;
+    fprintf(stderr, "\rimmerge: merging %3d%%", (int)(fraction * 100.0 + 0.5));
+    if (fraction >= 1.0)
+        fputc('\n', stderr);
+    fflush(stderr);
 }
 
 /* --state, else $IMMERGE_STATE, else the per-user data folder; *explicit says which. */
@@ -283,8 +266,8 @@ static int parse_args(int argc, char **argv, cli *c)
     return 0;
 }
 
-/* Delivers the completion message; a failed delivery is reported, never fatal. */
-static void notify(const cli *c, imm_storage *st, const imm_request *req, imm_task *task)
+/* The completion-message settings: the command line, $MNS_ENDPOINT, the OSS credentials. */
+static imm_notify_config notify_config(const cli *c)
 {
     imm_notify_config cfg = c->notify;
     if (!cfg.mns_endpoint && getenv("MNS_ENDPOINT") && *getenv("MNS_ENDPOINT"))
@@ -292,14 +275,7 @@ static void notify(const cli *c, imm_storage *st, const imm_request *req, imm_ta
     imm_oss_env_credentials(&cfg.access_key_id, &cfg.access_key_secret, &cfg.security_token);
     cfg.retries = 4;
     cfg.retry_seconds = 30;
-    char *outcomes = imm_notify_deliver(&cfg, st, req, task);
-    if (!outcomes)
-        return;
-    imm_task_set_notifications(task, outcomes);
-    if (!c->quiet && strstr(outcomes, "\"Status\":\"Failed\""))
-        fprintf(stderr, "immerge: warning: a completion message was not delivered; see the "
-                "task's Notifications.\n");
-    free(outcomes);
+    return cfg;
 }
 
 static int run(const cli *c)
@@ -332,28 +308,23 @@ static int run(const cli *c)
         return fail_request(&err, NULL);
     }
     task = imm_task_new(req);
-    progress_sink ps = {.c = c, .task = task, .records = records,
-                        .show = !c->quiet && (c->progress || isatty(STDERR_FILENO))};
-    clock_gettime(CLOCK_MONOTONIC, &ps.last_save);
     if (records && imm_records_save(records, task, &err) && !c->quiet)
         fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err.message);
-    imm_run_options opt = {.storage = st, .cancel = &cancel_requested, .progress = on_progress,
-                           .progress_opaque = &ps};
+    imm_notify_config ncfg = notify_config(c);
+    int show = !c->quiet && (c->progress || isatty(STDERR_FILENO));
+    imm_job_env env = {.storage = st, .records = records, .notify = &ncfg,
+                       .cancel = &cancel_requested, .progress = show ? show_progress : NULL,
+                       .quiet = c->quiet};
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    e = imm_task_run(task, req, &opt, &err);
-    notify(c, st, req, task);
-    imm_error save_err;
-    if (records && imm_records_save(records, task, &save_err) && !c->quiet)
-        fprintf(stderr, "immerge: warning: the task's end is not recorded: %s\n",
-                save_err.message);
+    e = imm_job_run(&env, task, req, &err);
     if (e && imm_err_is_request_error(e)) {
         status = fail_request(&err, imm_task_request_id(task));
     } else {
         print_json(imm_task_to_json(task));
         if (e && !c->quiet)
-            fprintf(stderr, "%simmerge: task failed: %s: %s\n", ps.show ? "\n" : "",
+            fprintf(stderr, "%simmerge: task failed: %s: %s\n", show ? "\n" : "",
                     imm_err_code(e), err.message);
         status = e ? EXIT_FAILED : EXIT_OK;
     }

@@ -46,6 +46,7 @@ struct imm_task {
     int ntargets;
     source_result sources[IMM_MAX_SOURCES];
     char *notifications; /* JSON array: how the completion message was delivered */
+    int not_started;     /* cancelled before it ran: Code NotStarted */
 };
 
 /* Everything one run holds open; freed in one place whatever happened. */
@@ -247,6 +248,10 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
     imm_source_info primary = {0};
     imm_err e;
     task->req = req;
+    if (!strcmp(task->status, "Queued")) {
+        task->status = "Running";
+        now_rfc3339(task->start); /* it starts now, not when it was queued */
+    }
     if (!(e = probe_sources(&r, &primary, err)) && !(e = open_targets(&r, &primary, err))) {
         for (int i = 0; i < req->nsources && !e; i++)
             if (!req->sources[i].disable_audio)
@@ -327,7 +332,8 @@ char *imm_task_to_json(const imm_task *t)
     cJSON_AddStringToObject(o, "TaskId", t->task_id);
     cJSON_AddStringToObject(o, "Status", t->status);
     int failed = t->error.code != IMM_OK && strcmp(t->status, "Running");
-    cJSON_AddStringToObject(o, "Code", failed ? imm_err_code(t->error.code) : "");
+    cJSON_AddStringToObject(o, "Code", t->not_started ? "NotStarted"
+                                       : failed ? imm_err_code(t->error.code) : "");
     cJSON_AddStringToObject(o, "Message", failed ? t->error.message : "");
     cJSON_AddStringToObject(o, "StartTime", t->start);
     if (t->end[0])
@@ -350,6 +356,19 @@ char *imm_task_to_json(const imm_task *t)
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
+}
+
+void imm_task_set_queued(imm_task *t)
+{
+    t->status = "Queued";
+}
+
+void imm_task_set_not_started(imm_task *t, const char *why)
+{
+    t->status = "Cancelled";
+    imm_error_set(&t->error, IMM_ECANCELED, "%s", why);
+    t->not_started = 1;
+    now_rfc3339(t->end);
 }
 
 imm_err imm_task_set_notifications(imm_task *t, const char *json_array)

@@ -126,6 +126,10 @@ typedef struct imm_run_options {
 
 /* A task record with a fresh TaskId and RequestId, status Running. */
 imm_task *imm_task_new(const imm_request *req);
+/* A task waiting for a worker: status Queued until imm_task_run starts it (StartTime then). */
+void imm_task_set_queued(imm_task *task);
+/* A queued task that will never run (the server stopped): status Cancelled, Code NotStarted. */
+void imm_task_set_not_started(imm_task *task, const char *why);
 /* Runs the merge synchronously. On failure the task's status becomes Failed with err's Code. */
 imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_options *opt,
                      imm_error *err);
