@@ -3,7 +3,7 @@
 # tests (also under ASan+UBSan), the end-to-end suite, and the storage suite against servers on
 # 127.0.0.1.
 
-PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3
+PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3 libmicrohttpd
 BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2 -g

@@ -8,6 +8,7 @@
 #include "immerge.h"
 #include "imm_oss.h"
 #include "job.h"
+#include "server.h"
 #include "notify.h"
 
 #include <getopt.h>
@@ -28,9 +29,14 @@ static const char usage[] =
     "       immerge get-task [--state DIR] [--project P] TASK_ID\n"
     "       immerge list-tasks [--state DIR] [--project P] [--status S] [--tag KEY=VALUE]\n"
     "                          [--max N] [--next-token T]\n"
+    "       immerge serve --listen HOST:PORT [--workers N] [--queue N]\n"
+    "                     [--access-key-id ID --access-key-secret SECRET] [run's options]\n"
     "\n"
     "run: runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
     "get-task, list-tasks: print recorded tasks as the service's GetTask and ListTasks do.\n"
+    "serve: answers the service's OpenAPI (CreateMediaConvertTask, GetTask, ListTasks) over\n"
+    "HTTP; with keys, only calls signed by them (ACS3-HMAC-SHA256 or RPC signatures); without,\n"
+    "on loopback only. SIGTERM drains: running tasks finish, queued ones are not started.\n"
     "\n"
     "options:\n"
     "  --state DIR           where task records are kept (default $IMMERGE_STATE, else\n"
@@ -75,7 +81,7 @@ static void on_signal(int sig)
     cancel_requested = 1;
 }
 
-typedef enum command { CMD_RUN, CMD_GET_TASK, CMD_LIST_TASKS } command;
+typedef enum command { CMD_RUN, CMD_GET_TASK, CMD_LIST_TASKS, CMD_SERVE } command;
 
 typedef struct cli {
     command cmd;
@@ -85,6 +91,9 @@ typedef struct cli {
     const char *project;
     imm_list_query list;
     imm_notify_config notify;
+    const char *listen;
+    const char *access_key_id, *access_key_secret;
+    int workers, queue;
     int progress;
     int quiet;
     int verbose;
@@ -182,7 +191,8 @@ static int parse_args(int argc, char **argv, cli *c)
         &so->timeout, &so->part_size, &so->temp_dir,
     };
     enum { OPT_STATE = 200, OPT_PROJECT, OPT_STATUS, OPT_TAG, OPT_MAX, OPT_NEXT, OPT_MNS,
-           OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION };
+           OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION, OPT_LISTEN, OPT_WORKERS,
+           OPT_QUEUE, OPT_AK, OPT_SK };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -199,6 +209,11 @@ static int parse_args(int argc, char **argv, cli *c)
         {"notify-file", required_argument, NULL, OPT_NOTIFY_FILE},
         {"account-id", required_argument, NULL, OPT_ACCOUNT},
         {"region", required_argument, NULL, OPT_REGION},
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"queue", required_argument, NULL, OPT_QUEUE},
+        {"access-key-id", required_argument, NULL, OPT_AK},
+        {"access-key-secret", required_argument, NULL, OPT_SK},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     static char tag[512];
@@ -215,6 +230,8 @@ static int parse_args(int argc, char **argv, cli *c)
         c->cmd = CMD_GET_TASK;
     else if (!strcmp(argv[1], "list-tasks"))
         c->cmd = CMD_LIST_TASKS;
+    else if (!strcmp(argv[1], "serve"))
+        c->cmd = CMD_SERVE;
     else
         return -1;
     optind = 2;
@@ -254,12 +271,26 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_NOTIFY_FILE: c->notify.file = optarg; break;
         case OPT_ACCOUNT: c->notify.account_id = optarg; break;
         case OPT_REGION: c->notify.region = optarg; break;
+        case OPT_LISTEN: c->listen = optarg; break;
+        case OPT_AK: c->access_key_id = optarg; break;
+        case OPT_SK: c->access_key_secret = optarg; break;
+        case OPT_WORKERS:
+        case OPT_QUEUE: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 100000)
+                return -1;
+            *(ch == OPT_WORKERS ? &c->workers : &c->queue) = (int)v;
+            break;
+        }
         case 'h': fputs(usage, stdout); exit(EXIT_OK);
         default: return -1;
         }
     }
     if (c->cmd == CMD_LIST_TASKS)
         return optind == argc ? 0 : -1;
+    if (c->cmd == CMD_SERVE)
+        return optind == argc && c->listen && !c->access_key_id == !c->access_key_secret ? 0 : -1;
     if (optind != argc - 1)
         return -1;
     c->arg = argv[optind];
@@ -335,6 +366,41 @@ static int run(const cli *c)
     return status;
 }
 
+static int serve(const cli *c)
+{
+    imm_error err = {0};
+    imm_storage *st = NULL;
+    imm_records *records = NULL;
+    char describe[256];
+    imm_err e = imm_oss_open(&c->storage, &st, describe, &err);
+    if (!e)
+        e = open_records(c, &records, 1, &err);
+    if (e) {
+        imm_storage_free(st);
+        return fail_request(&err, NULL);
+    }
+    if (c->verbose)
+        fprintf(stderr, "immerge: %s\n", describe);
+    imm_notify_config ncfg = notify_config(c);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    imm_server_options opt = {.listen = c->listen, .workers = c->workers, .queue = c->queue,
+                              .access_key_id = c->access_key_id,
+                              .access_key_secret = c->access_key_secret, .storage = st,
+                              .records = records, .notify = &ncfg, .stop = &cancel_requested,
+                              .quiet = c->quiet};
+    e = imm_server_run(&opt, &err);
+    imm_records_close(records);
+    imm_storage_free(st);
+    if (e)
+        return fail_request(&err, NULL);
+    if (!c->quiet)
+        fprintf(stderr, "immerge: stopped\n");
+    return EXIT_OK;
+}
+
 /* get-task and list-tasks: the records as the service answers GetTask and ListTasks. */
 static int query(const cli *c)
 {
@@ -363,5 +429,5 @@ int main(int argc, char **argv)
         return EXIT_INVALID;
     }
     av_log_set_level(c.verbose ? AV_LOG_WARNING : c.quiet ? AV_LOG_QUIET : AV_LOG_ERROR);
-    return c.cmd == CMD_RUN ? run(&c) : query(&c);
+    return c.cmd == CMD_RUN ? run(&c) : c.cmd == CMD_SERVE ? serve(&c) : query(&c);
 }

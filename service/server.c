@@ -1,0 +1,548 @@
+/*
+ * server.c - `immerge serve` (see server.h): libmicrohttpd takes the HTTP, this file the
+ * service's RPC surface and the worker pool.
+ *
+ * A call's parameters come from the query and, for a form body, from the body; complex ones
+ * (Sources, Targets, Notification, Tags, CredentialConfig) are JSON strings, as the official
+ * clients send them. CreateMediaConvertTask validates the request at once (a bad one gets the
+ * error body and HTTP 400), records the task as Queued and answers {RequestId, TaskId, EventId};
+ * a worker then runs it through job.c. The queue is bounded: a full one refuses with Throttling
+ * rather than grow. Without keys the server listens on loopback only.
+ */
+#include "server.h"
+
+#include "auth.h"
+#include "job.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BODY (1 << 20)
+#define MAX_PARAMS 64
+#define API_VERSION "2020-09-30"
+
+typedef struct queued {
+    imm_request *req;
+    imm_task *task;
+} queued;
+
+typedef struct server {
+    const imm_server_options *opt;
+    imm_auth *auth;
+    imm_job_env env;
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    queued *ring;
+    int cap, head, count;
+    int stopping;
+    pthread_t *threads;
+    int nthreads;
+} server;
+
+typedef struct conn {
+    char *body;
+    size_t len;
+    int too_big;
+} conn;
+
+typedef struct params {
+    imm_kv kv[MAX_PARAMS]; /* the query's: signed, and the first place a parameter is looked for */
+    size_t n;
+    imm_kv form[MAX_PARAMS]; /* a form body's */
+    size_t nform;
+    char *form_buf;
+} params;
+
+/* ---- the worker pool ------------------------------------------------------------------------- */
+
+static void *worker(void *opaque)
+{
+    server *s = opaque;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->stopping && s->count == 0)
+            pthread_cond_wait(&s->work, &s->lock);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->lock);
+            return NULL;
+        }
+        queued q = s->ring[s->head];
+        s->head = (s->head + 1) % s->cap;
+        s->count--;
+        pthread_mutex_unlock(&s->lock);
+        imm_error err = {0};
+        imm_job_run(&s->env, q.task, q.req, &err);
+        imm_task_free(q.task);
+        imm_request_free(q.req);
+    }
+}
+
+/* 0 when queued; -1 when the queue is full. */
+static int enqueue(server *s, imm_request *req, imm_task *task)
+{
+    int ok = 0;
+    pthread_mutex_lock(&s->lock);
+    if (s->count < s->cap && !s->stopping) {
+        s->ring[(s->head + s->count) % s->cap] = (queued){req, task};
+        s->count++;
+        ok = 1;
+        pthread_cond_signal(&s->work);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ok ? 0 : -1;
+}
+
+/* ---- answers ----------------------------------------------------------------------------------- */
+
+static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, char *json)
+{
+    const char *body = json ? json : "{}";
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
+                                                             MHD_RESPMEM_MUST_COPY);
+    free(json);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "application/json;charset=utf-8");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static unsigned http_status(imm_err e)
+{
+    switch (e) {
+    case IMM_ENOTFOUND: return 404;
+    case IMM_EFORBIDDEN: return 403;
+    case IMM_EJSON:
+    case IMM_EARG:
+    case IMM_ELIMIT: return 400;
+    default: return 500;
+    }
+}
+
+static enum MHD_Result fail(struct MHD_Connection *c, const imm_error *err)
+{
+    return answer(c, http_status(err->code), imm_error_to_json(err, NULL));
+}
+
+/* An error with a Code that is not one of imm_err's (signatures, throttling). */
+static enum MHD_Result fail_code(struct MHD_Connection *c, unsigned status, const char *code,
+                                 const char *message)
+{
+    char rid[37];
+    imm_request_id_new(rid);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "RequestId", rid);
+    cJSON_AddStringToObject(o, "HostId", "immerge.local");
+    cJSON_AddStringToObject(o, "Code", code);
+    cJSON_AddStringToObject(o, "Message", message);
+    cJSON_AddStringToObject(o, "Recommend", "See immerge's README.md, \"immerge serve\"");
+    char *json = cJSON_Print(o);
+    cJSON_Delete(o);
+    return answer(c, status, json);
+}
+
+/* ---- parameters -------------------------------------------------------------------------------- */
+
+static enum MHD_Result collect(void *opaque, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    params *p = opaque;
+    (void)kind;
+    if (p->n < MAX_PARAMS)
+        p->kv[p->n++] = (imm_kv){key, value ? value : ""};
+    return MHD_YES;
+}
+
+static void parse_form(params *p, const char *body, size_t len)
+{
+    if (!(p->form_buf = malloc(len + 1)))
+        return;
+    memcpy(p->form_buf, body, len);
+    p->form_buf[len] = '\0';
+    char *save = NULL;
+    for (char *pair = strtok_r(p->form_buf, "&", &save); pair && p->nform < MAX_PARAMS;
+         pair = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(pair, '=');
+        if (eq)
+            *eq = '\0';
+        for (char *q = pair; *q; q++)
+            if (*q == '+')
+                *q = ' ';
+        MHD_http_unescape(pair);
+        char *value = eq ? eq + 1 : (char *)"";
+        if (eq) {
+            for (char *q = value; *q; q++)
+                if (*q == '+')
+                    *q = ' ';
+            MHD_http_unescape(value);
+        }
+        p->form[p->nform++] = (imm_kv){pair, value};
+    }
+}
+
+static const char *get(const params *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (!strcmp(p->kv[i].key, name))
+            return p->kv[i].value;
+    for (size_t i = 0; i < p->nform; i++)
+        if (!strcmp(p->form[i].key, name))
+            return p->form[i].value;
+    return NULL;
+}
+
+/* ---- actions ----------------------------------------------------------------------------------- */
+
+/* The request JSON from RPC parameters; NULL with err set. */
+static char *request_json(const params *p, imm_error *err)
+{
+    static const char *const json_params[] = {"Sources", "Targets", "Notification", "Tags",
+                                              "CredentialConfig"};
+    static const char *const string_params[] = {"ProjectName", "UserData", "NotifyTopicName",
+                                                "NotifyEndpoint"};
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof(json_params) / sizeof(*json_params); i++) {
+        const char *v = get(p, json_params[i]);
+        if (!v)
+            continue;
+        cJSON *x = cJSON_Parse(v);
+        if (!x) {
+            cJSON_Delete(o);
+            imm_error_set(err, IMM_EJSON, "The parameter %s is not valid JSON.", json_params[i]);
+            return NULL;
+        }
+        cJSON_AddItemToObject(o, json_params[i], x);
+    }
+    for (size_t i = 0; i < sizeof(string_params) / sizeof(*string_params); i++) {
+        const char *v = get(p, string_params[i]);
+        if (v)
+            cJSON_AddStringToObject(o, string_params[i], v);
+    }
+    const char *align = get(p, "AlignmentIndex");
+    if (align) {
+        char *end;
+        long v = strtol(align, &end, 10);
+        if (*end || !*align) {
+            cJSON_Delete(o);
+            imm_error_set(err, IMM_EARG, "The parameter AlignmentIndex must be an integer.");
+            return NULL;
+        }
+        cJSON_AddNumberToObject(o, "AlignmentIndex", (double)v);
+    }
+    char *json = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!json)
+        imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    return json;
+}
+
+static enum MHD_Result create_task(server *s, struct MHD_Connection *c, const params *p)
+{
+    imm_error err = {0};
+    imm_request *req = NULL;
+    char *json = request_json(p, &err);
+    if (!json || imm_request_parse(json, strlen(json), &req, &err)) {
+        free(json);
+        return fail(c, &err);
+    }
+    free(json);
+    imm_task *task = imm_task_new(req);
+    if (!task) {
+        imm_request_free(req);
+        imm_error_set(&err, IMM_EINTERNAL, "out of memory");
+        return fail(c, &err);
+    }
+    imm_task_set_queued(task);
+    char *task_json = imm_task_to_json(task);
+    cJSON *t = task_json ? cJSON_Parse(task_json) : NULL;
+    free(task_json);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "RequestId", imm_task_request_id(task));
+    cJSON_AddStringToObject(o, "TaskId", cJSON_GetStringValue(cJSON_GetObjectItem(t, "TaskId")));
+    cJSON_AddStringToObject(o, "EventId", cJSON_GetStringValue(cJSON_GetObjectItem(t, "EventId")));
+    cJSON_Delete(t);
+    char *body = cJSON_Print(o);
+    cJSON_Delete(o);
+    /* Recorded before it is queued: a worker's first save must find it, and GetTask too. */
+    if (s->opt->records && imm_records_save(s->opt->records, task, &err)) {
+        free(body);
+        imm_task_free(task);
+        imm_request_free(req);
+        return fail(c, &err);
+    }
+    if (enqueue(s, req, task)) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "The task queue is full (%d waiting, %d running); try again "
+                 "later.", s->cap, s->nthreads);
+        imm_task_set_not_started(task, "The server's task queue was full; it was not started.");
+        if (s->opt->records)
+            imm_records_save(s->opt->records, task, &err);
+        free(body);
+        imm_task_free(task);
+        imm_request_free(req);
+        return fail_code(c, 429, "Throttling", msg);
+    }
+    return answer(c, 200, body);
+}
+
+static enum MHD_Result get_task(server *s, struct MHD_Connection *c, const params *p)
+{
+    imm_error err = {0};
+    char *json = NULL;
+    const char *id = get(p, "TaskId");
+    if (!id || !*id) {
+        imm_error_set(&err, IMM_EARG, "The parameter TaskId is required but not provided.");
+        return fail(c, &err);
+    }
+    if (imm_records_get(s->opt->records, get(p, "ProjectName"), id, &json, &err))
+        return fail(c, &err);
+    return answer(c, 200, json);
+}
+
+static enum MHD_Result list_tasks(server *s, struct MHD_Connection *c, const params *p)
+{
+    imm_error err = {0};
+    char *json = NULL, tag[512] = "";
+    imm_list_query q = {.project = get(p, "ProjectName"), .status = get(p, "Status"),
+                        .next_token = get(p, "NextToken")};
+    const char *max = get(p, "MaxResults"), *sel = get(p, "TagSelector");
+    if (max) {
+        char *end;
+        long v = strtol(max, &end, 10);
+        if (*end || v < 1 || v > 100) {
+            imm_error_set(&err, IMM_EARG, "The parameter MaxResults must be from 1 to 100.");
+            return fail(c, &err);
+        }
+        q.max = (int)v;
+    }
+    if (sel && *sel) {
+        snprintf(tag, sizeof(tag), "%s", sel);
+        char *eq = strchr(tag, '=');
+        if (!eq) {
+            imm_error_set(&err, IMM_EARG, "The parameter TagSelector must be KEY=VALUE.");
+            return fail(c, &err);
+        }
+        *eq = '\0';
+        q.tag_key = tag;
+        q.tag_value = eq + 1;
+    }
+    if (imm_records_list(s->opt->records, &q, &json, &err))
+        return fail(c, &err);
+    return answer(c, 200, json);
+}
+
+static enum MHD_Result collect_header(void *opaque, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    return collect(opaque, kind, key, value);
+}
+
+static enum MHD_Result dispatch(server *s, struct MHD_Connection *c, const char *url,
+                                const char *method, conn *cn)
+{
+    params p = {0}, h = {0};
+    enum MHD_Result ret;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect, &p);
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, &h);
+    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (cn->len && type && !strncasecmp(type, "application/x-www-form-urlencoded", 33))
+        parse_form(&p, cn->body, cn->len);
+    if (s->auth) {
+        char code[64], msg[256];
+        imm_auth_call call = {.method = method, .path = url, .params = p.kv, .nparams = p.n,
+                              .headers = h.kv, .nheaders = h.n, .body = cn->body,
+                              .body_len = cn->len};
+        if (imm_auth_check(s->auth, &call, code, msg)) {
+            free(p.form_buf);
+            return fail_code(c, !strcmp(code, "InternalError") ? 500 : 403, code, msg);
+        }
+    }
+    const char *action = get(&p, "Action");
+    const char *version = get(&p, "Version");
+    if (!action)
+        action = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-acs-action");
+    if (!version)
+        version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-acs-version");
+    if (version && strcmp(version, API_VERSION))
+        ret = fail_code(c, 400, "InvalidVersion", "This server speaks Version 2020-09-30.");
+    else if (!action)
+        ret = fail_code(c, 400, "MissingAction", "The parameter Action is required.");
+    else if (!strcmp(action, "CreateMediaConvertTask"))
+        ret = create_task(s, c, &p);
+    else if (!strcmp(action, "GetTask"))
+        ret = get_task(s, c, &p);
+    else if (!strcmp(action, "ListTasks"))
+        ret = list_tasks(s, c, &p);
+    else
+        ret = fail_code(c, 404, "InvalidAction.NotFound",
+                        "This server answers CreateMediaConvertTask, GetTask and ListTasks.");
+    free(p.form_buf);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload, size_t *upload_size, void **state)
+{
+    server *s = cls;
+    conn *cn = *state;
+    (void)version;
+    if (!cn) {
+        if (!(cn = calloc(1, sizeof(*cn))))
+            return MHD_NO;
+        *state = cn;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (cn->len + *upload_size > MAX_BODY) {
+            cn->too_big = 1;
+        } else {
+            char *grown = realloc(cn->body, cn->len + *upload_size + 1);
+            if (!grown)
+                return MHD_NO;
+            memcpy(grown + cn->len, upload, *upload_size);
+            cn->body = grown;
+            cn->len += *upload_size;
+            cn->body[cn->len] = '\0';
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (cn->too_big)
+        return fail_code(c, 413, "RequestTooLarge", "The request body is over 1 MiB.");
+    if (strcmp(method, "GET") && strcmp(method, "POST"))
+        return fail_code(c, 405, "MethodNotAllowed", "Use GET or POST.");
+    return dispatch(s, c, url, method, cn);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **state,
+                         enum MHD_RequestTerminationCode why)
+{
+    conn *cn = *state;
+    (void)cls;
+    (void)c;
+    (void)why;
+    if (cn) {
+        free(cn->body);
+        free(cn);
+        *state = NULL;
+    }
+}
+
+/* ---- the server -------------------------------------------------------------------------------- */
+
+static imm_err parse_listen(const char *listen, struct sockaddr_in *addr, int keys,
+                            imm_error *err)
+{
+    char host[64];
+    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (!colon || (size_t)(colon - listen) >= sizeof(host))
+        return imm_error_set(err, IMM_EARG, "--listen must be HOST:PORT, e.g. 127.0.0.1:8080.");
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    memset(addr, 0, sizeof(*addr));
+    addr->sin_family = AF_INET;
+    addr->sin_port = htons((uint16_t)port);
+    if (*end || port < 0 || port > 65535 || inet_pton(AF_INET, host, &addr->sin_addr) != 1)
+        return imm_error_set(err, IMM_EARG, "--listen must be an IPv4 HOST:PORT, not %s.",
+                             listen);
+    if (!keys && (ntohl(addr->sin_addr.s_addr) >> 24) != 127)
+        return imm_error_set(err, IMM_EARG, "Without --access-key-id and --access-key-secret the "
+                             "server listens on loopback (127.x.x.x) only, not %s.", host);
+    return IMM_OK;
+}
+
+static int cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
+{
+    struct sockaddr_in addr;
+    int keys = opt->access_key_id && opt->access_key_secret;
+    imm_err e = parse_listen(opt->listen, &addr, keys, err);
+    if (e)
+        return e;
+    if (!opt->records)
+        return imm_error_set(err, IMM_EARG, "The server needs task records (--state).");
+    server s = {.opt = opt};
+    s.env = (imm_job_env){.storage = opt->storage, .records = opt->records,
+                          .notify = opt->notify, .quiet = opt->quiet};
+    s.cap = opt->queue > 0 ? opt->queue : 64;
+    s.nthreads = opt->workers > 0 ? opt->workers : cores();
+    s.ring = calloc((size_t)s.cap, sizeof(*s.ring));
+    s.threads = calloc((size_t)s.nthreads, sizeof(*s.threads));
+    if (keys)
+        s.auth = imm_auth_new(opt->access_key_id, opt->access_key_secret);
+    if (!s.ring || !s.threads || (keys && !s.auth)) {
+        free(s.ring);
+        free(s.threads);
+        imm_auth_free(s.auth);
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_cond_init(&s.work, NULL);
+    int started = 0;
+    for (; started < s.nthreads; started++)
+        if (pthread_create(&s.threads[started], NULL, worker, &s))
+            break;
+    struct MHD_Daemon *d = started ? MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
+        NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, &addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)30, MHD_OPTION_END) : NULL;
+    if (!d) {
+        e = imm_error_set(err, IMM_EIO, "Cannot listen on %s (in use, or not this host's?).",
+                          opt->listen);
+    } else {
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        char host[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &addr.sin_addr, host, sizeof(host));
+        printf("{\"Listen\": \"%s:%u\"}\n", host, info ? info->port : 0);
+        fflush(stdout);
+        if (!opt->quiet)
+            fprintf(stderr, "immerge: listening on %s:%u (%d workers, queue %d%s)\n", host,
+                    info ? info->port : 0, s.nthreads, s.cap,
+                    keys ? ", signed calls only" : "");
+        while (!*opt->stop)
+            usleep(100 * 1000);
+        MHD_stop_daemon(d); /* no new calls; the answers under way are finished */
+    }
+    /* Drain: running tasks finish; queued ones are recorded as never started. */
+    pthread_mutex_lock(&s.lock);
+    s.stopping = 1;
+    pthread_cond_broadcast(&s.work);
+    pthread_mutex_unlock(&s.lock);
+    for (int i = 0; i < started; i++)
+        pthread_join(s.threads[i], NULL);
+    for (; s.count > 0; s.count--) {
+        queued q = s.ring[s.head];
+        s.head = (s.head + 1) % s.cap;
+        imm_error ignored;
+        imm_task_set_not_started(q.task, "The server stopped before this task started; submit "
+                                         "it again.");
+        imm_records_save(opt->records, q.task, &ignored);
+        imm_task_free(q.task);
+        imm_request_free(q.req);
+    }
+    pthread_cond_destroy(&s.work);
+    pthread_mutex_destroy(&s.lock);
+    imm_auth_free(s.auth);
+    free(s.ring);
+    free(s.threads);
+    return e;
+}

@@ -1,0 +1,28 @@
+/*
+ * server.h - `immerge serve`: the service's OpenAPI (RPC style, Version 2020-09-30) over HTTP,
+ * with CreateMediaConvertTask answered at once and the task run by a bounded pool of workers.
+ */
+#ifndef IMM_SERVER_H
+#define IMM_SERVER_H
+
+#include "immerge.h"
+#include "notify.h"
+
+typedef struct imm_server_options {
+    const char *listen;   /* "HOST:PORT"; PORT 0 picks a free one */
+    int workers;          /* tasks run at once; 0: the number of cores */
+    int queue;            /* tasks waiting at most; 0: 64 */
+    const char *access_key_id; /* with the secret: only calls signed by this key are served */
+    const char *access_key_secret;
+    imm_storage *storage;
+    imm_records *records;
+    const imm_notify_config *notify;
+    const volatile int *stop; /* set (by SIGTERM, SIGINT) to stop: see imm_server_run */
+    int quiet;
+} imm_server_options;
+
+/* Serves until *stop is set, then drains: no new calls, running tasks finish, queued ones are
+ * recorded Cancelled with Code NotStarted. Prints {"Listen": "HOST:PORT"} on stdout once ready. */
+imm_err imm_server_run(const imm_server_options *opt, imm_error *err);
+
+#endif
