@@ -143,9 +143,142 @@ test_notifications() {
   unset OSS_ACCESS_KEY_ID OSS_ACCESS_KEY_SECRET OSS_SESSION_TOKEN
 }
 
+# `immerge serve` called by Alibaba's own OpenAPI client (ACS3-HMAC-SHA256), and by hand-signed
+# RPC calls whose signatures come from the official @alicloud/openapi-util.
+call() { node "$top/tests/oss/openapi-call.js" "$@"; }
+rpc_signed() { # ENDPOINT AK SK NONCE TIMESTAMP ACTION [K=V...]: a curl of an RPC-signed GET
+  local ep=$1 ak=$2 sk=$3 nonce=$4 ts=$5 action=$6; shift 6
+  local url; url=$(node -e '
+    const U = require(process.argv[1] + "/node_modules/@alicloud/openapi-util").default;
+    const [ak, sk, nonce, ts, action, ...kv] = process.argv.slice(2);
+    const q = {Action: action, Version: "2020-09-30", AccessKeyId: ak, SignatureMethod: "HMAC-SHA1",
+               SignatureVersion: "1.0", SignatureNonce: nonce, Timestamp: ts, Format: "JSON"};
+    for (const p of kv) { const i = p.indexOf("="); q[p.slice(0, i)] = p.slice(i + 1); }
+    q.Signature = U.getRPCSignature(q, "GET", sk);
+    process.stdout.write(Object.entries(q).map(([k, v]) => k + "=" + encodeURIComponent(v)).join("&"));
+  ' "$top/tests/oss" "$ak" "$sk" "$nonce" "$ts" "$action" "$@")
+  curl -s -w '\n%{http_code}' "http://$ep/?$url"
+}
+
+test_serve() {
+  local AK=LTAI5tServeKey SK=serve-secret-8c1d ep id t0 t1 status
+  start_server "$work/serve.log" "$bin" serve --listen 127.0.0.1:0 --workers 2 --queue 64 \
+    --access-key-id "$AK" --access-key-secret "$SK" --oss-root "$root" --state "$work/serve-state"
+  ep="127.0.0.1:$port"; local spid=${pids[-1]}
+  local params; params=$(jq -c '{ProjectName, Sources, Targets, AlignmentIndex}' "$ex_aac")
+  rm -f "$b/output/concat.aac"
+  t0=$(date +%s.%N)
+  out=$(call "$ep" "$AK" "$SK" CreateMediaConvertTask "$params"); id=$(jqo .body.TaskId)
+  for _ in $(seq 300); do
+    status=$(call "$ep" "$AK" "$SK" GetTask "{\"ProjectName\":\"test-project\",\"TaskId\":\"$id\"}" | jq -r .body.Status)
+    [ "$status" = Succeeded ] || [ "$status" = Failed ] && break
+    sleep 0.05
+  done
+  t1=$(date +%s.%N)
+  local n1 n2 n3 want; n1=$(samples "$b/audio/seg1.mp3"); n2=$(samples "$b/audio/seg2.mp3"); n3=$(samples "$b/audio/seg3.mp3")
+  want=$((n1 + n2 + $(rescale "$n3" 44100 22050)))
+  local secs; secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  [[ "$id" == MediaConvert-* ]] && [ "$status" = Succeeded ] \
+    && [ "$(call "$ep" "$AK" "$SK" GetTask "{\"TaskId\":\"$id\"}" | jq -r '.body.Targets[0].Samples')" = "$want" ] \
+    && [ "$(probe "$b/output/concat.aac" codec_name,sample_rate,channels)" = "aac,44100,2" ] \
+    && ok "serve: @alicloud/openapi-client creates the AAC example, polls GetTask to Succeeded in $secs s; $want samples, ffprobe aac 44100 stereo" \
+    || not_ok "serve with the official client" "id=$id status=$status $out"
+  echo "# serve: submission to Succeeded for the seed's example: $secs s"
+
+  out=$(call "$ep" "$AK" wrong-secret GetTask "{\"TaskId\":\"$id\"}")
+  [ "$(jqo .error.code)" = SignatureDoesNotMatch ] && [ "$(jqo .error.statusCode)" = 403 ] \
+    && ok "serve: a wrong secret is refused (403 SignatureDoesNotMatch)" || not_ok "wrong secret" "$out"
+  out=$(curl -s -w '\n%{http_code}' "http://$ep/?Action=GetTask&TaskId=$id")
+  [ "$(printf '%s' "$out" | tail -1)" = 403 ] && [ "$(printf '%s' "$out" | head -n -1 | jq -r .Code)" = MissingSignature ] \
+    && ok "serve: an unsigned call is refused (403 MissingSignature)" || not_ok "unsigned" "$out"
+  local now nonce; now=$(date -u +%Y-%m-%dT%H:%M:%SZ); nonce="n-$RANDOM-$RANDOM"
+  out=$(rpc_signed "$ep" "$AK" "$SK" "$nonce" "$now" GetTask "TaskId=$id")
+  [ "$(printf '%s' "$out" | tail -1)" = 200 ] && [ "$(printf '%s' "$out" | head -n -1 | jq -r .TaskId)" = "$id" ] \
+    && ok "serve: an RPC-signed call (HMAC-SHA1, signed by @alicloud/openapi-util) is answered" || not_ok "rpc signed" "$out"
+  out=$(rpc_signed "$ep" "$AK" "$SK" "$nonce" "$now" GetTask "TaskId=$id")
+  [ "$(printf '%s' "$out" | tail -1)" = 403 ] && [ "$(printf '%s' "$out" | head -n -1 | jq -r .Code)" = SignatureNonceUsed ] \
+    && ok "serve: the same call replayed is refused (SignatureNonceUsed)" || not_ok "replay" "$out"
+  out=$(rpc_signed "$ep" "$AK" "$SK" "n-old-$RANDOM" "$(date -u -d '-20 min' +%Y-%m-%dT%H:%M:%SZ)" GetTask "TaskId=$id")
+  [ "$(printf '%s' "$out" | head -n -1 | jq -r .Code)" = InvalidTimeStamp.Expired ] \
+    && ok "serve: a call 20 minutes old is refused (InvalidTimeStamp.Expired)" || not_ok "stale" "$out"
+  out=$(call "$ep" "$AK" "$SK" CreateMediaConvertTask '{"ProjectName":"p","Sources":[{"URI":"oss://test-bucket/audio/seg1.mp3"}],"Targets":[{"URI":"oss://test-bucket/output/x.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"aac"}}}]}')
+  [ "$(jqo .error.statusCode)" = 400 ] && [ "$(jqo .error.code)" = InvalidArgument ] && [[ "$(jqo .error.message)" == *"Targets[0].Audio.TranscodeAudio.Codec"* ]] \
+    && ok "serve: an invalid request is answered 400 InvalidArgument naming the field" || not_ok "invalid request" "$out"
+
+  # Load: two long tasks occupy both workers, then 50 more arrive at once: all are accepted and
+  # finish, none is lost, and GetTask answers at once while they wait.
+  ff -f lavfi -i "sine=f=440:d=600:sample_rate=44100" -ac 2 -c:a flac "$b/audio/ten-min.flac"
+  local long='{"ProjectName":"test-project","Sources":[{"URI":"oss://test-bucket/audio/ten-min.flac"}],"Targets":[{"URI":"oss://test-bucket/output/load/long-%d.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":64000}}}]}'
+  call "$ep" "$AK" "$SK" CreateMediaConvertTask "$(printf "$long" 1)" > /dev/null
+  call "$ep" "$AK" "$SK" CreateMediaConvertTask "$(printf "$long" 2)" > /dev/null
+  local ids=() callers=() k mp3
+  for k in $(seq 50); do
+    mp3=$(jq -c --arg k "$k" '{ProjectName, Sources, Targets} | .Targets[0].URI = "oss://test-bucket/output/load/\($k).{autoext}"' "$ex_mp3")
+    call "$ep" "$AK" "$SK" CreateMediaConvertTask "$mp3" > "$work/load-$k.json" &
+    callers+=($!)
+  done
+  wait "${callers[@]}"
+  for k in $(seq 50); do ids+=("$(jq -r .body.TaskId "$work/load-$k.json")"); done
+  local t_get; t_get=$( { /usr/bin/time -f %e node "$top/tests/oss/openapi-call.js" "$ep" "$AK" "$SK" GetTask "{\"TaskId\":\"${ids[49]}\"}" > "$work/get-during.json"; } 2>&1 | tail -1)
+  local during; during=$(jq -r .body.Status "$work/get-during.json")
+  for _ in $(seq 900); do
+    [ "$("$bin" list-tasks --state "$work/serve-state" --status Succeeded --project test-project | jq '.Tasks | length')" -ge 53 ] && break
+    sleep 0.1
+  done
+  local done_n accepted; done_n=$(ls "$b/output/load" 2>/dev/null | wc -l)
+  accepted=$(printf '%s\n' "${ids[@]}" | grep -c '^MediaConvert-')
+  [ "$accepted" = 50 ] && [ "$done_n" = 52 ] && { [ "$during" = Queued ] || [ "$during" = Running ]; } \
+    && ok "serve load: 2 long + 50 tasks at once on 2 workers: all accepted, 52 outputs; GetTask answered in ${t_get} s while the last one waited ($during)" \
+    || not_ok "load" "accepted=$accepted outputs=$done_n during=$during"
+  kill -TERM "$spid"; wait "$spid" 2>/dev/null
+
+  # A small queue refuses what does not fit; SIGTERM drains: running tasks finish, queued ones
+  # are recorded NotStarted.
+  start_server "$work/serve2.log" "$bin" serve --listen 127.0.0.1:0 --workers 1 --queue 2 \
+    --oss-root "$root" --state "$work/serve-state"
+  ep="127.0.0.1:$port"; spid=${pids[-1]}
+  local slow='{"ProjectName":"drain","Sources":[{"URI":"oss://test-bucket/audio/ten-min.flac"}],"Targets":[{"URI":"oss://test-bucket/output/drain-%d.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":64000}}}]}'
+  local codes=() body
+  for k in 1 2 3 4 5; do
+    body=$(printf "$slow" "$k" | jq -c .)
+    codes+=("$(curl -s -o "$work/q-$k.json" -w '%{http_code}' -X POST "http://$ep/" --data-urlencode "Action=CreateMediaConvertTask" \
+      --data-urlencode "ProjectName=drain" --data-urlencode "Sources=$(jq -c .Sources <<< "$body")" --data-urlencode "Targets=$(jq -c .Targets <<< "$body")")")
+    sleep 0.2
+  done
+  [ "${codes[*]}" = "200 200 200 429 429" ] && [ "$(jq -r .Code "$work/q-4.json")" = Throttling ] \
+    && ok "serve: with 1 worker and a queue of 2, the 4th and 5th calls get 429 Throttling" || not_ok "queue bound" "${codes[*]}"
+  sleep 0.5
+  kill -TERM "$spid"; wait "$spid"; local rc=$?
+  local st; st=$("$bin" list-tasks --state "$work/serve-state" --project drain | jq -r '[.Tasks[] | .Status + "/" + .Code] | join(" ")')
+  [ "$rc" = 0 ] && [ "$st" = "Succeeded/ Cancelled/NotStarted Cancelled/NotStarted Cancelled/NotStarted Cancelled/NotStarted" ] \
+    && [ -f "$b/output/drain-1.mp3" ] && [ ! -f "$b/output/drain-2.mp3" ] \
+    && ok "serve: SIGTERM drains: the running task finishes, the queued ones are recorded NotStarted, exit 0" \
+    || not_ok "drain" "rc=$rc $st"
+
+  # Killed mid-task, then restarted: the records stay consistent.
+  start_server "$work/serve3.log" "$bin" serve --listen 127.0.0.1:0 --oss-root "$root" --state "$work/serve-state"
+  ep="127.0.0.1:$port"; spid=${pids[-1]}
+  body=$(printf "$slow" 9 | jq -c .)
+  local killed; killed=$(curl -s -X POST "http://$ep/" --data-urlencode "Action=CreateMediaConvertTask" --data-urlencode "ProjectName=drain" \
+    --data-urlencode "Sources=$(jq -c .Sources <<< "$body")" --data-urlencode "Targets=$(jq -c .Targets <<< "$body")" | jq -r .TaskId)
+  sleep 0.5
+  kill -9 "$spid"; wait "$spid" 2>/dev/null
+  start_server "$work/serve4.log" "$bin" serve --listen 127.0.0.1:0 --oss-root "$root" --state "$work/serve-state"
+  out=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&TaskId=$id")
+  local k9; k9=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&TaskId=$killed" | jq -r '.Status + "/" + .Code')
+  [ "$(jqo .Status)" = Succeeded ] && [ "$k9" = Failed/TaskInterrupted ] && [ ! -e "$b/output/drain-9.mp3" ] \
+    && ok "serve: killed mid-task and restarted: earlier tasks still answered, the killed one Failed/TaskInterrupted, no output" \
+    || not_ok "restart" "$out / $k9"
+  kill -TERM "${pids[-1]}"
+  out=$("$bin" serve --listen 0.0.0.0:0 --oss-root "$root" --state "$work/serve-state" 2>/dev/null); rc=$?
+  expect_error "serve: without keys, listening beyond loopback is refused" 2 InvalidArgument "loopback"
+  rm -f "$b/audio/ten-min.flac"
+}
+
 test_records
 test_running_and_crash
 test_notifications
+test_serve
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
