@@ -4,9 +4,10 @@
  *
  * A record is the task's JSON as the service reports it (imm_task_to_json), plus the columns a
  * query filters on. Several processes may write at once: WAL mode and a busy timeout serialise
- * them. Each Running record names its process (pid and start time, so a reused pid is not
- * mistaken for it); opening the records marks the Running tasks of a process that is gone as
- * Failed with Code TaskInterrupted, so a crash never leaves a task Running forever.
+ * them. Each Running or Queued record names its process (pid and start time, so a reused pid is
+ * not mistaken for it); opening the records marks the Running tasks of a process that is gone as
+ * Failed with Code TaskInterrupted, and its Queued ones Cancelled with Code NotStarted, so a crash
+ * never leaves a task Running or Queued forever.
  */
 #include "internal.h"
 
@@ -77,29 +78,38 @@ static void now_rfc3339(char buf[32])
     snprintf(buf + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-/* Marks one interrupted task Failed in its JSON and its columns. */
-static void mark_interrupted(imm_records *r, sqlite3_int64 seq, const char *json, long pid)
+/* Marks one interrupted task in its JSON and its columns: Failed if it was running, Cancelled
+ * (never started) if it was queued. */
+static void mark_interrupted(imm_records *r, sqlite3_int64 seq, const char *json, long pid,
+                             int queued)
 {
-    char end[32], msg[160];
+    char end[32], msg[200];
     cJSON *o = cJSON_Parse(json);
     if (!o)
         return;
     now_rfc3339(end);
-    snprintf(msg, sizeof(msg), "The immerge process (pid %ld) running this task stopped before "
-             "the task finished; no output was committed by it after that.", pid);
-    cJSON_ReplaceItemInObject(o, "Status", cJSON_CreateString("Failed"));
-    cJSON_ReplaceItemInObject(o, "Code", cJSON_CreateString("TaskInterrupted"));
+    if (queued)
+        snprintf(msg, sizeof(msg), "The immerge process (pid %ld) holding this task stopped "
+                 "before the task started; submit it again.", pid);
+    else
+        snprintf(msg, sizeof(msg), "The immerge process (pid %ld) running this task stopped "
+                 "before the task finished; no output was committed by it after that.", pid);
+    const char *status = queued ? "Cancelled" : "Failed";
+    cJSON_ReplaceItemInObject(o, "Status", cJSON_CreateString(status));
+    cJSON_ReplaceItemInObject(o, "Code", cJSON_CreateString(queued ? "NotStarted"
+                                                                   : "TaskInterrupted"));
     cJSON_ReplaceItemInObject(o, "Message", cJSON_CreateString(msg));
     cJSON_DeleteItemFromObject(o, "EndTime");
     cJSON_AddStringToObject(o, "EndTime", end);
     char *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     sqlite3_stmt *st = NULL;
-    if (out && sqlite3_prepare_v2(r->db, "UPDATE tasks SET status='Failed', json=?1, "
-                                  "owner_pid=NULL WHERE seq=?2 AND status='Running'",
+    if (out && sqlite3_prepare_v2(r->db, "UPDATE tasks SET status=?3, json=?1, owner_pid=NULL "
+                                  "WHERE seq=?2 AND status IN ('Running', 'Queued')",
                                   -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, out, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
         sqlite3_step(st);
     }
     sqlite3_finalize(st);
@@ -109,16 +119,16 @@ static void mark_interrupted(imm_records *r, sqlite3_int64 seq, const char *json
 static void recover(imm_records *r)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db, "SELECT seq, owner_pid, owner_start, json FROM tasks "
-                           "WHERE status='Running'", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(r->db, "SELECT seq, owner_pid, owner_start, json, status FROM tasks "
+                           "WHERE status IN ('Running', 'Queued')", -1, &st, NULL) != SQLITE_OK)
         return;
     while (sqlite3_step(st) == SQLITE_ROW) {
         long pid = (long)sqlite3_column_int64(st, 1);
         long long start = sqlite3_column_int64(st, 2);
         if (pid > 0 && process_start(pid) == start && start != 0)
-            continue; /* still running */
+            continue; /* its process is alive */
         mark_interrupted(r, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 3),
-                         pid);
+                         pid, !strcmp((const char *)sqlite3_column_text(st, 4), "Queued"));
     }
     sqlite3_finalize(st);
 }
@@ -189,7 +199,7 @@ imm_err imm_records_save(imm_records *r, const imm_task *task, imm_error *err)
     const char *start = cJSON_GetStringValue(cJSON_GetObjectItem(o, "StartTime"));
     cJSON *tags = cJSON_GetObjectItem(o, "Tags");
     char *tags_json = tags ? cJSON_PrintUnformatted(tags) : NULL;
-    int running = status && !strcmp(status, "Running");
+    int running = status && (!strcmp(status, "Running") || !strcmp(status, "Queued"));
     sqlite3_stmt *st = NULL;
     imm_err e = IMM_OK;
     if (sqlite3_prepare_v2(r->db,
