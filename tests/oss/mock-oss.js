@@ -193,7 +193,10 @@ async function handleObject(req, res, bucket, key, query) {
   const fault = matchFault(op);
   if (fault && fault.kind === 'status')
     return sendError(res, fault.status || 500, fault.code || 'InternalError', 'Injected fault.');
-  if (fault && fault.kind === 'slow') await new Promise(r => setTimeout(r, fault.delayMs || 1000));
+  if (fault && fault.kind === 'slow') {
+    await new Promise(r => setTimeout(r, fault.delayMs || 1000));
+    if (!res.socket || res.socket.destroyed) return; // the client gave up: nothing was served
+  }
   if (!fs.existsSync(path.join(root, bucket)) || !fs.statSync(path.join(root, bucket)).isDirectory())
     return sendError(res, 404, 'NoSuchBucket', 'The specified bucket does not exist.');
   if (!key) return sendError(res, 400, 'InvalidArgument', 'Bucket-level operations are not mocked.');
