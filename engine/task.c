@@ -396,7 +396,9 @@ char *imm_task_message(const imm_task *t, const char *region, const char *accoun
         return NULL;
     /* The message reports the task, not how the message itself was delivered. */
     cJSON_DeleteItemFromObject(content, "Notifications");
+    /* Fields the service's message has and an offline run has no value for. */
     cJSON_AddStringToObject(content, "DatasetName", "");
+    cJSON_AddStringToObject(content, "EventSourceId", "");
     char *content_str = cJSON_PrintUnformatted(content);
     cJSON_Delete(content);
     cJSON *o = cJSON_CreateObject();

@@ -107,6 +107,9 @@ test_notifications() {
   [ "$(jq -r .TaskId "$b/notes/done.json" 2>/dev/null)" = "$id" ] && [ "$(jq -r '.Targets[0].Samples' "$b/notes/done.json")" -gt 0 ] \
     && ok "ExtendedMessageURI: the full task JSON at oss://test-bucket/notes/done.json" || not_ok "extended" "$(ls "$b/notes" 2>&1)"
   [ "$("$bin" get-task "$id" | jq -r '.Notifications | length')" = 4 ] && ok "the record keeps the delivery outcomes" || not_ok "record outcomes"
+  local missing; missing=$(printf '%s' "$content" | jq -r '[("ProjectName","DatasetName","RequestId","StartTime","EndTime","UserData","TaskType","TaskId","Status","Code","Message","EventSourceId","Sources","Targets") as $k | select(has($k) | not) | $k] | join(",")')
+  [ -z "$missing" ] && [ "$(printf '%s' "$content" | jq -r '[.Sources[].URI, .Targets[].URI] | length')" = 3 ] \
+    && ok "the message content has every field the spec lists (Sources[].URI, Targets[].URI included)" || not_ok "content fields" "missing: $missing"
 
   # Concurrent runs append whole lines to the same file.
   local p1 p2 p3
