@@ -23,7 +23,7 @@ CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps example test unit asan asan-test e2e valgrind clean
+.PHONY: all deps example test unit asan asan-test e2e valgrind bench clean
 
 all: $(BUILD)/immerge
 
@@ -100,6 +100,11 @@ test: deps
 	@tests/e2e/targets.sh build/immerge
 	@tests/e2e/service.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
+
+# Speed against the ffmpeg CLI doing the same merges (minutes; not part of make test).
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@tests/bench/bench.sh $(BUILD)/immerge
 
 clean:
 	rm -rf build
