@@ -5,6 +5,7 @@
  *   source.c      demux + decode + clip one source, sample-exact
  *   plan.c        a target's resolved parameters (request, else the AlignmentIndex source)
  *   convert.c     resample/remix one source's audio into a target's format, exact in length
+ *   lane.c        a target's converter and encoder on a thread of its own
  *   tempo.c       a target's Speed (atempo), exact in length
  *   segment.c     a segmented (HLS) target's files through storage
  *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
@@ -153,5 +154,22 @@ int64_t imm_sink_samples(const imm_sink *sink);
 int64_t imm_sink_size(const imm_sink *sink);
 /* Frees the sink; an output not committed is discarded. */
 void imm_sink_free(imm_sink *sink);
+
+/* ---- lane.c ---- */
+typedef struct imm_lane imm_lane;
+
+/* A thread that converts and encodes for one target (its sink and converter stay the caller's). */
+imm_err imm_lane_start(imm_sink *sink, imm_convert *convert, imm_lane **out, imm_error *err);
+/* Queues samples [offset, offset + count) of frame (by reference), waiting while the queue is
+ * full; fails with the lane's own error once it has failed. */
+imm_err imm_lane_push(imm_lane *l, const AVFrame *frame, int offset, int count, imm_error *err);
+/* Queues the end of a source: the converter is flushed to its exact length. */
+imm_err imm_lane_end_source(imm_lane *l, imm_error *err);
+/* Queues the end of the stream: the sink finishes (imm_sink_finish). */
+imm_err imm_lane_finish(imm_lane *l, imm_error *err);
+/* Waits until the lane has handled everything up to its finish, or failed. */
+imm_err imm_lane_wait(imm_lane *l, imm_error *err);
+/* Stops the lane (what is queued is dropped) and joins its thread. */
+void imm_lane_free(imm_lane *l);
 
 #endif

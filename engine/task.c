@@ -1,7 +1,8 @@
 /*
  * task.c - one CreateMediaConvertTask run: probe the sources, plan every target, then stream each
- * source once through every target's converter and encoder, and commit the outputs only when all
- * of them are complete. Also the task record and its JSON in the service's GetTask shape.
+ * source once through every target's converter and encoder (each target on a thread of its own,
+ * lane.c), and commit the outputs only when all of them are complete. Also the task record and
+ * its JSON in the service's GetTask shape.
  *
  * Sources are probed (opened) before any output is created, so a missing or unreadable source, or
  * a primary whose parameters a codec cannot take, fails the task before anything is written. Each
@@ -55,6 +56,7 @@ typedef struct run {
     const imm_run_options *opt;
     imm_sink *sinks[IMM_MAX_TARGETS];
     imm_convert *converts[IMM_MAX_TARGETS];
+    imm_lane *lanes[IMM_MAX_TARGETS]; /* each target's converter and encoder, on its own thread */
     imm_source *sources[IMM_MAX_SOURCES]; /* probed, waiting for their turn */
     AVDictionary *metadata; /* the primary source's tags */
     double total_seconds, done_seconds;
@@ -157,6 +159,9 @@ static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *e
         if (!(r->converts[i] = imm_convert_new(&task->targets[i].plan)))
             return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     }
+    for (int i = 0; i < req->ntargets; i++)
+        if ((e = imm_lane_start(r->sinks[i], r->converts[i], &r->lanes[i], err)))
+            return e;
     return IMM_OK;
 }
 
@@ -188,21 +193,14 @@ static imm_err merge_source(run *r, int index, imm_error *err)
             e = imm_error_set(err, IMM_ECANCELED, "The task was cancelled; nothing was written.");
             break;
         }
-        for (int t = 0; t < req->ntargets && !e; t++) {
-            e = imm_convert_push(r->converts[t], frame, offset, count, imm_sink_fifo(r->sinks[t]),
-                                 err);
-            if (!e)
-                e = imm_sink_drain(r->sinks[t], err);
-        }
+        for (int t = 0; t < req->ntargets && !e; t++)
+            e = imm_lane_push(r->lanes[t], frame, offset, count, err);
         if (e)
             break;
         report_progress(r, count / rate);
     }
-    for (int t = 0; t < req->ntargets && !e; t++) {
-        e = imm_convert_finish(r->converts[t], imm_sink_fifo(r->sinks[t]), err);
-        if (!e)
-            e = imm_sink_drain(r->sinks[t], err);
-    }
+    for (int t = 0; t < req->ntargets && !e; t++)
+        e = imm_lane_end_source(r->lanes[t], err);
     r->task->sources[index].samples = imm_source_samples(src);
     /* A clip that selects nothing is a mistake in the request, not a reason to drop a source. */
     if (!e && imm_source_samples(src) == 0) {
@@ -228,9 +226,13 @@ static imm_err finish_targets(run *r, imm_error *err)
 {
     imm_task *task = r->task;
     imm_err e;
-    /* Every output is complete before any becomes visible: a late failure leaves none behind. */
+    /* Every output is complete before any becomes visible: a late failure leaves none behind.
+     * The lanes finish side by side. */
     for (int i = 0; i < task->ntargets; i++)
-        if ((e = imm_sink_finish(r->sinks[i], err)))
+        if ((e = imm_lane_finish(r->lanes[i], err)))
+            return e;
+    for (int i = 0; i < task->ntargets; i++)
+        if ((e = imm_lane_wait(r->lanes[i], err)))
             return e;
     for (int i = 0; i < task->ntargets; i++) {
         if ((e = imm_sink_commit(r->sinks[i], err)))
@@ -259,6 +261,8 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         if (!e)
             e = finish_targets(&r, err);
     }
+    for (int i = 0; i < IMM_MAX_TARGETS; i++)
+        imm_lane_free(r.lanes[i]); /* first: a lane uses its sink and converter */
     for (int i = 0; i < IMM_MAX_TARGETS; i++) {
         imm_sink_free(r.sinks[i]);
         imm_convert_free(r.converts[i]);

@@ -1,0 +1,187 @@
+/*
+ * lane.c - one target's converter and encoder on a thread of its own, fed the decoded frames
+ * through a bounded queue.
+ *
+ * The task's thread decodes each source once and hands every lane a reference to each frame (no
+ * copy); each lane resamples and encodes at its own pace, so several targets encode on several
+ * cores, and a single target's encoding runs beside the decoding of what follows. A lane does
+ * exactly what the task's thread did before, in the same order, so its output is the same byte for
+ * byte. The queue is short: memory stays bounded, and a slow encoder holds the decoder back rather
+ * than letting frames pile up.
+ */
+#include "media.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#define QUEUE 32
+
+typedef enum item_kind { ITEM_FRAME, ITEM_END_SOURCE, ITEM_FINISH } item_kind;
+
+typedef struct item {
+    item_kind kind;
+    AVFrame *frame;
+    int offset, count;
+} item;
+
+struct imm_lane {
+    imm_sink *sink;
+    imm_convert *convert;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    item queue[QUEUE];
+    int head, count;
+    int stop;     /* the task's thread gave up: discard what is queued */
+    int finished; /* the lane ended (after ITEM_FINISH, a failure or a stop) */
+    imm_err result;
+    imm_error error;
+};
+
+static imm_err handle(imm_lane *l, item *it)
+{
+    imm_err e = IMM_OK;
+    AVAudioFifo *fifo = imm_sink_fifo(l->sink);
+    switch (it->kind) {
+    case ITEM_FRAME:
+        e = imm_convert_push(l->convert, it->frame, it->offset, it->count, fifo, &l->error);
+        if (!e)
+            e = imm_sink_drain(l->sink, &l->error);
+        break;
+    case ITEM_END_SOURCE:
+        e = imm_convert_finish(l->convert, fifo, &l->error);
+        if (!e)
+            e = imm_sink_drain(l->sink, &l->error);
+        break;
+    case ITEM_FINISH:
+        e = imm_sink_finish(l->sink, &l->error);
+        break;
+    }
+    return e;
+}
+
+static void *run(void *opaque)
+{
+    imm_lane *l = opaque;
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        while (!l->count && !l->stop)
+            pthread_cond_wait(&l->changed, &l->lock);
+        if (l->stop) {
+            pthread_mutex_unlock(&l->lock);
+            break;
+        }
+        item it = l->queue[l->head];
+        l->head = (l->head + 1) % QUEUE;
+        l->count--;
+        pthread_cond_broadcast(&l->changed);
+        pthread_mutex_unlock(&l->lock);
+        imm_err e = handle(l, &it);
+        av_frame_free(&it.frame);
+        if (e || it.kind == ITEM_FINISH) {
+            pthread_mutex_lock(&l->lock);
+            l->result = e;
+            l->finished = 1;
+            pthread_cond_broadcast(&l->changed);
+            pthread_mutex_unlock(&l->lock);
+            return NULL;
+        }
+    }
+    pthread_mutex_lock(&l->lock);
+    l->finished = 1;
+    pthread_cond_broadcast(&l->changed);
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+imm_err imm_lane_start(imm_sink *sink, imm_convert *convert, imm_lane **out, imm_error *err)
+{
+    imm_lane *l = calloc(1, sizeof(*l));
+    if (!l)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    l->sink = sink;
+    l->convert = convert;
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->changed, NULL);
+    if (pthread_create(&l->thread, NULL, run, l)) {
+        imm_lane_free(l);
+        return imm_error_set(err, IMM_EINTERNAL, "Cannot start an encoding thread.");
+    }
+    l->started = 1;
+    *out = l;
+    return IMM_OK;
+}
+
+/* Queues it, waiting for room; the lane's error if it has failed. */
+static imm_err put(imm_lane *l, item it, imm_error *err)
+{
+    pthread_mutex_lock(&l->lock);
+    while (l->count == QUEUE && !l->finished)
+        pthread_cond_wait(&l->changed, &l->lock);
+    if (l->finished) {
+        imm_err e = l->result ? l->result : IMM_EINTERNAL;
+        if (l->result)
+            *err = l->error;
+        else
+            imm_error_set(err, IMM_EINTERNAL, "An encoding thread ended early.");
+        pthread_mutex_unlock(&l->lock);
+        av_frame_free(&it.frame);
+        return e;
+    }
+    l->queue[(l->head + l->count) % QUEUE] = it;
+    l->count++;
+    pthread_cond_broadcast(&l->changed);
+    pthread_mutex_unlock(&l->lock);
+    return IMM_OK;
+}
+
+imm_err imm_lane_push(imm_lane *l, const AVFrame *frame, int offset, int count, imm_error *err)
+{
+    AVFrame *ref = av_frame_clone(frame);
+    if (!ref)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    return put(l, (item){ITEM_FRAME, ref, offset, count}, err);
+}
+
+imm_err imm_lane_end_source(imm_lane *l, imm_error *err)
+{
+    return put(l, (item){ITEM_END_SOURCE, NULL, 0, 0}, err);
+}
+
+imm_err imm_lane_finish(imm_lane *l, imm_error *err)
+{
+    return put(l, (item){ITEM_FINISH, NULL, 0, 0}, err);
+}
+
+imm_err imm_lane_wait(imm_lane *l, imm_error *err)
+{
+    pthread_mutex_lock(&l->lock);
+    while (!l->finished)
+        pthread_cond_wait(&l->changed, &l->lock);
+    imm_err e = l->result;
+    if (e)
+        *err = l->error;
+    pthread_mutex_unlock(&l->lock);
+    return e;
+}
+
+void imm_lane_free(imm_lane *l)
+{
+    if (!l)
+        return;
+    if (l->started) {
+        pthread_mutex_lock(&l->lock);
+        l->stop = 1;
+        pthread_cond_broadcast(&l->changed);
+        pthread_mutex_unlock(&l->lock);
+        pthread_join(l->thread, NULL);
+    }
+    for (; l->count > 0; l->count--) {
+        av_frame_free(&l->queue[l->head].frame);
+        l->head = (l->head + 1) % QUEUE;
+    }
+    pthread_cond_destroy(&l->changed);
+    pthread_mutex_destroy(&l->lock);
+    free(l);
+}
