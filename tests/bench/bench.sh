@@ -9,6 +9,7 @@
 # one request (one ffmpeg command with two outputs); 11 one-minute sources to AAC; one 3-hour
 # merge to MP3 (memory).
 #   tests/bench/bench.sh BIN
+#   BENCH_CASES="aac mp3" BENCH_REPS=5 tests/bench/bench.sh BIN    only those cases, 5 runs each
 set -uo pipefail
 bin=$(realpath "${1:?usage: bench.sh path/to/immerge}")
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -63,6 +64,7 @@ col() { awk -v c="$2" '{ print $c }' "$dir/$1.times" | median; }
 
 run_case() { # NAME REQUEST-JSON FFMPEG-ARGS...
   local name=$1 req=$2; shift 2
+  [ -z "${BENCH_CASES:-}" ] || [[ " $BENCH_CASES " == *" $name "* ]] || return 0
   printf '%s' "$req" > "$dir/$name.json"
   rm -f "$dir/$name-immerge.times" "$dir/$name-ffmpeg.times"
   for _ in $(seq "$reps"); do
