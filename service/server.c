@@ -86,19 +86,25 @@ static void *worker(void *opaque)
     }
 }
 
-/* 0 when queued; -1 when the queue is full. */
-static int enqueue(server *s, imm_request *req, imm_task *task)
+/* Records the task as Queued and queues it: 0, or -1 (nothing recorded) when the queue is full,
+ * and a record error in *err. Both under the pool's lock, so no worker can start the task (and
+ * record it Running) before its Queued record is written. */
+static int enqueue(server *s, imm_request *req, imm_task *task, imm_error *err)
 {
-    int ok = 0;
+    int ret = -1;
     pthread_mutex_lock(&s->lock);
     if (s->count < s->cap && !s->stopping) {
-        s->ring[(s->head + s->count) % s->cap] = (queued){req, task};
-        s->count++;
-        ok = 1;
-        pthread_cond_signal(&s->work);
+        if (s->opt->records && imm_records_save(s->opt->records, task, err)) {
+            ret = -2;
+        } else {
+            s->ring[(s->head + s->count) % s->cap] = (queued){req, task};
+            s->count++;
+            ret = 0;
+            pthread_cond_signal(&s->work);
+        }
     }
     pthread_mutex_unlock(&s->lock);
-    return ok ? 0 : -1;
+    return ret;
 }
 
 /* ---- answers ----------------------------------------------------------------------------------- */
@@ -273,24 +279,15 @@ static enum MHD_Result create_task(server *s, struct MHD_Connection *c, const pa
     cJSON_Delete(t);
     char *body = cJSON_Print(o);
     cJSON_Delete(o);
-    /* Recorded before it is queued: a worker's first save must find it, and GetTask too. */
-    if (s->opt->records && imm_records_save(s->opt->records, task, &err)) {
-        free(body);
-        imm_task_free(task);
-        imm_request_free(req);
-        return fail(c, &err);
-    }
-    if (enqueue(s, req, task)) {
+    int queued = enqueue(s, req, task, &err);
+    if (queued) {
         char msg[160];
         snprintf(msg, sizeof(msg), "The task queue is full (%d waiting, %d running); try again "
                  "later.", s->cap, s->nthreads);
-        imm_task_set_not_started(task, "The server's task queue was full; it was not started.");
-        if (s->opt->records)
-            imm_records_save(s->opt->records, task, &err);
         free(body);
         imm_task_free(task);
         imm_request_free(req);
-        return fail_code(c, 429, "Throttling", msg);
+        return queued == -2 ? fail(c, &err) : fail_code(c, 429, "Throttling", msg);
     }
     return answer(c, 200, body);
 }
