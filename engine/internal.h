@@ -53,6 +53,9 @@ typedef struct imm_target_req {
  * malloc'd; NULL when out of memory. */
 char *imm_target_uri(const imm_target_req *t);
 
+/* The current time as the service writes it (RFC 3339 UTC with milliseconds); task.c. */
+void imm_now_rfc3339(char buf[32]);
+
 struct imm_request {
     char *project;
     imm_source_req sources[IMM_MAX_SOURCES];

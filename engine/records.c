@@ -68,16 +68,6 @@ static long long process_start(long pid)
     return start;
 }
 
-static void now_rfc3339(char buf[32])
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 /* Marks one interrupted task in its JSON and its columns: Failed if it was running, Cancelled
  * (never started) if it was queued. */
 static void mark_interrupted(imm_records *r, sqlite3_int64 seq, const char *json, long pid,
@@ -87,7 +77,7 @@ static void mark_interrupted(imm_records *r, sqlite3_int64 seq, const char *json
     cJSON *o = cJSON_Parse(json);
     if (!o)
         return;
-    now_rfc3339(end);
+    imm_now_rfc3339(end);
     if (queued)
         snprintf(msg, sizeof(msg), "The immerge process (pid %ld) holding this task stopped "
                  "before the task started; submit it again.", pid);

@@ -62,7 +62,7 @@ typedef struct run {
     double total_seconds, done_seconds;
 } run;
 
-static void now_rfc3339(char buf[32])
+void imm_now_rfc3339(char buf[32])
 {
     struct timespec ts;
     struct tm tm;
@@ -85,7 +85,7 @@ imm_task *imm_task_new(const imm_request *req)
     imm_uuid_lower(uuid);
     snprintf(t->event_id, sizeof(t->event_id), "immerge-%s", uuid);
     t->status = "Running";
-    now_rfc3339(t->start);
+    imm_now_rfc3339(t->start);
     return t;
 }
 
@@ -252,7 +252,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
     task->req = req;
     if (!strcmp(task->status, "Queued")) {
         task->status = "Running";
-        now_rfc3339(task->start); /* it starts now, not when it was queued */
+        imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
     }
     if (!(e = probe_sources(&r, &primary, err)) && !(e = open_targets(&r, &primary, err))) {
         for (int i = 0; i < req->nsources && !e; i++)
@@ -271,7 +271,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         imm_source_close(r.sources[i]);
     av_dict_free(&r.metadata);
     av_channel_layout_uninit(&primary.layout);
-    now_rfc3339(task->end);
+    imm_now_rfc3339(task->end);
     if (e) {
         task->status = e == IMM_ECANCELED ? "Cancelled" : "Failed";
         task->error = *err;
@@ -372,7 +372,7 @@ void imm_task_set_not_started(imm_task *t, const char *why)
     t->status = "Cancelled";
     imm_error_set(&t->error, IMM_ECANCELED, "%s", why);
     t->not_started = 1;
-    now_rfc3339(t->end);
+    imm_now_rfc3339(t->end);
 }
 
 imm_err imm_task_set_notifications(imm_task *t, const char *json_array)
