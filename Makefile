@@ -23,7 +23,7 @@ CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps example test unit asan asan-test e2e valgrind bench clean
+.PHONY: all deps example test unit asan asan-test e2e valgrind bench fuzz clean
 
 all: $(BUILD)/immerge
 
@@ -100,6 +100,19 @@ test: deps
 	@tests/e2e/targets.sh build/immerge
 	@tests/e2e/service.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
+
+# libFuzzer (clang) with ASan+UBSan: the request parser, FUZZ_SECONDS (default 60) each, from a
+# corpus seeded with testdata/'s requests; a crash leaves its input in build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT="-O1 -g" \
+		SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libimmerge.a
+	clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_request \
+		tests/fuzz/fuzz_request.c build/fuzz/libimmerge.a $(LDLIBS)
+	@mkdir -p build/fuzz/corpus-request && cp testdata/*.json build/fuzz/corpus-request/
+	cd build/fuzz && ./fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+		-dict=../../tests/fuzz/json.dict corpus-request
 
 # Speed against the ffmpeg CLI doing the same merges (minutes; not part of make test).
 bench: deps
