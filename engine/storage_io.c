@@ -198,7 +198,14 @@ imm_err imm_io_open_input(imm_storage *st, const char *uri, AVFormatContext **ou
     fmt->io_open = io_open_segment;
     fmt->io_close2 = io_close_segment;
     fmt->flags |= AVFMT_FLAG_CUSTOM_IO;
-    ret = avformat_open_input(&fmt, name, NULL, NULL);
+    /* A playlist without #EXT-X-ENDLIST looks live to FFmpeg, which would start near its end
+     * and reload it for new segments up to 1000 times, a target duration apart (measured: 150 s
+     * and a third of the audio lost for a 3-segment list). A merge takes all it lists, now. */
+    AVDictionary *opts = NULL;
+    av_dict_set(&opts, "live_start_index", "0", 0);
+    av_dict_set(&opts, "m3u8_hold_counters", "2", 0);
+    ret = avformat_open_input(&fmt, name, NULL, &opts);
+    av_dict_free(&opts);
     if (ret < 0) {
         /* avformat_open_input frees fmt on failure but leaves a custom pb to us. */
         io_close_read(st, &pb);

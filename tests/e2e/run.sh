@@ -254,6 +254,20 @@ test_multi_target() {
 }
 
 # A playlist whose segments leave its bucket is refused, not followed; a missing segment fails.
+# A playlist without #EXT-X-ENDLIST looks live to FFmpeg: it must still merge all it lists, at
+# once (before, FFmpeg started near its end and waited minutes for new segments).
+test_playlist_live() {
+  mkdir -p "$b/live"
+  cp "$b/formats/hls/"*.ts "$b/live/"
+  grep -v ENDLIST "$b/formats/hls/list.m3u8" > "$b/live/list.m3u8"
+  local t0=$SECONDS want; want=$(samples "$b/formats/hls/list.m3u8")
+  run live "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://test-bucket/live/list.m3u8\"}],\"Targets\":[{\"URI\":\"oss://test-bucket/output/live.flac\",\"Container\":\"flac\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"flac\"}}}]}"
+  [ "$rc" = 0 ] && [ "$(samples "$b/output/live.flac")" = "$want" ] && [ $((SECONDS - t0)) -lt 15 ] \
+    && ok "a playlist without ENDLIST: all $want samples, in $((SECONDS - t0)) s" \
+    || not_ok "live playlist" "rc=$rc $(samples "$b/output/live.flac" 2>/dev/null)/$want in $((SECONDS - t0)) s"
+  rm -rf "$b/live" "$b/output/live.flac"
+}
+
 test_playlist_escape() {
   mkdir -p "$root/other-bucket" "$b/evil"
   cp "$b/formats/hls/part0.ts" "$root/other-bucket/part0.ts"
@@ -299,6 +313,7 @@ test_cli
 test_stream_and_disable
 test_multi_target
 test_playlist_escape
+test_playlist_live
 [ -z "${IMMERGE_E2E_QUICK:-}" ] && test_memory
 
 echo "$pass passed, $fail failed"
