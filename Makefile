@@ -101,18 +101,27 @@ test: deps
 	@tests/e2e/service.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 
-# libFuzzer (clang) with ASan+UBSan: the request parser, FUZZ_SECONDS (default 60) each, from a
-# corpus seeded with testdata/'s requests; a crash leaves its input in build/fuzz/.
+# libFuzzer (clang) with ASan+UBSan, FUZZ_SECONDS (default 60) per target: the request parser
+# (corpus: testdata/'s requests, a dictionary of field names) and the media path (corpus: small
+# files of every input format from gen-media.sh). A crash leaves its input in build/fuzz/.
 FUZZ_SECONDS ?= 60
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZ_TARGETS := build/fuzz/fuzz_request build/fuzz/fuzz_media
 fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT="-O1 -g" \
 		SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libimmerge.a
-	clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_request \
-		tests/fuzz/fuzz_request.c build/fuzz/libimmerge.a $(LDLIBS)
-	@mkdir -p build/fuzz/corpus-request && cp testdata/*.json build/fuzz/corpus-request/
+	@for t in request media; do \
+	  clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_$$t \
+	    tests/fuzz/fuzz_$$t.c build/fuzz/libimmerge.a $(LDLIBS) || exit 1; done
+	@mkdir -p build/fuzz/corpus-request build/fuzz/corpus-media && \
+	  cp testdata/*.json build/fuzz/corpus-request/ && \
+	  { [ -f build/fuzz/seeds/.done ] || { testdata/gen-media.sh build/fuzz/seeds --formats && \
+	    find build/fuzz/seeds -type f -size -200k -exec cp {} build/fuzz/corpus-media/ \; && \
+	    touch build/fuzz/seeds/.done; }; }
 	cd build/fuzz && ./fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
 		-dict=../../tests/fuzz/json.dict corpus-request
+	cd build/fuzz && ./fuzz_media -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=20 \
+		-rss_limit_mb=1024 corpus-media
 
 # Speed against the ffmpeg CLI doing the same merges (minutes; not part of make test).
 bench: deps
