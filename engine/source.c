@@ -241,27 +241,25 @@ int64_t imm_source_samples(const imm_source *src)
     return src->delivered;
 }
 
-/* Feeds the decoder one packet of our stream, or starts draining at the end of the input. */
-static imm_err feed_decoder(imm_source *src, imm_error *err)
+/* The next packet of the input into src->pkt; *end is set instead at the end of the input (after
+ * checking that no playlist segment was refused on the way). */
+static imm_err read_packet(imm_source *src, int *end, imm_error *err)
 {
-    int ret;
-    for (;;) {
-        ret = av_read_frame(src->fmt, src->pkt);
-        if (ret == AVERROR_EOF || (ret < 0 && avio_feof(src->fmt->pb))) {
-            imm_err e = imm_io_input_check(src->fmt, err);
-            if (e)
-                return e;
-            avcodec_send_packet(src->dec, NULL);
-            return IMM_OK;
-        }
-        if (ret < 0)
-            return imm_io_input_error(src->fmt, IMM_EMEDIA, err, "%s: reading failed: %s",
-                                      src->uri, av_err2str(ret));
-        if (src->pkt->stream_index == src->info.stream_index)
-            break;
-        av_packet_unref(src->pkt);
-    }
-    ret = avcodec_send_packet(src->dec, src->pkt);
+    int ret = av_read_frame(src->fmt, src->pkt);
+    *end = ret == AVERROR_EOF || (ret < 0 && avio_feof(src->fmt->pb));
+    if (*end)
+        return imm_io_input_check(src->fmt, err);
+    if (ret < 0)
+        return imm_io_input_error(src->fmt, IMM_EMEDIA, err, "%s: reading failed: %s",
+                                  src->uri, av_err2str(ret));
+    return IMM_OK;
+}
+
+/* Sends src->pkt to dec. A packet the decoder rejects as corrupt is counted and skipped, as the
+ * ffmpeg CLI skips it. */
+static imm_err send_packet(imm_source *src, AVCodecContext *dec, imm_error *err)
+{
+    int ret = avcodec_send_packet(dec, src->pkt);
     av_packet_unref(src->pkt);
     if (ret < 0 && ret != AVERROR(EAGAIN)) {
         if (ret != AVERROR_INVALIDDATA)
@@ -272,18 +270,42 @@ static imm_err feed_decoder(imm_source *src, imm_error *err)
     return IMM_OK;
 }
 
+/* The next frame from dec into f, frames it cannot decode counted and skipped: 0, EAGAIN, EOF or
+ * another error. */
+static int receive_decoded(imm_source *src, AVCodecContext *dec, AVFrame *f)
+{
+    int ret;
+    while ((ret = avcodec_receive_frame(dec, f)) == AVERROR_INVALIDDATA)
+        src->decode_errors++;
+    return ret;
+}
+
+/* Feeds the decoder one packet of our stream, or starts draining at the end of the input. */
+static imm_err feed_decoder(imm_source *src, imm_error *err)
+{
+    int end;
+    imm_err e;
+    for (;;) {
+        if ((e = read_packet(src, &end, err)))
+            return e;
+        if (end) {
+            avcodec_send_packet(src->dec, NULL);
+            return IMM_OK;
+        }
+        if (src->pkt->stream_index == src->info.stream_index)
+            return send_packet(src, src->dec, err);
+        av_packet_unref(src->pkt);
+    }
+}
+
 /* Moves every frame decoder k has ready into the mix. */
 static imm_err push_decoded(imm_source *src, int k, imm_error *err)
 {
     AVFrame *f = src->frame;
     for (;;) {
-        int ret = avcodec_receive_frame(src->decs[k], f);
+        int ret = receive_decoded(src, src->decs[k], f);
         if (ret == AVERROR(EAGAIN) || ret == AVERROR_EOF)
             return IMM_OK;
-        if (ret == AVERROR_INVALIDDATA) {
-            src->decode_errors++;
-            continue;
-        }
         if (ret < 0)
             return imm_error_set(err, IMM_EMEDIA, "%s: decoding failed: %s", src->uri,
                                  av_err2str(ret));
@@ -306,11 +328,11 @@ static imm_err push_decoded(imm_source *src, int k, imm_error *err)
  * mix; at the end of the input, every decoder drained and every mix input ended. */
 static imm_err feed_mix(imm_source *src, imm_error *err)
 {
-    imm_err e;
-    int ret = av_read_frame(src->fmt, src->pkt);
-    if (ret == AVERROR_EOF || (ret < 0 && avio_feof(src->fmt->pb))) {
-        if ((e = imm_io_input_check(src->fmt, err)))
-            return e;
+    int end, ret;
+    imm_err e = read_packet(src, &end, err);
+    if (e)
+        return e;
+    if (end) {
         for (int k = 0; k < src->nstreams; k++) {
             avcodec_send_packet(src->decs[k], NULL);
             if ((e = push_decoded(src, k, err)))
@@ -324,11 +346,7 @@ static imm_err feed_mix(imm_source *src, imm_error *err)
                                      av_err2str(ret));
         src->mix->closing = 1;
         return IMM_OK;
-
     }
-    if (ret < 0)
-        return imm_io_input_error(src->fmt, IMM_EMEDIA, err, "%s: reading failed: %s",
-                                  src->uri, av_err2str(ret));
     int k = 0;
     while (k < src->nstreams && src->streams[k] != src->pkt->stream_index)
         k++;
@@ -336,14 +354,8 @@ static imm_err feed_mix(imm_source *src, imm_error *err)
         av_packet_unref(src->pkt);
         return IMM_OK;
     }
-    ret = avcodec_send_packet(src->decs[k], src->pkt);
-    av_packet_unref(src->pkt);
-    if (ret < 0 && ret != AVERROR(EAGAIN)) {
-        if (ret != AVERROR_INVALIDDATA)
-            return imm_error_set(err, IMM_EMEDIA, "%s: decoding failed: %s", src->uri,
-                                 av_err2str(ret));
-        src->decode_errors++;
-    }
+    if ((e = send_packet(src, src->decs[k], err)))
+        return e;
     return push_decoded(src, k, err);
 }
 
@@ -352,7 +364,7 @@ static imm_err feed_mix(imm_source *src, imm_error *err)
 static int receive(imm_source *src)
 {
     if (!src->mix)
-        return avcodec_receive_frame(src->dec, src->frame);
+        return receive_decoded(src, src->dec, src->frame);
     mixer *m = src->mix;
     int ret = av_buffersink_get_frame(m->out, src->frame);
     if (ret == AVERROR(EAGAIN) && m->closing && !m->ended) {
@@ -401,10 +413,6 @@ imm_err imm_source_read(imm_source *src, AVFrame **frame, int *offset, int *coun
         }
         if (ret == AVERROR_EOF)
             return end_of_source(src, frame, err);
-        if (ret == AVERROR_INVALIDDATA) {
-            src->decode_errors++;
-            continue;
-        }
         if (ret < 0)
             return imm_error_set(err, IMM_EMEDIA, "%s: decoding failed: %s", src->uri,
                                  av_err2str(ret));
