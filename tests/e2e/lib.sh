@@ -1,5 +1,18 @@
-# lib.sh - helpers shared by the end-to-end suites (sourced; the suite sets `out` and `rc`).
+# lib.sh - what the end-to-end suites share. A suite starts with
+#   set -uo pipefail; here=$(cd "$(dirname "$0")" && pwd); . "$here/lib.sh" "$@"
+# which sets bin (the immerge under test, the suite's first argument), top, a scratch folder work
+# (removed on exit, with every server the suite started: their pids go in `pids`), root and b (a
+# local store and its test bucket), and the pass/fail counters.
 # Verdicts use tools we did not write: ffmpeg/ffprobe, mpg123, faad, cmp.
+[ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $(basename "$0") path/to/immerge" >&2; exit 2; }
+bin=$(realpath "$1")
+top=$(cd "$here/../.." && pwd)
+work=$(mktemp -d "/tmp/immerge-$(basename "$0" .sh).XXXXXX")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+root="$work/root"
+b="$root/test-bucket"
 pass=0 fail=0
 
 ok()     { pass=$((pass + 1)); echo "ok - $1"; }

@@ -4,14 +4,8 @@
 #   tests/e2e/run.sh BIN            all tests
 #   IMMERGE_E2E_QUICK=1 ... BIN     skip the slow memory test (used for the sanitizer build)
 set -uo pipefail
-bin=$(realpath "${1:?usage: run.sh path/to/immerge}")
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-work=$(mktemp -d /tmp/immerge-e2e.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-root="$work/root"
-b="$root/test-bucket"
-. "$here/lib.sh"
+. "$here/lib.sh" "$@"
 
 # run NAME REQUEST-JSON [immerge args...]: runs the task; sets rc, out (stdout), errout (stderr)
 run() {

@@ -3,16 +3,8 @@
 # notifications, checked against receivers on 127.0.0.1 that this script starts.
 #   tests/e2e/service.sh BIN
 set -uo pipefail
-bin=$(realpath "${1:?usage: service.sh path/to/immerge}")
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-work=$(mktemp -d /tmp/immerge-service.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-root="$work/root"
-b="$root/test-bucket"
-. "$here/lib.sh"
+. "$here/lib.sh" "$@"
 
 "$top/testdata/gen-media.sh" "$root" > /dev/null || { echo "Bail out! fixtures"; exit 1; }
 ex_aac="$top/testdata/example-aac.json" ex_mp3="$top/testdata/example-mp3.json"

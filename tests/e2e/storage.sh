@@ -7,14 +7,8 @@
 #   tests/e2e/storage.sh BIN            all tests
 #   IMMERGE_E2E_QUICK=1 ... BIN         skip the slow ones (large objects, valgrind)
 set -uo pipefail
-bin=$(realpath "${1:?usage: storage.sh path/to/immerge}")
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-work=$(mktemp -d /tmp/immerge-storage.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-. "$here/lib.sh"
+. "$here/lib.sh" "$@"
 
 AK=LTAI5tImmergeTestKey SK=immerge-test-secret-5b7c0f TOKEN=sts-token-for-immerge-tests
 srv="$work/oss"          # the mock's disk: srv/test-bucket/...

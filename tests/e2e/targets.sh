@@ -5,14 +5,8 @@
 # each codec's scale; the *Option semantics; channel up/down-mixing.
 #   tests/e2e/targets.sh BIN
 set -uo pipefail
-bin=$(realpath "${1:?usage: targets.sh path/to/immerge}")
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-work=$(mktemp -d /tmp/immerge-targets.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-root="$work/root"
-b="$root/test-bucket"
-. "$here/lib.sh"
+. "$here/lib.sh" "$@"
 
 "$top/testdata/gen-media.sh" "$root" > /dev/null || { echo "Bail out! fixtures"; exit 1; }
 ff -f lavfi -i "sine=f=440:d=2:sample_rate=48000" -filter_complex "aformat=channel_layouts=5.1" \
