@@ -74,9 +74,11 @@ e2e: all
 	@tests/e2e/targets.sh $(BUILD)/immerge
 	@tests/e2e/storage.sh $(BUILD)/immerge
 	@tests/e2e/service.sh $(BUILD)/immerge
+	@tests/e2e/seams.sh $(BUILD)/immerge
 
-# valgrind: the unit tests, both examples and testdata/features.json (Speed, Mixing, Quality, HLS
-# segments, AMR in one task), failing on any memory error or leak. Its log is shown
+# valgrind: the unit tests, both examples, testdata/features.json (Speed, Mixing, Quality, HLS
+# segments, AMR in one task) and testdata/chunks.json (AAC and MP3 each encoded in two chunks on
+# threads of their own, then joined), failing on any memory error or leak. Its log is shown
 # only on failure: valgrind 3.19 warns about every openat2 call it cannot follow (we fall back).
 VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
            --error-exitcode=99 --log-file=$(BUILD)/valgrind.log
@@ -84,9 +86,11 @@ VG_FAIL  = { grep -v -e '^--[0-9]*-- ' $(BUILD)/valgrind.log; exit 1; }
 valgrind: all $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do $(VALGRIND) $$t > /dev/null 2>&1 || $(VG_FAIL); done
 	@root=$$(mktemp -d) && testdata/gen-media.sh $$root --features && \
-	  for r in testdata/example-*.json testdata/features.json; do \
-	    $(VALGRIND) $(BUILD)/immerge run --quiet --oss-root $$root $$r > /dev/null || $(VG_FAIL); \
-	  done && rm -rf $$root && echo "valgrind: clean (unit tests, both examples, features.json)"
+	  for r in testdata/example-*.json testdata/features.json testdata/chunks.json; do \
+	    $(VALGRIND) $(BUILD)/immerge run --quiet --chunks 2 --oss-root $$root $$r > /dev/null || \
+	      $(VG_FAIL); \
+	  done && rm -rf $$root && \
+	  echo "valgrind: clean (unit tests, both examples, features.json, chunks.json)"
 
 test: deps
 	@$(MAKE) --no-print-directory all unit
@@ -96,9 +100,11 @@ test: deps
 	@IMMERGE_E2E_QUICK=1 tests/e2e/storage.sh build/asan/immerge
 	@tests/e2e/targets.sh build/asan/immerge
 	@tests/e2e/service.sh build/asan/immerge
+	@tests/e2e/seams.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
 	@tests/e2e/targets.sh build/immerge
 	@tests/e2e/service.sh build/immerge
+	@tests/e2e/seams.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 
 # libFuzzer (clang) with ASan+UBSan, FUZZ_SECONDS (default 60) per target: the request parser

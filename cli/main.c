@@ -68,7 +68,13 @@ static const char usage[] =
     "  --oss-retry-time S    most seconds spent retrying one request (default 60)\n"
     "  --oss-timeout S       a transfer stalled this long fails and is retried (default 30)\n"
     "  --oss-part-size B     uploads above B bytes go multipart in parts of B (default 8M)\n"
-    "  --temp-dir DIR        where outputs wait for their upload (default $TMPDIR or /tmp)\n"
+    "  --temp-dir DIR        where outputs wait for their upload and chunks for their join\n"
+    "                        (default $TMPDIR or /tmp)\n"
+    "\n"
+    "speed:\n"
+    "  --no-chunking         encode each target with one encoder (by default a long AAC or\n"
+    "                        MP3 target is encoded in chunks, one per core, then joined)\n"
+    "  --chunks N            encode every AAC and MP3 target in N chunks (1-8), however short\n"
     "\n"
     "exit status: 0 succeeded, 1 the task failed while running, 2 invalid request or usage\n";
 
@@ -97,6 +103,7 @@ typedef struct cli {
     int progress;
     int quiet;
     int verbose;
+    int chunks; /* 0: automatic */
 } cli;
 
 static void print_json(char *json)
@@ -192,7 +199,7 @@ static int parse_args(int argc, char **argv, cli *c)
     };
     enum { OPT_STATE = 200, OPT_PROJECT, OPT_STATUS, OPT_TAG, OPT_MAX, OPT_NEXT, OPT_MNS,
            OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION, OPT_LISTEN, OPT_WORKERS,
-           OPT_QUEUE, OPT_AK, OPT_SK };
+           OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -214,6 +221,8 @@ static int parse_args(int argc, char **argv, cli *c)
         {"queue", required_argument, NULL, OPT_QUEUE},
         {"access-key-id", required_argument, NULL, OPT_AK},
         {"access-key-secret", required_argument, NULL, OPT_SK},
+        {"chunks", required_argument, NULL, OPT_CHUNKS},
+        {"no-chunking", no_argument, NULL, OPT_NO_CHUNKING},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     static char tag[512];
@@ -274,13 +283,15 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_LISTEN: c->listen = optarg; break;
         case OPT_AK: c->access_key_id = optarg; break;
         case OPT_SK: c->access_key_secret = optarg; break;
+        case OPT_NO_CHUNKING: c->chunks = 1; break;
         case OPT_WORKERS:
-        case OPT_QUEUE: {
+        case OPT_QUEUE:
+        case OPT_CHUNKS: {
             char *end;
             long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 100000)
+            if (*end || v < 1 || v > (ch == OPT_CHUNKS ? 8 : 100000))
                 return -1;
-            *(ch == OPT_WORKERS ? &c->workers : &c->queue) = (int)v;
+            *(ch == OPT_WORKERS ? &c->workers : ch == OPT_QUEUE ? &c->queue : &c->chunks) = (int)v;
             break;
         }
         case 'h': fputs(usage, stdout); exit(EXIT_OK);
@@ -345,7 +356,8 @@ static int run(const cli *c)
     int show = !c->quiet && (c->progress || isatty(STDERR_FILENO));
     imm_job_env env = {.storage = st, .records = records, .notify = &ncfg,
                        .cancel = &cancel_requested, .progress = show ? show_progress : NULL,
-                       .quiet = c->quiet};
+                       .quiet = c->quiet, .chunks = c->chunks,
+                       .temp_dir = c->storage.temp_dir};
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -390,7 +402,8 @@ static int serve(const cli *c)
                               .access_key_id = c->access_key_id,
                               .access_key_secret = c->access_key_secret, .storage = st,
                               .records = records, .notify = &ncfg, .stop = &cancel_requested,
-                              .quiet = c->quiet};
+                              .quiet = c->quiet, .chunks = c->chunks,
+                              .temp_dir = c->storage.temp_dir};
     e = imm_server_run(&opt, &err);
     imm_records_close(records);
     imm_storage_free(st);

@@ -35,6 +35,7 @@ struct imm_lane {
     int head, count;
     int stop;     /* the task's thread gave up: discard what is queued */
     int finished; /* the lane ended (after ITEM_FINISH, a failure or a stop) */
+    int full;     /* the sink wants no more of the timeline (atomic: read by the feeding thread) */
     imm_err result;
     imm_error error;
 };
@@ -43,6 +44,8 @@ static imm_err handle(imm_lane *l, item *it)
 {
     imm_err e = IMM_OK;
     AVAudioFifo *fifo = imm_sink_fifo(l->sink);
+    if (it->kind != ITEM_FINISH && imm_sink_full(l->sink))
+        return IMM_OK; /* a chunk past its window: nothing more to convert */
     switch (it->kind) {
     case ITEM_FRAME:
         e = imm_convert_push(l->convert, it->frame, it->offset, it->count, fifo, &l->error);
@@ -79,6 +82,8 @@ static void *run(void *opaque)
         pthread_mutex_unlock(&l->lock);
         imm_err e = handle(l, &it);
         av_frame_free(&it.frame);
+        if (imm_sink_full(l->sink))
+            __atomic_store_n(&l->full, 1, __ATOMIC_RELEASE);
         if (e || it.kind == ITEM_FINISH) {
             pthread_mutex_lock(&l->lock);
             l->result = e;
@@ -154,6 +159,40 @@ imm_err imm_lane_finish(imm_lane *l, imm_error *err)
     return put(l, (item){ITEM_FINISH, NULL, 0, 0}, err);
 }
 
+int imm_lane_wants_input(const imm_lane *l)
+{
+    return !__atomic_load_n(&l->full, __ATOMIC_ACQUIRE);
+}
+
+imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const volatile int *stop,
+                       void (*on_samples)(void *opaque, int count), void *opaque, imm_error *err)
+{
+    AVFrame *frame;
+    int offset, count, wanted = n;
+    imm_err e = IMM_OK;
+    while (wanted && !(e = imm_source_read(src, &frame, &offset, &count, err)) && frame) {
+        if (stop && *stop)
+            return imm_error_set(err, IMM_ECANCELED, "The task was cancelled; nothing was "
+                                 "written.");
+        wanted = 0;
+        for (int i = 0; i < n; i++) {
+            if (!imm_lane_wants_input(lanes[i]))
+                continue;
+            wanted++;
+            if ((e = imm_lane_push(lanes[i], frame, offset, count, err)))
+                return e;
+        }
+        if (on_samples)
+            on_samples(opaque, count);
+    }
+    if (e)
+        return e;
+    for (int i = 0; i < n; i++)
+        if ((e = imm_lane_end_source(lanes[i], err)))
+            return e;
+    return IMM_OK;
+}
+
 imm_err imm_lane_wait(imm_lane *l, imm_error *err)
 {
     pthread_mutex_lock(&l->lock);
@@ -166,15 +205,22 @@ imm_err imm_lane_wait(imm_lane *l, imm_error *err)
     return e;
 }
 
+void imm_lane_stop(imm_lane *l)
+{
+    if (!l || !l->started)
+        return;
+    pthread_mutex_lock(&l->lock);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->changed);
+    pthread_mutex_unlock(&l->lock);
+}
+
 void imm_lane_free(imm_lane *l)
 {
     if (!l)
         return;
     if (l->started) {
-        pthread_mutex_lock(&l->lock);
-        l->stop = 1;
-        pthread_cond_broadcast(&l->changed);
-        pthread_mutex_unlock(&l->lock);
+        imm_lane_stop(l);
         pthread_join(l->thread, NULL);
     }
     for (; l->count > 0; l->count--) {

@@ -6,6 +6,8 @@
  *   plan.c        a target's resolved parameters (request, else the AlignmentIndex source)
  *   convert.c     resample/remix one source's audio into a target's format, exact in length
  *   lane.c        a target's converter and encoder on a thread of its own
+ *   chunk.c       one target encoded in chunks on several cores, joined into one stream
+ *   spool.c       encoded packets kept in a temporary file until they are muxed
  *   tempo.c       a target's Speed (atempo), exact in length
  *   segment.c     a segmented (HLS) target's files through storage
  *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
@@ -139,16 +141,52 @@ imm_err imm_segmenter_commit(imm_segmenter *g, int64_t *size, imm_error *err);
 /* Frees; without a commit, the segments already written are removed. Free the muxer first. */
 void imm_segmenter_free(imm_segmenter *g);
 
+/* ---- spool.c ---- */
+typedef struct imm_spool imm_spool;
+
+imm_err imm_spool_new(const char *temp_dir, imm_spool **out, imm_error *err);
+imm_err imm_spool_put(imm_spool *sp, const AVPacket *pkt, imm_error *err);
+/* Ends writing; imm_spool_get then gives the packets back in order. */
+imm_err imm_spool_rewind(imm_spool *sp, imm_error *err);
+/* *got = 1 with the next packet in pkt, 0 after the last one. */
+imm_err imm_spool_get(imm_spool *sp, AVPacket *pkt, int *got, imm_error *err);
+void imm_spool_free(imm_spool *sp);
+
 /* ---- sink.c ---- */
 typedef struct imm_sink imm_sink;
 
+/* The part of a target's timeline (in output samples) one of its chunks encodes (chunk.c). All
+ * are whole encoder frames from 0. */
+typedef struct imm_chunk_window {
+    int64_t first;     /* samples before it are dropped unencoded: the pre-roll starts here */
+    int64_t keep_from; /* the chunk's packets are those whose input starts from here ... */
+    int64_t keep_to;   /* ... to here, unless the timeline ends before limit */
+    int64_t limit;     /* nothing at or past it is encoded: keep_to plus a look-ahead */
+    int64_t margin;    /* packets this far before keep_from and keep_to are kept for the splice */
+    int64_t reach;     /* the seam may move this far past keep_from (imm_chunk_splice) */
+} imm_chunk_window;
+
+/* A sink that muxes the target's output through st. */
 imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDictionary *metadata,
                       imm_sink **out, imm_error *err);
+/* A later chunk's sink: its packets are spooled in temp_dir for the first chunk's imm_sink_join. */
+imm_err imm_sink_open_spooled(const imm_target_plan *plan, const char *temp_dir, imm_sink **out,
+                              imm_error *err);
+int imm_sink_frame_size(const imm_sink *sink);
+/* Makes the sink encode one chunk (before any input). Without, it encodes the whole timeline. */
+void imm_sink_set_window(imm_sink *sink, const imm_chunk_window *w);
+/* The timeline went on past the window: the sink needs no more input, and a later chunk holds
+ * the output's end. */
+int imm_sink_full(const imm_sink *sink);
 AVAudioFifo *imm_sink_fifo(imm_sink *sink);
 /* Encodes what the FIFO holds in whole encoder frames. */
 imm_err imm_sink_drain(imm_sink *sink, imm_error *err);
-/* Encodes the rest, flushes the encoder and writes the trailer; the output is not yet visible. */
+/* Encodes the rest and flushes the encoder; the output is not yet visible. */
 imm_err imm_sink_finish(imm_sink *sink, imm_error *err);
+/* Appends a finished later chunk's packets, spliced at *seam (a sample), unless the output already
+ * ends before that chunk (*seam = -1). */
+imm_err imm_sink_join(imm_sink *sink, imm_sink *next, int64_t *seam, imm_error *err);
+/* Writes the trailer and makes the output appear. */
 imm_err imm_sink_commit(imm_sink *sink, imm_error *err);
 int64_t imm_sink_samples(const imm_sink *sink);
 int64_t imm_sink_size(const imm_sink *sink);
@@ -167,9 +205,46 @@ imm_err imm_lane_push(imm_lane *l, const AVFrame *frame, int offset, int count, 
 imm_err imm_lane_end_source(imm_lane *l, imm_error *err);
 /* Queues the end of the stream: the sink finishes (imm_sink_finish). */
 imm_err imm_lane_finish(imm_lane *l, imm_error *err);
+/* Zero once the lane's sink wants nothing more of the timeline (imm_sink_full). */
+int imm_lane_wants_input(const imm_lane *l);
+/* Reads src to its end into every lane, and ends the source in each: *stop (when not NULL)
+ * cancels; reading stops early once no lane wants input. on_samples (may be NULL) hears of each
+ * run of samples read. */
+imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const volatile int *stop,
+                       void (*on_samples)(void *opaque, int count), void *opaque, imm_error *err);
 /* Waits until the lane has handled everything up to its finish, or failed. */
 imm_err imm_lane_wait(imm_lane *l, imm_error *err);
-/* Stops the lane (what is queued is dropped) and joins its thread. */
+/* Tells the lane to stop: what is queued is dropped and pushing fails from now on. */
+void imm_lane_stop(imm_lane *l);
+/* Stops the lane and joins its thread. */
 void imm_lane_free(imm_lane *l);
+
+/* ---- chunk.c ---- */
+#define IMM_MAX_CHUNKS 8
+typedef struct imm_chunker imm_chunker;
+
+/* How many chunks a target is encoded in: 1 unless its codec's chunks join seamlessly (AAC,
+ * MP3) and, with chunks == 0 (automatic), the timeline of `seconds` is long enough to pay for
+ * the pre-roll; then as many as asked, or as cores. */
+int imm_chunk_count(const imm_target_plan *plan, double seconds, int chunks);
+/* The window of chunk i of n, for a timeline of about `seconds` (of input) and an encoder frame
+ * of frame_size samples. */
+imm_chunk_window imm_chunk_window_of(const imm_target_plan *plan, double seconds, int frame_size,
+                                     int i, int n);
+/* Where two chunks' packet streams meet: a (the earlier chunk's packets around its end) and b
+ * (the next chunk's from before its start), both in order and with pts + delay = their first
+ * input sample. *at gets the seam, a whole frame in [seam, seam + reach); a's packets before it
+ * may be patched so that b's from it on decode as the next encoder meant. */
+imm_err imm_chunk_splice(const imm_target_plan *plan, int frame_size, int delay, AVPacket **a,
+                         int na, AVPacket **b, int nb, int64_t seam, int64_t reach, int64_t *at,
+                         imm_error *err);
+/* A thread that reads the request's sources from the start into lanes of their own (the chunks
+ * before the last), stopping once none of them wants more, then finishes them. */
+imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,
+                          const volatile int *cancel, imm_chunker **out, imm_error *err);
+/* Waits for the thread; its error if it failed. */
+imm_err imm_chunker_join(imm_chunker *c, imm_error *err);
+/* Joins (if still running) and frees; stop the lanes first when giving up. */
+void imm_chunker_free(imm_chunker *c);
 
 #endif

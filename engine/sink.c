@@ -5,6 +5,12 @@
  * Timestamps are sample counts (time base 1/rate), so the encoder's packets carry its priming
  * (initial_padding) and the last packet's true duration; the MP3 muxer turns those into the LAME
  * tag's delay/padding and the MP4 muxer into an edit list, which is how the output stays gapless.
+ *
+ * A sink can also encode one chunk of a target split over several cores (chunk.c): it is given the
+ * whole timeline but encodes only its window, keeps only the packets that start inside it, and
+ * either muxes them (the first chunk) or spools them for the first chunk's sink to append. Whether
+ * a chunk holds the timeline's end is known only when the timeline goes on past its window or
+ * ends, so the packets after the window wait (a few frames) until then.
  */
 #include "media.h"
 
@@ -13,11 +19,16 @@
 
 #include <stdlib.h>
 
+/* Packets around a chunk's end: the splice's margin, the look-ahead and the encoder's delay. */
+#define MAX_HELD 320
+
 struct imm_sink {
     imm_storage *st;
     const imm_target_plan *plan;
+    imm_chunk_window win;
     AVIOContext *pb;
-    AVFormatContext *mux;
+    AVFormatContext *mux; /* NULL when the packets are spooled */
+    imm_spool *spool;
     AVStream *stream;
     AVCodecContext *enc;
     imm_amrnb *amr;     /* instead of enc, for AMR-NB */
@@ -27,8 +38,12 @@ struct imm_sink {
     imm_tempo *tempo;
     AVFrame *frame;
     AVPacket *pkt;
+    AVPacket *held[MAX_HELD]; /* packets near and past the window's end: see write_packet */
+    int nheld;
     int frame_size;
-    int64_t next_pts;
+    int delay;   /* the encoder's priming: a packet's pts + delay is its first input sample */
+    int64_t pos; /* the timeline sample at the FIFO's head, the next frame's pts */
+    int full;    /* the timeline went on past win.limit: a later chunk holds its end */
     int64_t size;
     int header_written;
     int trailer_written;
@@ -62,7 +77,9 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
     if (p->bits_per_sample)
         enc->bits_per_raw_sample = p->bits_per_sample;
     enc->strict_std_compliance = FF_COMPLIANCE_EXPERIMENTAL;
-    if (s->mux->oformat->flags & AVFMT_GLOBALHEADER)
+    const AVOutputFormat *of = av_guess_format(p->segment ? "hls" : p->container->muxer, NULL,
+                                               NULL);
+    if (of && (of->flags & AVFMT_GLOBALHEADER))
         enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     /* A Bitrate is a target the output should meet. libopus's free VBR overshoots it by half on
      * some speech, so it is held to constrained VBR (Quality stays free VBR). */
@@ -81,6 +98,7 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
                              p->encoder->name, p->sample_rate, p->layout.nb_channels,
                              av_err2str(ret));
     s->frame_size = enc->frame_size > 0 ? enc->frame_size : 4096;
+    s->delay = enc->initial_padding;
     return IMM_OK;
 }
 
@@ -133,8 +151,12 @@ static imm_err write_header(imm_sink *s, imm_error *err)
     return IMM_OK;
 }
 
-imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDictionary *metadata,
-                      imm_sink **out, imm_error *err)
+static const imm_chunk_window whole = {0, INT64_MIN, INT64_MAX, INT64_MAX, 0, 0};
+
+/* A sink that muxes through st (st != NULL) or spools its packets. */
+static imm_err open_sink(imm_storage *st, const imm_target_plan *plan,
+                         const AVDictionary *metadata, const char *temp_dir, imm_sink **out,
+                         imm_error *err)
 {
     imm_err e;
     imm_sink *s = calloc(1, sizeof(*s));
@@ -142,7 +164,9 @@ imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDict
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     s->st = st;
     s->plan = plan;
-    if ((e = open_muxer(s, metadata, err)) || (e = open_encoder(s, err)))
+    s->win = whole;
+    if ((st ? (e = open_muxer(s, metadata, err)) : (e = imm_spool_new(temp_dir, &s->spool, err))) ||
+        (e = open_encoder(s, err)))
         goto fail;
     s->fifo = av_audio_fifo_alloc(plan->sample_fmt, plan->layout.nb_channels, s->frame_size * 2);
     s->input = s->fifo;
@@ -157,11 +181,13 @@ imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDict
         e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
         goto fail;
     }
-    if (!s->seg && (e = imm_io_open_output(st, plan->uri, &s->pb, err)))
-        goto fail;
-    s->mux->pb = s->pb;
-    if ((e = write_header(s, err)))
-        goto fail;
+    if (st) {
+        if (!s->seg && (e = imm_io_open_output(st, plan->uri, &s->pb, err)))
+            goto fail;
+        s->mux->pb = s->pb;
+        if ((e = write_header(s, err)))
+            goto fail;
+    }
     *out = s;
     return IMM_OK;
 fail:
@@ -169,20 +195,92 @@ fail:
     return e;
 }
 
+imm_err imm_sink_open(imm_storage *st, const imm_target_plan *plan, const AVDictionary *metadata,
+                      imm_sink **out, imm_error *err)
+{
+    return open_sink(st, plan, metadata, NULL, out, err);
+}
+
+imm_err imm_sink_open_spooled(const imm_target_plan *plan, const char *temp_dir, imm_sink **out,
+                              imm_error *err)
+{
+    return open_sink(NULL, plan, NULL, temp_dir, out, err);
+}
+
+int imm_sink_frame_size(const imm_sink *s)
+{
+    return s->frame_size;
+}
+
+void imm_sink_set_window(imm_sink *s, const imm_chunk_window *w)
+{
+    s->win = *w;
+    s->pos = 0;
+}
+
+int imm_sink_full(const imm_sink *s)
+{
+    return s->full;
+}
+
 AVAudioFifo *imm_sink_fifo(imm_sink *sink)
 {
     return sink->input;
 }
 
-static imm_err write_packet(imm_sink *s, imm_error *err)
+/* Muxes or spools pkt (in time base 1/rate); it is left blank either way. */
+static imm_err deliver(imm_sink *s, AVPacket *pkt, imm_error *err)
 {
-    s->pkt->stream_index = s->stream->index;
-    av_packet_rescale_ts(s->pkt, (AVRational){1, s->plan->sample_rate}, s->stream->time_base);
-    int ret = av_interleaved_write_frame(s->mux, s->pkt);
+    if (s->spool) {
+        imm_err e = imm_spool_put(s->spool, pkt, err);
+        av_packet_unref(pkt);
+        return e;
+    }
+    pkt->stream_index = s->stream->index;
+    av_packet_rescale_ts(pkt, (AVRational){1, s->plan->sample_rate}, s->stream->time_base);
+    int ret = av_interleaved_write_frame(s->mux, pkt);
     if (ret < 0)
         return imm_error_set(err, IMM_EIO, "Writing %s failed: %s", s->plan->uri,
                              av_err2str(ret));
     return IMM_OK;
+}
+
+static void free_packets(AVPacket **pkts, int *n)
+{
+    for (int i = 0; i < *n; i++)
+        av_packet_free(&pkts[i]);
+    *n = 0;
+}
+
+/* Moves pkt's content onto the end of pkts. */
+static imm_err keep(AVPacket **pkts, int *n, AVPacket *pkt, imm_error *err)
+{
+    if (*n == MAX_HELD)
+        return imm_error_set(err, IMM_EINTERNAL, "Too many packets around a chunk's edge.");
+    if (!(pkts[*n] = av_packet_alloc()))
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    av_packet_move_ref(pkts[(*n)++], pkt);
+    return IMM_OK;
+}
+
+static int64_t start_of(const imm_sink *s, const AVPacket *pkt)
+{
+    return pkt->pts + s->delay;
+}
+
+/* A chunk's packets go out from win.margin before keep_from (the splice may need them); those
+ * from win.margin before keep_to on are held: the next chunk's splice may patch or drop them, and
+ * if the timeline ends before limit they are the output's end after all. */
+static imm_err write_packet(imm_sink *s, imm_error *err)
+{
+    int64_t start = start_of(s, s->pkt);
+    if (s->win.keep_from != INT64_MIN && start < s->win.keep_from - s->win.margin) {
+        av_packet_unref(s->pkt);
+        return IMM_OK;
+    }
+    if (s->win.keep_to != INT64_MAX && start >= s->win.keep_to - s->win.margin)
+        return keep(s->held, &s->nheld, s->pkt, err);
+    return deliver(s, s->pkt, err);
 }
 
 /* Sends one frame (NULL: flush) and writes every packet the encoder has ready. */
@@ -226,16 +324,32 @@ static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     if (av_audio_fifo_read(s->fifo, (void **)f->data, n) < n)
         return imm_error_set(err, IMM_EINTERNAL, "audio FIFO underrun");
-    f->pts = s->next_pts;
-    s->next_pts += n;
+    f->pts = s->pos;
+    s->pos += n;
     return encode(s, f, err);
+}
+
+/* Drops n samples from the FIFO's head. */
+static void skip(imm_sink *s, int n)
+{
+    av_audio_fifo_drain(s->fifo, n);
+    s->pos += n;
 }
 
 imm_err imm_sink_drain(imm_sink *s, imm_error *err)
 {
     imm_err e = s->tempo ? imm_tempo_run(s->tempo, s->input, s->fifo, 0, err) : IMM_OK;
-    while (!e && av_audio_fifo_size(s->fifo) >= s->frame_size)
+    int have = av_audio_fifo_size(s->fifo);
+    if (have && s->pos < s->win.first)
+        skip(s, (int)FFMIN(have, s->win.first - s->pos));
+    /* Window edges are whole frames from win.first, so a frame never straddles limit. */
+    while (!e && av_audio_fifo_size(s->fifo) >= s->frame_size &&
+           s->win.limit - s->pos >= s->frame_size)
         e = encode_from_fifo(s, s->frame_size, err);
+    if (!e && (have = av_audio_fifo_size(s->fifo)) && s->pos >= s->win.limit) {
+        s->full = 1;
+        skip(s, have);
+    }
     return e;
 }
 
@@ -245,7 +359,7 @@ imm_err imm_sink_finish(imm_sink *s, imm_error *err)
     if (!e)
         e = imm_sink_drain(s, err);
     int rest = av_audio_fifo_size(s->fifo);
-    if (!e && rest > 0) {
+    if (!e && rest > 0 && !s->full) {
         /* Encoders that cannot take a short last frame get it padded with silence: the stream
          * is then longer than the input, which their containers could not express anyway. */
         int caps = s->enc ? s->enc->codec->capabilities : 0;
@@ -265,20 +379,66 @@ imm_err imm_sink_finish(imm_sink *s, imm_error *err)
     }
     if (!e)
         e = encode(s, NULL, err);
-    if (!e) {
-        int ret = av_write_trailer(s->mux);
-        s->trailer_written = 1;
-        if (s->seg && (e = imm_segmenter_check(s->seg, err)))
-            return e;
-        if (ret < 0)
-            return imm_error_set(err, IMM_EIO, "Finishing %s failed: %s", s->plan->uri,
-                                 av_err2str(ret));
+    /* The timeline ended before this chunk's limit: what waited is the output's end. */
+    if (!s->full) {
+        for (int i = 0; !e && i < s->nheld; i++)
+            e = deliver(s, s->held[i], err);
+        free_packets(s->held, &s->nheld);
     }
+    if (!e && s->spool)
+        e = imm_spool_rewind(s->spool, err);
+    return e;
+}
+
+imm_err imm_sink_join(imm_sink *s, imm_sink *next, int64_t *seam, imm_error *err)
+{
+    AVPacket *head[MAX_HELD];
+    int nhead = 0, got = 0, i;
+    imm_err e = IMM_OK;
+    *seam = -1;
+    if (!s->full)
+        return IMM_OK; /* the output already ends before next's chunk */
+    /* next's packets as far as the splice may reach, then where the two streams meet */
+    while (!(e = imm_spool_get(next->spool, s->pkt, &got, err)) && got) {
+        int64_t start = start_of(s, s->pkt);
+        if ((e = keep(head, &nhead, s->pkt, err)) ||
+            start >= next->win.keep_from + next->win.reach)
+            break;
+    }
+    if (!e)
+        e = imm_chunk_splice(s->plan, s->frame_size, s->delay, s->held, s->nheld, head, nhead,
+                             next->win.keep_from, next->win.reach, seam, err);
+    for (i = 0; !e && i < s->nheld && start_of(s, s->held[i]) < *seam; i++)
+        e = deliver(s, s->held[i], err);
+    for (i = 0; !e && i < nhead; i++)
+        if (start_of(s, head[i]) >= *seam)
+            e = deliver(s, head[i], err);
+    free_packets(head, &nhead);
+    free_packets(s->held, &s->nheld);
+    while (!e && got && !(e = imm_spool_get(next->spool, s->pkt, &got, err)) && got)
+        e = deliver(s, s->pkt, err);
+    /* next's own held packets wait for the chunk after it */
+    memcpy(s->held, next->held, (size_t)next->nheld * sizeof(*next->held));
+    s->nheld = next->nheld;
+    next->nheld = 0;
+    s->pos = next->pos;
+    s->full = next->full;
     return e;
 }
 
 imm_err imm_sink_commit(imm_sink *s, imm_error *err)
 {
+    if (s->full)
+        return imm_error_set(err, IMM_EINTERNAL, "The chunks of %s do not reach its end.",
+                             s->plan->uri);
+    int ret = av_write_trailer(s->mux);
+    imm_err e;
+    s->trailer_written = 1;
+    if (s->seg && (e = imm_segmenter_check(s->seg, err)))
+        return e;
+    if (ret < 0)
+        return imm_error_set(err, IMM_EIO, "Finishing %s failed: %s", s->plan->uri,
+                             av_err2str(ret));
     if (s->seg)
         return imm_segmenter_commit(s->seg, &s->size, err);
     return imm_io_commit_output(s->st, s->pb, &s->size, err);
@@ -286,7 +446,7 @@ imm_err imm_sink_commit(imm_sink *s, imm_error *err)
 
 int64_t imm_sink_samples(const imm_sink *s)
 {
-    return s->next_pts;
+    return s->pos;
 }
 
 int64_t imm_sink_size(const imm_sink *s)
@@ -300,6 +460,8 @@ void imm_sink_free(imm_sink *s)
         return;
     av_frame_free(&s->frame);
     av_packet_free(&s->pkt);
+    free_packets(s->held, &s->nheld);
+    imm_spool_free(s->spool);
     if (s->input != s->fifo)
         av_audio_fifo_free(s->input);
     av_audio_fifo_free(s->fifo);

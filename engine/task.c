@@ -11,6 +11,10 @@
  * already in when the previous one ends. An open source holds its demuxer's probe data and its
  * store's read window (a few hundred KiB), not its audio, so memory does not grow with the
  * sources' length.
+ *
+ * A long target whose codec allows it is encoded in chunks on several cores (chunk.c): the
+ * chunks before the last are fed by threads that read the sources again from the start; this
+ * thread feeds the last chunks, and so still reads every source whole.
  */
 #include "media.h"
 
@@ -25,6 +29,8 @@ typedef struct target_result {
     imm_target_plan plan;
     int64_t samples;
     int64_t size;
+    int64_t seams[IMM_MAX_CHUNKS]; /* where one encoder's packets follow another's */
+    int nseams;
 } target_result;
 
 typedef struct source_result {
@@ -54,9 +60,15 @@ struct imm_task {
 typedef struct run {
     imm_task *task;
     const imm_run_options *opt;
-    imm_sink *sinks[IMM_MAX_TARGETS];
-    imm_convert *converts[IMM_MAX_TARGETS];
-    imm_lane *lanes[IMM_MAX_TARGETS]; /* each target's converter and encoder, on its own thread */
+    /* Each target's chunks (one unless chunk.c splits it): the sink, converter, and the lane
+     * that runs them on a thread of its own. Chunk 0's sink muxes, the others spool. */
+    int chunks[IMM_MAX_TARGETS];
+    imm_sink *sinks[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
+    imm_convert *converts[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
+    imm_lane *lanes[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
+    imm_lane *fed[IMM_MAX_TARGETS]; /* the lanes this thread feeds */
+    int nfed;
+    imm_chunker *chunkers[IMM_MAX_CHUNKS]; /* chunker i feeds every target's chunk i */
     imm_source *sources[IMM_MAX_SOURCES]; /* probed, waiting for their turn */
     AVDictionary *metadata; /* the primary source's tags */
     double total_seconds, done_seconds;
@@ -141,6 +153,57 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
     return IMM_OK;
 }
 
+/* One target's sinks, converters and lanes: one of each per chunk. */
+static imm_err open_target(run *r, int t, imm_error *err)
+{
+    const imm_request *req = r->task->req;
+    const imm_target_plan *plan = &r->task->targets[t].plan;
+    const AVDictionary *md = req->targets[t].strip_metadata ? NULL : r->metadata;
+    int n = r->chunks[t];
+    imm_err e = imm_sink_open(r->opt->storage, plan, md, &r->sinks[t][0], err);
+    for (int c = 1; c < n && !e; c++)
+        e = imm_sink_open_spooled(plan, r->opt->temp_dir, &r->sinks[t][c], err);
+    if (e)
+        return e;
+    int frame = imm_sink_frame_size(r->sinks[t][0]);
+    for (int c = 0; c < n; c++) {
+        if (n > 1) {
+            imm_chunk_window w = imm_chunk_window_of(plan, r->total_seconds, frame, c, n);
+            imm_sink_set_window(r->sinks[t][c], &w);
+        }
+        if (!(r->converts[t][c] = imm_convert_new(plan)))
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        if ((e = imm_lane_start(r->sinks[t][c], r->converts[t][c], &r->lanes[t][c], err)))
+            return e;
+    }
+    return IMM_OK;
+}
+
+/* Who feeds which lane: the last chunk of a split target is fed by this thread, chunk i before
+ * it by chunker i; a target in one piece goes with the first chunks when there are chunkers, so
+ * that the last chunks are not held back by an encoder still at the start. */
+static imm_err start_feeding(run *r, imm_error *err)
+{
+    int ntargets = r->task->req->ntargets, most = 1;
+    for (int t = 0; t < ntargets; t++)
+        most = r->chunks[t] > most ? r->chunks[t] : most;
+    for (int i = 0; i + 1 < most; i++) {
+        imm_lane *lanes[IMM_MAX_TARGETS];
+        int n = 0;
+        for (int t = 0; t < ntargets; t++)
+            if (r->chunks[t] > i + 1 || (i == 0 && r->chunks[t] == 1))
+                lanes[n++] = r->lanes[t][i];
+        imm_err e = imm_chunker_start(r->opt->storage, r->task->req, lanes, n, r->opt->cancel,
+                                      &r->chunkers[i], err);
+        if (e)
+            return e;
+    }
+    for (int t = 0; t < ntargets; t++)
+        if (most == 1 || r->chunks[t] > 1)
+            r->fed[r->nfed++] = r->lanes[t][r->chunks[t] - 1];
+    return IMM_OK;
+}
+
 static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *err)
 {
     imm_task *task = r->task;
@@ -151,18 +214,12 @@ static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *e
         task->ntargets = i + 1;
         if ((e = imm_plan_target(&req->targets[i], i, primary, &tr->plan, err)))
             return e;
-    }
-    for (int i = 0; i < req->ntargets; i++) {
-        const AVDictionary *md = req->targets[i].strip_metadata ? NULL : r->metadata;
-        if ((e = imm_sink_open(r->opt->storage, &task->targets[i].plan, md, &r->sinks[i], err)))
-            return e;
-        if (!(r->converts[i] = imm_convert_new(&task->targets[i].plan)))
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        r->chunks[i] = imm_chunk_count(&tr->plan, r->total_seconds, r->opt->chunks);
     }
     for (int i = 0; i < req->ntargets; i++)
-        if ((e = imm_lane_start(r->sinks[i], r->converts[i], &r->lanes[i], err)))
+        if ((e = open_target(r, i, err)))
             return e;
-    return IMM_OK;
+    return start_feeding(r, err);
 }
 
 static void report_progress(run *r, double seconds)
@@ -179,28 +236,24 @@ static void report_progress(run *r, double seconds)
     }
 }
 
-/* Streams one source through every target. */
+typedef struct progress_ctx {
+    run *r;
+    double rate;
+} progress_ctx;
+
+static void on_samples(void *opaque, int count)
+{
+    progress_ctx *p = opaque;
+    report_progress(p->r, count / p->rate);
+}
+
+/* Streams one source through the lanes this thread feeds. */
 static imm_err merge_source(run *r, int index, imm_error *err)
 {
     const imm_request *req = r->task->req;
     imm_source *src = r->sources[index];
-    AVFrame *frame;
-    int offset, count;
-    imm_err e = IMM_OK;
-    double rate = imm_source_get_info(src)->sample_rate;
-    while (!(e = imm_source_read(src, &frame, &offset, &count, err)) && frame) {
-        if (r->opt->cancel && *r->opt->cancel) {
-            e = imm_error_set(err, IMM_ECANCELED, "The task was cancelled; nothing was written.");
-            break;
-        }
-        for (int t = 0; t < req->ntargets && !e; t++)
-            e = imm_lane_push(r->lanes[t], frame, offset, count, err);
-        if (e)
-            break;
-        report_progress(r, count / rate);
-    }
-    for (int t = 0; t < req->ntargets && !e; t++)
-        e = imm_lane_end_source(r->lanes[t], err);
+    progress_ctx p = {r, imm_source_get_info(src)->sample_rate};
+    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, r->opt->cancel, on_samples, &p, err);
     r->task->sources[index].samples = imm_source_samples(src);
     /* A clip that selects nothing is a mistake in the request, not a reason to drop a source. */
     if (!e && imm_source_samples(src) == 0) {
@@ -228,17 +281,29 @@ static imm_err finish_targets(run *r, imm_error *err)
     imm_err e;
     /* Every output is complete before any becomes visible: a late failure leaves none behind.
      * The lanes finish side by side. */
-    for (int i = 0; i < task->ntargets; i++)
-        if ((e = imm_lane_finish(r->lanes[i], err)))
+    for (int i = 0; i < r->nfed; i++)
+        if ((e = imm_lane_finish(r->fed[i], err)))
             return e;
-    for (int i = 0; i < task->ntargets; i++)
-        if ((e = imm_lane_wait(r->lanes[i], err)))
+    for (int i = 0; i < IMM_MAX_CHUNKS && r->chunkers[i]; i++)
+        if ((e = imm_chunker_join(r->chunkers[i], err)))
             return e;
-    for (int i = 0; i < task->ntargets; i++) {
-        if ((e = imm_sink_commit(r->sinks[i], err)))
+    for (int t = 0; t < task->ntargets; t++)
+        for (int c = 0; c < r->chunks[t]; c++)
+            if ((e = imm_lane_wait(r->lanes[t][c], err)))
+                return e;
+    for (int t = 0; t < task->ntargets; t++) {
+        target_result *tr = &task->targets[t];
+        for (int c = 1; c < r->chunks[t]; c++) {
+            int64_t seam;
+            if ((e = imm_sink_join(r->sinks[t][0], r->sinks[t][c], &seam, err)))
+                return e;
+            if (seam >= 0)
+                tr->seams[tr->nseams++] = seam;
+        }
+        if ((e = imm_sink_commit(r->sinks[t][0], err)))
             return e;
-        task->targets[i].samples = imm_sink_samples(r->sinks[i]);
-        task->targets[i].size = imm_sink_size(r->sinks[i]);
+        tr->samples = imm_sink_samples(r->sinks[t][0]);
+        tr->size = imm_sink_size(r->sinks[t][0]);
     }
     return IMM_OK;
 }
@@ -261,12 +326,19 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         if (!e)
             e = finish_targets(&r, err);
     }
-    for (int i = 0; i < IMM_MAX_TARGETS; i++)
-        imm_lane_free(r.lanes[i]); /* first: a lane uses its sink and converter */
-    for (int i = 0; i < IMM_MAX_TARGETS; i++) {
-        imm_sink_free(r.sinks[i]);
-        imm_convert_free(r.converts[i]);
-    }
+    /* Lanes stop before the chunkers that feed them are joined, and go before the sinks and
+     * converters they use. */
+    for (int t = 0; t < IMM_MAX_TARGETS; t++)
+        for (int c = 0; c < IMM_MAX_CHUNKS; c++)
+            imm_lane_stop(r.lanes[t][c]);
+    for (int i = 0; i < IMM_MAX_CHUNKS; i++)
+        imm_chunker_free(r.chunkers[i]);
+    for (int t = 0; t < IMM_MAX_TARGETS; t++)
+        for (int c = 0; c < IMM_MAX_CHUNKS; c++) {
+            imm_lane_free(r.lanes[t][c]);
+            imm_sink_free(r.sinks[t][c]);
+            imm_convert_free(r.converts[t][c]);
+        }
     for (int i = 0; i < IMM_MAX_SOURCES; i++)
         imm_source_close(r.sources[i]);
     av_dict_free(&r.metadata);
@@ -318,6 +390,12 @@ static void add_target_json(cJSON *arr, const imm_target_req *treq, const target
         cJSON_AddNumberToObject(o, "Samples", (double)tr->samples);
         cJSON_AddNumberToObject(o, "Duration", (double)tr->samples / p->sample_rate);
         cJSON_AddNumberToObject(o, "Size", (double)tr->size);
+        /* immerge's own: where the output passes from one chunk's encoder to the next. */
+        if (tr->nseams) {
+            cJSON *seams = cJSON_AddArrayToObject(o, "Seams");
+            for (int i = 0; i < tr->nseams; i++)
+                cJSON_AddItemToArray(seams, cJSON_CreateNumber((double)tr->seams[i]));
+        }
     }
     cJSON_AddItemToArray(arr, o);
 }

@@ -471,22 +471,6 @@ static int64_t remote_seek(imm_object *o, int64_t offset, int whence)
 
 /* ---- writing --------------------------------------------------------------------------------- */
 
-static int temp_file(const char *dir)
-{
-    char path[4096];
-    if (!dir || !*dir)
-        dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
-    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
-        return fd;
-    snprintf(path, sizeof(path), "%s/immerge-XXXXXX", dir);
-    if ((fd = mkostemp(path, O_CLOEXEC)) >= 0)
-        unlink(path);
-    return fd;
-}
-
 static imm_err remote_open_write(imm_storage *st, const char *uri, imm_object **out,
                                  imm_error *err)
 {
@@ -501,7 +485,7 @@ static imm_err remote_open_write(imm_storage *st, const char *uri, imm_object **
         obj_free(o);
         return imm_error_set(err, IMM_EARG, "The target %s has no object name.", uri);
     }
-    if ((o->fd = temp_file(rs->cfg.temp_dir)) < 0) {
+    if ((o->fd = imm_temp_file(rs->cfg.temp_dir)) < 0) {
         e = imm_error_set(err, IMM_EIO, "Cannot create a temporary file for %s in %s: %s", uri,
                           rs->cfg.temp_dir ? rs->cfg.temp_dir : "$TMPDIR", strerror(errno));
         obj_free(o);

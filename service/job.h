@@ -17,6 +17,8 @@ typedef struct imm_job_env {
     void (*progress)(void *opaque, double fraction);
     void *progress_opaque;
     int quiet;                     /* no warnings on stderr */
+    int chunks;                    /* imm_run_options' */
+    const char *temp_dir;          /* imm_run_options' */
 } imm_job_env;
 
 /* Runs task (made by imm_task_new from req), records its end and sends its completion message;

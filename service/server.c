@@ -461,12 +461,6 @@ static imm_err parse_listen(const char *listen, struct sockaddr_in *addr, int ke
     return IMM_OK;
 }
 
-static int cores(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
 {
     struct sockaddr_in addr;
@@ -478,9 +472,10 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
         return imm_error_set(err, IMM_EARG, "The server needs task records (--state).");
     server s = {.opt = opt};
     s.env = (imm_job_env){.storage = opt->storage, .records = opt->records,
-                          .notify = opt->notify, .quiet = opt->quiet};
+                          .notify = opt->notify, .quiet = opt->quiet,
+                          .chunks = opt->chunks, .temp_dir = opt->temp_dir};
     s.cap = opt->queue > 0 ? opt->queue : 64;
-    s.nthreads = opt->workers > 0 ? opt->workers : cores();
+    s.nthreads = opt->workers > 0 ? opt->workers : imm_cores();
     s.ring = calloc((size_t)s.cap, sizeof(*s.ring));
     s.threads = calloc((size_t)s.nthreads, sizeof(*s.threads));
     if (keys)

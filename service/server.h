@@ -19,6 +19,8 @@ typedef struct imm_server_options {
     const imm_notify_config *notify;
     const volatile int *stop; /* set (by SIGTERM, SIGINT) to stop: see imm_server_run */
     int quiet;
+    int chunks;           /* imm_run_options' */
+    const char *temp_dir; /* imm_run_options' */
 } imm_server_options;
 
 /* Serves until *stop is set, then drains: no new calls, running tasks finish, queued ones are

@@ -3,7 +3,8 @@
 # the ffmpeg CLI and espeak-ng. Nothing here is committed as binary.
 #   gen-media.sh ROOT            the bundled examples' sources (ROOT/test-bucket/audio/...)
 #   gen-media.sh ROOT --formats  also one short file per input format the service lists
-#   gen-media.sh ROOT --features also a two-track source for testdata/features.json
+#   gen-media.sh ROOT --features also a two-track source for testdata/features.json and a 40 s
+#                                one for testdata/chunks.json
 set -euo pipefail
 root=${1:?usage: gen-media.sh ROOT [--formats]}
 mode=${2:-}
@@ -72,10 +73,13 @@ formats() {
   rm -rf "$t"
 }
 
-# Two audio tracks of different rates and lengths in one file, for Stream/Mixing.
+# Two audio tracks of different rates and lengths in one file, for Stream/Mixing; a tone in
+# noise long enough to be encoded in two chunks.
 features() {
   ff -f lavfi -i "sine=f=200:d=2:sample_rate=44100" -f lavfi -i "sine=f=5000:d=3:sample_rate=48000" \
      -map 0 -map 1 -ac:0 2 -c:a flac "$audio/two-tracks.mkv"
+  ff -f lavfi -i "sine=f=330:d=40:sample_rate=22050" -f lavfi -i "anoisesrc=d=40:a=0.05:r=22050" \
+     -filter_complex amix=inputs=2 -c:a flac "$audio/forty-seconds.flac"
 }
 
 examples

@@ -98,6 +98,12 @@ struct imm_storage {
 
 void imm_storage_free(imm_storage *st);
 
+/* An unnamed read-write file in dir (NULL or "": $TMPDIR, else /tmp) that disappears when closed:
+ * scratch space for an output on its way to a store. A descriptor, or -1 with errno set. */
+int imm_temp_file(const char *dir);
+/* The cores this process may run on (its CPU affinity), at least 1. */
+int imm_cores(void);
+
 /* ---- Request ----------------------------------------------------------------------------------- */
 typedef struct imm_request imm_request;
 
@@ -122,6 +128,12 @@ typedef struct imm_run_options {
     /* When not NULL and non-zero, the task stops soon, writes nothing and fails with
      * IMM_ECANCELED (status Cancelled). A signal handler may set it. */
     const volatile int *cancel;
+    /* Encoders per target: 0 lets the engine split a long target into as many chunks as there
+     * are cores where the seams are inaudible (AAC, MP3); 1 keeps one encoder; N >= 2 splits every
+     * target whose codec allows it into N, however short (for tests and measurements). */
+    int chunks;
+    /* Where chunked encodings keep their packets until they are joined (see imm_temp_file). */
+    const char *temp_dir;
 } imm_run_options;
 
 /* A task record with a fresh TaskId and RequestId, status Running. */

@@ -228,9 +228,9 @@ test_serve() {
   kill -TERM "$spid"; wait "$spid" 2>/dev/null
 
   # A small queue refuses what does not fit; SIGTERM drains: running tasks finish, queued ones
-  # are recorded NotStarted.
+  # are recorded NotStarted. (One encoder per task: the first must still run when SIGTERM comes.)
   start_server "$work/serve2.log" "$bin" serve --listen 127.0.0.1:0 --workers 1 --queue 2 \
-    --oss-root "$root" --state "$work/serve-state"
+    --no-chunking --oss-root "$root" --state "$work/serve-state"
   ep="127.0.0.1:$port"; spid=${pids[-1]}
   local slow='{"ProjectName":"drain","Sources":[{"URI":"oss://test-bucket/audio/ten-min.flac"}],"Targets":[{"URI":"oss://test-bucket/output/drain-%d.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":64000}}}]}'
   local codes=() body

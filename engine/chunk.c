@@ -1,0 +1,277 @@
+/*
+ * chunk.c - one target encoded on several cores: its timeline is split into contiguous chunks,
+ * each encoded by an encoder of its own, and the packet streams are joined into one muxer.
+ *
+ * A fresh encoder is not the encoder that would have reached the same sample: FFmpeg's AAC rate
+ * control needs 15-20 s to settle, so a chunk's encoder is first fed PREROLL_SECONDS of the
+ * samples before its chunk and the packets of that pre-roll are dropped. Chunk edges are whole
+ * encoder frames from the timeline's start, so the kept packets of one chunk end exactly where the
+ * next chunk's begin: "chunk A's packets starting before the seam, then chunk B's from it on".
+ * Each chunk but the last is also fed LOOKAHEAD_FRAMES past its end, so its last kept packets are
+ * encoded with the look-ahead they would have had, not with the silence of a flush.
+ *
+ * MP3 needs one more step. LAME lets a frame's data begin up to 511 bytes back, in the space the
+ * frames before it left unused (the bit reservoir), and a fresh encoder's frames point into its
+ * own pre-roll, which the joined stream does not have. Turning the reservoir off would cost
+ * ~2 dB at 64 kbit/s. Instead the seam goes at the first frame j (from the nominal seam on) where
+ * the next chunk's frame reaches back no further than the earlier chunk's own frame j did: the
+ * bytes the earlier chunk's frame j used are then free, and the next chunk's reservoir bytes are
+ * copied into them. Each frame then decodes exactly as its own encoder meant.
+ *
+ * Every chunk gets exactly the samples a single encoder would: each chunk before the last reads
+ * the sources again from the start on a thread of its own (a chunker), through its own decoders,
+ * converters and tempo, and drops what precedes its pre-roll. Decoding is a small part of the
+ * cost (a tenth of the AAC encoder's), so reading twice is cheaper than any way of seeking that
+ * would not be sample-exact. The task's own thread feeds the last chunks, which hold the end.
+ */
+#include "media.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PREROLL_SECONDS 20.0
+#define MARGIN_FRAMES 32 /* before a seam: MP3's reservoir bytes lie in the frames there */
+/* How far the seam may move to where an MP3 splice fits. The two encoders' reservoirs differ by
+ * a few bytes either way, so it fits within a few frames; the longest search measured was 10. */
+#define REACH_FRAMES 200
+#define LOOKAHEAD_FRAMES 8 /* past the seam (or past the reach, for MP3) */
+/* Below this much output per chunk, the pre-roll and the second read cost more than they save. */
+#define MIN_CHUNK_SECONDS 60.0
+
+struct imm_chunker {
+    imm_storage *st;
+    const imm_request *req;
+    imm_lane *lanes[IMM_MAX_TARGETS];
+    int n;
+    const volatile int *cancel;
+    pthread_t thread;
+    int started;
+    imm_err result;
+    imm_error error;
+};
+
+int imm_cores(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set))
+        return 1;
+    return CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
+}
+
+static int is_mp3(const imm_target_plan *plan)
+{
+    return plan->encoder && !strcmp(plan->encoder->name, "libmp3lame");
+}
+
+/* Codecs whose chunks join without a seam one can measure (tests/e2e/seams.sh). Opus and Vorbis
+ * carry state from packet to packet in the decoder; the lossless and fast codecs gain nothing. */
+static int joins_seamlessly(const imm_target_plan *plan)
+{
+    return is_mp3(plan) || (plan->encoder && !strcmp(plan->encoder->name, "aac"));
+}
+
+int imm_chunk_count(const imm_target_plan *plan, double seconds, int chunks)
+{
+    if (chunks == 1 || !joins_seamlessly(plan))
+        return 1;
+    if (chunks >= 2)
+        return chunks < IMM_MAX_CHUNKS ? chunks : IMM_MAX_CHUNKS;
+    int n = imm_cores();
+    n = n < IMM_MAX_CHUNKS ? n : IMM_MAX_CHUNKS;
+    while (n > 1 && seconds / plan->speed < n * MIN_CHUNK_SECONDS)
+        n--;
+    return n;
+}
+
+/* Reading a second of the timeline (demux, decode, resample) costs about this fraction of
+ * encoding it (AAC 0.07, MP3 0.14, measured on the bench's sources). */
+#define READ_COST 0.1
+
+/* Where each chunk begins (cuts[k], k = 1..n-1), so that the chunks cost about as much each.
+ * Chunk k reads the timeline up to its end and encodes from its pre-roll to its end; the last
+ * reads it all. For a cost c per chunk, chunk 0 ends at c / (1 + r), chunk k at
+ * (c + start - preroll) / (1 + r); c is found where the last chunk costs c too. */
+static void cuts(double length, double preroll, int n, double *at)
+{
+    double lo = 0, hi = length * (1 + READ_COST) + preroll * n;
+    for (int iter = 0; iter < 60; iter++) {
+        double c = (lo + hi) / 2, start = 0;
+        for (int k = 1; k < n; k++)
+            start = at[k] = (c + start - (k > 1 ? preroll : 0)) / (1 + READ_COST);
+        double last = READ_COST * length + length - start + preroll;
+        if (last > c)
+            lo = c;
+        else
+            hi = c;
+    }
+}
+
+/* Where chunk k (1..n-1) begins, in whole frames. */
+static int64_t cut(int64_t length, int64_t preroll, int frame, int k, int n)
+{
+    double at[IMM_MAX_CHUNKS];
+    cuts((double)length, (double)preroll, n, at);
+    int64_t c = (int64_t)at[k] / frame * frame;
+    return c > (int64_t)k * frame ? c : (int64_t)k * frame;
+}
+
+imm_chunk_window imm_chunk_window_of(const imm_target_plan *plan, double seconds, int frame_size,
+                                     int i, int n)
+{
+    int64_t length = llrint(seconds / plan->speed * plan->sample_rate);
+    int64_t preroll = (int64_t)ceil(PREROLL_SECONDS * plan->sample_rate / frame_size) * frame_size;
+    int reach = is_mp3(plan) ? REACH_FRAMES : 0;
+    imm_chunk_window w = {0, INT64_MIN, INT64_MAX, INT64_MAX, (int64_t)MARGIN_FRAMES * frame_size,
+                          (int64_t)reach * frame_size};
+    if (i > 0) {
+        w.keep_from = cut(length, preroll, frame_size, i, n);
+        w.first = w.keep_from > preroll ? w.keep_from - preroll : 0;
+    }
+    if (i < n - 1) {
+        w.keep_to = cut(length, preroll, frame_size, i + 1, n);
+        w.limit = w.keep_to + (int64_t)(reach + LOOKAHEAD_FRAMES) * frame_size;
+    }
+    return w;
+}
+
+/* ---- MP3 splice ---- */
+
+/* Where a Layer III frame's main data region begins (after header, CRC and side info), and the
+ * frame's main_data_begin; -1 when pkt is not one frame. */
+static int mp3_frame(const AVPacket *pkt, int *data_start)
+{
+    const uint8_t *p = pkt->data;
+    if (pkt->size < 4 || p[0] != 0xff || (p[1] & 0xe0) != 0xe0 || ((p[1] >> 1) & 3) != 1)
+        return -1;
+    int mpeg1 = ((p[1] >> 3) & 3) == 3, mono = (p[3] >> 6) == 3, crc = !(p[1] & 1);
+    int side = mpeg1 ? (mono ? 17 : 32) : (mono ? 9 : 17);
+    *data_start = 4 + (crc ? 2 : 0) + side;
+    if (pkt->size < *data_start)
+        return -1;
+    const uint8_t *si = p + 4 + (crc ? 2 : 0);
+    return mpeg1 ? (si[0] << 1) | (si[1] >> 7) : si[0];
+}
+
+static int find_start(AVPacket **pkts, int n, int delay, int64_t start)
+{
+    for (int i = 0; i < n; i++)
+        if (pkts[i]->pts + delay == start)
+            return i;
+    return -1;
+}
+
+/* Copies the `bytes` of b's main data stream before frame ib over the same place before a's frame
+ * ia: the last bytes of the data regions of the frames before each. */
+static imm_err mp3_patch(AVPacket **a, int ia, AVPacket **b, int ib, int bytes, imm_error *err)
+{
+    int ka = ia, kb = ib, pa = 0, pb = 0, sa = 0, sb = 0;
+    for (; bytes > 0; bytes--) {
+        while (pa == sa) {
+            if (--ka < 0 || mp3_frame(a[ka], &sa) < 0 || av_packet_make_writable(a[ka]) < 0)
+                return imm_error_set(err, IMM_EINTERNAL, "Cannot splice the MP3 chunks.");
+            pa = a[ka]->size;
+        }
+        while (pb == sb) {
+            if (--kb < 0 || mp3_frame(b[kb], &sb) < 0)
+                return imm_error_set(err, IMM_EINTERNAL, "Cannot splice the MP3 chunks.");
+            pb = b[kb]->size;
+        }
+        a[ka]->data[--pa] = b[kb]->data[--pb];
+    }
+    return IMM_OK;
+}
+
+imm_err imm_chunk_splice(const imm_target_plan *plan, int frame_size, int delay, AVPacket **a,
+                         int na, AVPacket **b, int nb, int64_t seam, int64_t reach, int64_t *at,
+                         imm_error *err)
+{
+    *at = seam;
+    if (!is_mp3(plan))
+        return IMM_OK; /* AAC packets stand alone */
+    for (int64_t j = seam; j < seam + reach; j += frame_size) {
+        int ia = find_start(a, na, delay, j), ib = find_start(b, nb, delay, j), sa, sb;
+        if (ia < 0 || ib < 0)
+            break;
+        int room = mp3_frame(a[ia], &sa), need = mp3_frame(b[ib], &sb);
+        if (room < 0 || need < 0)
+            break;
+        if (need <= room) {
+            *at = j;
+            return mp3_patch(a, ia, b, ib, need, err);
+        }
+    }
+    return imm_error_set(err, IMM_EINTERNAL, "Cannot join the MP3 chunks of %s: no frame within "
+                         "%lld samples of sample %lld where the bit reservoirs fit.", plan->uri,
+                         (long long)reach, (long long)seam);
+}
+
+static int wanted(const imm_chunker *c)
+{
+    for (int i = 0; i < c->n; i++)
+        if (imm_lane_wants_input(c->lanes[i]))
+            return 1;
+    return 0;
+}
+
+static void *run(void *opaque)
+{
+    imm_chunker *c = opaque;
+    const imm_request *req = c->req;
+    imm_err e = IMM_OK;
+    for (int i = 0; i < req->nsources && !e && wanted(c); i++) {
+        imm_source *src = NULL;
+        if (req->sources[i].disable_audio)
+            continue;
+        if (!(e = imm_source_open(c->st, &req->sources[i], &req->targets[0].select, &src,
+                                  &c->error)))
+            e = imm_lanes_feed(c->lanes, c->n, src, c->cancel, NULL, NULL, &c->error);
+        imm_source_close(src);
+    }
+    for (int i = 0; i < c->n && !e; i++)
+        e = imm_lane_finish(c->lanes[i], &c->error);
+    c->result = e;
+    return NULL;
+}
+
+imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,
+                          const volatile int *cancel, imm_chunker **out, imm_error *err)
+{
+    imm_chunker *c = calloc(1, sizeof(*c));
+    if (!c)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    c->st = st;
+    c->req = req;
+    memcpy(c->lanes, lanes, (size_t)n * sizeof(*lanes));
+    c->n = n;
+    c->cancel = cancel;
+    if (pthread_create(&c->thread, NULL, run, c)) {
+        free(c);
+        return imm_error_set(err, IMM_EINTERNAL, "Cannot start a decoding thread.");
+    }
+    c->started = 1;
+    *out = c;
+    return IMM_OK;
+}
+
+imm_err imm_chunker_join(imm_chunker *c, imm_error *err)
+{
+    if (c->started) {
+        pthread_join(c->thread, NULL);
+        c->started = 0;
+    }
+    if (c->result)
+        *err = c->error;
+    return c->result;
+}
+
+void imm_chunker_free(imm_chunker *c)
+{
+    if (!c)
+        return;
+    if (c->started)
+        pthread_join(c->thread, NULL);
+    free(c);
+}
