@@ -44,6 +44,7 @@ struct imm_sink {
     int delay;   /* the encoder's priming: a packet's pts + delay is its first input sample */
     int64_t pos; /* the timeline sample at the FIFO's head, the next frame's pts */
     int full;    /* the timeline went on past win.limit: a later chunk holds its end */
+    int64_t encoded; /* samples given to the encoder (atomic: the task's thread reports it) */
     int64_t size;
     int header_written;
     int trailer_written;
@@ -223,6 +224,11 @@ int imm_sink_full(const imm_sink *s)
     return s->full;
 }
 
+int64_t imm_sink_encoded(const imm_sink *s)
+{
+    return __atomic_load_n(&s->encoded, __ATOMIC_RELAXED);
+}
+
 AVAudioFifo *imm_sink_fifo(imm_sink *sink)
 {
     return sink->input;
@@ -326,6 +332,7 @@ static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
         return imm_error_set(err, IMM_EINTERNAL, "audio FIFO underrun");
     f->pts = s->pos;
     s->pos += n;
+    __atomic_fetch_add(&s->encoded, n, __ATOMIC_RELAXED);
     return encode(s, f, err);
 }
 

@@ -60,18 +60,23 @@ struct imm_task {
 typedef struct run {
     imm_task *task;
     const imm_run_options *opt;
-    /* Each target's chunks (one unless chunk.c splits it): the sink, converter, and the lane
-     * that runs them on a thread of its own. Chunk 0's sink muxes, the others spool. */
+    /* Each target's chunks (one unless chunk.c splits it): a sink each, and a converter each
+     * unless one is shared (NULL here then). Chunk 0's sink muxes, the others spool. */
     int chunks[IMM_MAX_TARGETS];
     imm_sink *sinks[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
     imm_convert *converts[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
-    imm_lane *lanes[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
-    imm_lane *fed[IMM_MAX_TARGETS]; /* the lanes this thread feeds */
+    /* The threads that convert and encode (see open_lanes), and who feeds each: -1 this thread,
+     * i chunker i. */
+    imm_lane *lanes[IMM_MAX_TARGETS * IMM_MAX_CHUNKS];
+    int feeder[IMM_MAX_TARGETS * IMM_MAX_CHUNKS];
+    int nlanes;
+    imm_lane *fed[IMM_MAX_TARGETS * IMM_MAX_CHUNKS]; /* the lanes this thread feeds */
     int nfed;
-    imm_chunker *chunkers[IMM_MAX_CHUNKS]; /* chunker i feeds every target's chunk i */
+    imm_chunker *chunkers[IMM_MAX_CHUNKS]; /* chunker i feeds the chunks i */
     imm_source *sources[IMM_MAX_SOURCES]; /* probed, waiting for their turn */
     AVDictionary *metadata; /* the primary source's tags */
-    double total_seconds, done_seconds;
+    double total_seconds;  /* of input, estimated by the probe */
+    double planned;        /* samples all the sinks will encode, estimated */
 } run;
 
 void imm_now_rfc3339(char buf[32])
@@ -153,7 +158,7 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
     return IMM_OK;
 }
 
-/* One target's sinks, converters and lanes: one of each per chunk. */
+/* One target's sinks, one per chunk, each given its chunk's window. */
 static imm_err open_target(run *r, int t, imm_error *err)
 {
     const imm_request *req = r->task->req;
@@ -166,41 +171,84 @@ static imm_err open_target(run *r, int t, imm_error *err)
     if (e)
         return e;
     int frame = imm_sink_frame_size(r->sinks[t][0]);
+    double length = r->total_seconds / plan->speed * plan->sample_rate;
     for (int c = 0; c < n; c++) {
+        r->planned += length;
         if (n > 1) {
             imm_chunk_window w = imm_chunk_window_of(plan, r->total_seconds, frame, c, n);
             imm_sink_set_window(r->sinks[t][c], &w);
+            r->planned -= length - (double)((w.limit < length ? w.limit : length) - w.first);
         }
-        if (!(r->converts[t][c] = imm_convert_new(plan)))
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-        if ((e = imm_lane_start(r->sinks[t][c], r->converts[t][c], &r->lanes[t][c], err)))
-            return e;
     }
     return IMM_OK;
 }
 
-/* Who feeds which lane: the last chunk of a split target is fed by this thread, chunk i before
- * it by chunker i; a target in one piece goes with the first chunks when there are chunkers, so
- * that the last chunks are not held back by an encoder still at the start. */
-static imm_err start_feeding(run *r, imm_error *err)
+static int same_format(const imm_target_plan *p, const imm_target_plan *q)
+{
+    return p->sample_rate == q->sample_rate && p->sample_fmt == q->sample_fmt &&
+           !av_channel_layout_compare(&p->layout, &q->layout);
+}
+
+/* A lane for chunk c of the targets listed, fed by `feeder`; targets of one format share a
+ * converter. */
+static imm_err add_lane(run *r, const int *targets, int n, int c, int feeder, imm_error *err)
+{
+    imm_sink *sinks[IMM_MAX_TARGETS];
+    imm_convert *converts[IMM_MAX_TARGETS];
+    const imm_target_plan *plans[IMM_MAX_TARGETS];
+    for (int i = 0; i < n; i++) {
+        int t = targets[i], k = 0;
+        plans[i] = &r->task->targets[t].plan;
+        sinks[i] = r->sinks[t][c];
+        while (k < i && !same_format(plans[k], plans[i]))
+            k++;
+        if (k < i) {
+            converts[i] = converts[k];
+        } else if (!(converts[i] = r->converts[t][c] = imm_convert_new(plans[i]))) {
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        }
+    }
+    r->feeder[r->nlanes] = feeder;
+    return imm_lane_start(sinks, converts, plans, n, &r->lanes[r->nlanes++], err);
+}
+
+/* A target in one piece has a lane of its own, so several targets encode side by side. The
+ * split targets (with the same number of chunks) share a lane per chunk: the chunks already keep
+ * every core busy, and one conversion then serves them all. The last chunks are fed by this
+ * thread, chunk i before them by chunker i; a target in one piece goes with the first chunks when
+ * there are chunkers, so that the last chunks are not held back by an encoder still at the start.
+ */
+static imm_err open_lanes(run *r, imm_error *err)
 {
     int ntargets = r->task->req->ntargets, most = 1;
+    imm_err e;
     for (int t = 0; t < ntargets; t++)
         most = r->chunks[t] > most ? r->chunks[t] : most;
-    for (int i = 0; i + 1 < most; i++) {
-        imm_lane *lanes[IMM_MAX_TARGETS];
-        int n = 0;
+    for (int t = 0; t < ntargets; t++)
+        if (r->chunks[t] == 1 && (e = add_lane(r, &t, 1, 0, most > 1 ? 0 : -1, err)))
+            return e;
+    for (int n = 2; n <= most; n++) {
+        int group[IMM_MAX_TARGETS], ngroup = 0;
         for (int t = 0; t < ntargets; t++)
-            if (r->chunks[t] > i + 1 || (i == 0 && r->chunks[t] == 1))
-                lanes[n++] = r->lanes[t][i];
-        imm_err e = imm_chunker_start(r->opt->storage, r->task->req, lanes, n, r->opt->cancel,
-                                      &r->chunkers[i], err);
-        if (e)
+            if (r->chunks[t] == n)
+                group[ngroup++] = t;
+        for (int c = 0; c < n && ngroup; c++)
+            if ((e = add_lane(r, group, ngroup, c, c == n - 1 ? -1 : c, err)))
+                return e;
+    }
+    for (int i = 0; i + 1 < most; i++) {
+        imm_lane *lanes[IMM_MAX_TARGETS * IMM_MAX_CHUNKS];
+        int n = 0;
+        for (int k = 0; k < r->nlanes; k++)
+            if (r->feeder[k] == i)
+                lanes[n++] = r->lanes[k];
+        if ((e = imm_chunker_start(r->opt->storage, r->task->req, lanes, n, r->opt->cancel,
+                                   &r->chunkers[i], err)))
             return e;
     }
-    for (int t = 0; t < ntargets; t++)
-        if (most == 1 || r->chunks[t] > 1)
-            r->fed[r->nfed++] = r->lanes[t][r->chunks[t] - 1];
+    for (int k = 0; k < r->nlanes; k++)
+        if (r->feeder[k] < 0)
+            r->fed[r->nfed++] = r->lanes[k];
     return IMM_OK;
 }
 
@@ -219,15 +267,21 @@ static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *e
     for (int i = 0; i < req->ntargets; i++)
         if ((e = open_target(r, i, err)))
             return e;
-    return start_feeding(r, err);
+    return open_lanes(r, err);
 }
 
-static void report_progress(run *r, double seconds)
+/* Progress is what the encoders have done: with chunks, the input is read well ahead of them. */
+static void report_progress(void *opaque, int count)
 {
-    r->done_seconds += seconds;
-    if (r->total_seconds <= 0)
+    run *r = opaque;
+    double done = 0;
+    (void)count;
+    if (r->planned <= 0)
         return;
-    int pct = (int)(100.0 * r->done_seconds / r->total_seconds);
+    for (int t = 0; t < r->task->ntargets; t++)
+        for (int c = 0; c < r->chunks[t]; c++)
+            done += (double)imm_sink_encoded(r->sinks[t][c]);
+    int pct = (int)(100.0 * done / r->planned);
     pct = pct > 99 ? 99 : pct;
     if (pct != r->task->progress) {
         r->task->progress = pct;
@@ -236,24 +290,12 @@ static void report_progress(run *r, double seconds)
     }
 }
 
-typedef struct progress_ctx {
-    run *r;
-    double rate;
-} progress_ctx;
-
-static void on_samples(void *opaque, int count)
-{
-    progress_ctx *p = opaque;
-    report_progress(p->r, count / p->rate);
-}
-
 /* Streams one source through the lanes this thread feeds. */
 static imm_err merge_source(run *r, int index, imm_error *err)
 {
     const imm_request *req = r->task->req;
     imm_source *src = r->sources[index];
-    progress_ctx p = {r, imm_source_get_info(src)->sample_rate};
-    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, r->opt->cancel, on_samples, &p, err);
+    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, r->opt->cancel, report_progress, r, err);
     r->task->sources[index].samples = imm_source_samples(src);
     /* A clip that selects nothing is a mistake in the request, not a reason to drop a source. */
     if (!e && imm_source_samples(src) == 0) {
@@ -287,10 +329,9 @@ static imm_err finish_targets(run *r, imm_error *err)
     for (int i = 0; i < IMM_MAX_CHUNKS && r->chunkers[i]; i++)
         if ((e = imm_chunker_join(r->chunkers[i], err)))
             return e;
-    for (int t = 0; t < task->ntargets; t++)
-        for (int c = 0; c < r->chunks[t]; c++)
-            if ((e = imm_lane_wait(r->lanes[t][c], err)))
-                return e;
+    for (int k = 0; k < r->nlanes; k++)
+        if ((e = imm_lane_wait(r->lanes[k], err)))
+            return e;
     for (int t = 0; t < task->ntargets; t++) {
         target_result *tr = &task->targets[t];
         for (int c = 1; c < r->chunks[t]; c++) {
@@ -328,14 +369,14 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
     }
     /* Lanes stop before the chunkers that feed them are joined, and go before the sinks and
      * converters they use. */
-    for (int t = 0; t < IMM_MAX_TARGETS; t++)
-        for (int c = 0; c < IMM_MAX_CHUNKS; c++)
-            imm_lane_stop(r.lanes[t][c]);
+    for (int k = 0; k < r.nlanes; k++)
+        imm_lane_stop(r.lanes[k]);
     for (int i = 0; i < IMM_MAX_CHUNKS; i++)
         imm_chunker_free(r.chunkers[i]);
+    for (int k = 0; k < r.nlanes; k++)
+        imm_lane_free(r.lanes[k]);
     for (int t = 0; t < IMM_MAX_TARGETS; t++)
         for (int c = 0; c < IMM_MAX_CHUNKS; c++) {
-            imm_lane_free(r.lanes[t][c]);
             imm_sink_free(r.sinks[t][c]);
             imm_convert_free(r.converts[t][c]);
         }
