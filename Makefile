@@ -1,7 +1,8 @@
 # immerge - plain Makefile. `make` builds build/immerge; `make test` installs what is missing
 # (Debian packages, and the npm packages of the storage tests' servers), builds, and runs the unit
-# tests (also under ASan+UBSan), the end-to-end suite, and the storage suite against servers on
-# 127.0.0.1.
+# tests (also under ASan+UBSan), valgrind, the end-to-end suites under ASan+UBSan and normally
+# (merge, targets, service with a 200-task soak, seams, hostile input, and storage against servers
+# on 127.0.0.1), and a 60 s libFuzzer run of each fuzz target.
 
 PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3 libmicrohttpd
 BUILD    ?= build
@@ -75,6 +76,7 @@ e2e: all
 	@tests/e2e/storage.sh $(BUILD)/immerge
 	@tests/e2e/service.sh $(BUILD)/immerge
 	@tests/e2e/seams.sh $(BUILD)/immerge
+	@tests/e2e/hostile.sh $(BUILD)/immerge
 
 # valgrind: the unit tests, both examples, testdata/features.json (Speed, Mixing, Quality, HLS
 # segments, AMR in one task) and testdata/chunks.json (AAC and MP3 each encoded in two chunks on
@@ -101,11 +103,14 @@ test: deps
 	@tests/e2e/targets.sh build/asan/immerge
 	@tests/e2e/service.sh build/asan/immerge
 	@tests/e2e/seams.sh build/asan/immerge
+	@tests/e2e/hostile.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
 	@tests/e2e/targets.sh build/immerge
 	@tests/e2e/service.sh build/immerge
 	@tests/e2e/seams.sh build/immerge
+	@tests/e2e/hostile.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
 
 # libFuzzer (clang) with ASan+UBSan, FUZZ_SECONDS (default 60) per target: the request parser
 # (corpus: testdata/'s requests, a dictionary of field names) and the media path (corpus: small
@@ -124,10 +129,12 @@ fuzz: deps
 	  { [ -f build/fuzz/seeds/.done ] || { testdata/gen-media.sh build/fuzz/seeds --formats && \
 	    find build/fuzz/seeds -type f -size -200k -exec cp {} build/fuzz/corpus-media/ \; && \
 	    touch build/fuzz/seeds/.done; }; }
-	cd build/fuzz && ./fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-		-dict=../../tests/fuzz/json.dict corpus-request
-	cd build/fuzz && ./fuzz_media -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=20 \
-		-rss_limit_mb=1024 corpus-media
+	@cd build/fuzz && ./fuzz_request -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+		-dict=../../tests/fuzz/json.dict corpus-request 2> request.log || \
+		{ tail -40 request.log; exit 1; }
+	@cd build/fuzz && ./fuzz_media -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=20 \
+		-rss_limit_mb=1024 corpus-media 2> media.log || { tail -40 media.log; exit 1; }
+	@for t in request media; do echo "fuzz_$$t: $$(grep -E '^#[0-9]+' build/fuzz/$$t.log | tail -1)"; done
 
 # Speed against the ffmpeg CLI doing the same merges (minutes; not part of make test).
 bench: deps

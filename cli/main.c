@@ -76,6 +76,13 @@ static const char usage[] =
     "                        MP3 target is encoded in chunks, one per core, then joined)\n"
     "  --chunks N            encode every AAC and MP3 target in N chunks (1-8), however short\n"
     "\n"
+    "limits (0: none):\n"
+    "  --max-duration S      the sources may last S seconds in all (default 86400, a day);\n"
+    "                        more fails with LimitExceededError, before any work when the\n"
+    "                        containers tell, else as soon as decoding passes it\n"
+    "  --timeout S           a task running longer than S seconds stops, writes nothing and\n"
+    "                        fails with TaskTimeout (default 21600, six hours)\n"
+    "\n"
     "exit status: 0 succeeded, 1 the task failed while running, 2 invalid request or usage\n";
 
 /* Set by SIGINT/SIGTERM: the engine stops and discards its temporary outputs. */
@@ -104,7 +111,15 @@ typedef struct cli {
     int quiet;
     int verbose;
     int chunks; /* 0: automatic */
+    double max_seconds, timeout_seconds;
 } cli;
+
+/* How every task runs, from the command line. */
+static imm_run_options run_options(const cli *c, imm_storage *st)
+{
+    return (imm_run_options){.storage = st, .chunks = c->chunks, .temp_dir = c->storage.temp_dir,
+                             .max_seconds = c->max_seconds, .timeout_seconds = c->timeout_seconds};
+}
 
 static void print_json(char *json)
 {
@@ -199,7 +214,8 @@ static int parse_args(int argc, char **argv, cli *c)
     };
     enum { OPT_STATE = 200, OPT_PROJECT, OPT_STATUS, OPT_TAG, OPT_MAX, OPT_NEXT, OPT_MNS,
            OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION, OPT_LISTEN, OPT_WORKERS,
-           OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING };
+           OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING, OPT_MAX_DURATION,
+           OPT_TIMEOUT };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -223,6 +239,8 @@ static int parse_args(int argc, char **argv, cli *c)
         {"access-key-secret", required_argument, NULL, OPT_SK},
         {"chunks", required_argument, NULL, OPT_CHUNKS},
         {"no-chunking", no_argument, NULL, OPT_NO_CHUNKING},
+        {"max-duration", required_argument, NULL, OPT_MAX_DURATION},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     static char tag[512];
@@ -284,6 +302,15 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_AK: c->access_key_id = optarg; break;
         case OPT_SK: c->access_key_secret = optarg; break;
         case OPT_NO_CHUNKING: c->chunks = 1; break;
+        case OPT_MAX_DURATION:
+        case OPT_TIMEOUT: {
+            char *end;
+            double v = strtod(optarg, &end);
+            if (end == optarg || *end || !(v >= 0) || v > 1e9)
+                return -1;
+            *(ch == OPT_TIMEOUT ? &c->timeout_seconds : &c->max_seconds) = v;
+            break;
+        }
         case OPT_WORKERS:
         case OPT_QUEUE:
         case OPT_CHUNKS: {
@@ -354,13 +381,14 @@ static int run(const cli *c)
         fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err.message);
     imm_notify_config ncfg = notify_config(c);
     int show = !c->quiet && (c->progress || isatty(STDERR_FILENO));
-    imm_job_env env = {.storage = st, .records = records, .notify = &ncfg,
-                       .cancel = &cancel_requested, .progress = show ? show_progress : NULL,
-                       .quiet = c->quiet, .chunks = c->chunks,
-                       .temp_dir = c->storage.temp_dir};
+    imm_job_env env = {.run = run_options(c, st), .records = records, .notify = &ncfg,
+                       .progress = show ? show_progress : NULL, .quiet = c->quiet};
+    env.run.cancel = &cancel_requested;
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    /* A file-size limit (ulimit -f) then fails the write (EFBIG) and the task, cleanly. */
+    signal(SIGXFSZ, SIG_IGN);
     e = imm_job_run(&env, task, req, &err);
     if (e && imm_err_is_request_error(e)) {
         status = fail_request(&err, imm_task_request_id(task));
@@ -398,12 +426,12 @@ static int serve(const cli *c)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     imm_server_options opt = {.listen = c->listen, .workers = c->workers, .queue = c->queue,
                               .access_key_id = c->access_key_id,
-                              .access_key_secret = c->access_key_secret, .storage = st,
-                              .records = records, .notify = &ncfg, .stop = &cancel_requested,
-                              .quiet = c->quiet, .chunks = c->chunks,
-                              .temp_dir = c->storage.temp_dir};
+                              .access_key_secret = c->access_key_secret,
+                              .run = run_options(c, st), .records = records, .notify = &ncfg,
+                              .stop = &cancel_requested, .quiet = c->quiet};
     e = imm_server_run(&opt, &err);
     imm_records_close(records);
     imm_storage_free(st);
@@ -433,7 +461,7 @@ static int query(const cli *c)
 
 int main(int argc, char **argv)
 {
-    cli c = {0};
+    cli c = {.max_seconds = 86400, .timeout_seconds = 21600};
     if (parse_args(argc, argv, &c)) {
         fputs(usage, stderr);
         imm_error err;

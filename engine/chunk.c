@@ -46,7 +46,7 @@ struct imm_chunker {
     const imm_request *req;
     imm_lane *lanes[IMM_MAX_TARGETS * IMM_MAX_CHUNKS];
     int n;
-    const volatile int *cancel;
+    imm_guard guard;
     pthread_t thread;
     int started;
     imm_err result;
@@ -214,7 +214,7 @@ static void *run(void *opaque)
             continue;
         if (!(e = imm_source_open(c->st, &req->sources[i], &req->targets[0].select, &src,
                                   &c->error)))
-            e = imm_lanes_feed(c->lanes, c->n, src, c->cancel, NULL, NULL, &c->error);
+            e = imm_lanes_feed(c->lanes, c->n, src, &c->guard, NULL, NULL, &c->error);
         imm_source_close(src);
     }
     for (int i = 0; i < c->n && !e; i++)
@@ -224,7 +224,7 @@ static void *run(void *opaque)
 }
 
 imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,
-                          const volatile int *cancel, imm_chunker **out, imm_error *err)
+                          const imm_guard *guard, imm_chunker **out, imm_error *err)
 {
     imm_chunker *c = calloc(1, sizeof(*c));
     if (!c)
@@ -233,7 +233,7 @@ imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *con
     c->req = req;
     memcpy(c->lanes, lanes, (size_t)n * sizeof(*lanes));
     c->n = n;
-    c->cancel = cancel;
+    c->guard = *guard;
     if (pthread_create(&c->thread, NULL, run, c)) {
         free(c);
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start a decoding thread.");

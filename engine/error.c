@@ -2,8 +2,8 @@
  * error.c - the engine's error codes, their service names, and the service's error body.
  *
  * The service publishes InvalidArgument, LimitExceededError, ResourceNotFound, Forbidden and
- * InternalError; run-time codes are not published, so InvalidMedia and StorageError are ours, named
- * in the same family and listed in README.md.
+ * InternalError; run-time codes are not published, so InvalidMedia, StorageError and TaskTimeout
+ * are ours, named in the same family and listed in README.md.
  */
 #include "internal.h"
 
@@ -27,6 +27,7 @@ const char *imm_err_code(imm_err code)
     case IMM_EIO:        return "StorageError";
     case IMM_EINTERNAL:  return "InternalError";
     case IMM_ECANCELED:  return "Cancelled";
+    case IMM_ETIMEOUT:   return "TaskTimeout";
     }
     return "InternalError";
 }

@@ -18,6 +18,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define QUEUE 32
 #define TAIL 64 /* samples a shared converter's staging FIFO keeps until the source ends */
@@ -253,16 +254,40 @@ int imm_lane_wants_input(const imm_lane *l)
     return !__atomic_load_n(&l->full, __ATOMIC_ACQUIRE);
 }
 
-imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const volatile int *stop,
-                       void (*on_samples)(void *opaque, int count), void *opaque, imm_error *err)
+imm_guard imm_guard_new(const volatile int *cancel, double timeout_seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    imm_guard g = {cancel, 0, timeout_seconds};
+    if (timeout_seconds > 0)
+        g.deadline = (double)ts.tv_sec + ts.tv_nsec / 1e9 + timeout_seconds;
+    return g;
+}
+
+imm_err imm_guard_check(const imm_guard *g, imm_error *err)
+{
+    struct timespec ts;
+    if (g->cancel && *g->cancel)
+        return imm_error_set(err, IMM_ECANCELED, "The task was cancelled; nothing was written.");
+    if (g->deadline > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if ((double)ts.tv_sec + ts.tv_nsec / 1e9 > g->deadline)
+            return imm_error_set(err, IMM_ETIMEOUT, "The task ran longer than its time limit "
+                                 "of %g s (--timeout); nothing was written.", g->timeout);
+    }
+    return IMM_OK;
+}
+
+imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const imm_guard *guard,
+                       imm_err (*on_samples)(void *opaque, int count, imm_error *err),
+                       void *opaque, imm_error *err)
 {
     AVFrame *frame;
     int offset, count, wanted = n;
     imm_err e = IMM_OK;
     while (wanted && !(e = imm_source_read(src, &frame, &offset, &count, err)) && frame) {
-        if (stop && *stop)
-            return imm_error_set(err, IMM_ECANCELED, "The task was cancelled; nothing was "
-                                 "written.");
+        if ((e = imm_guard_check(guard, err)))
+            return e;
         wanted = 0;
         for (int i = 0; i < n; i++) {
             if (!imm_lane_wants_input(lanes[i]))
@@ -271,8 +296,8 @@ imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const vol
             if ((e = imm_lane_push(lanes[i], frame, offset, count, err)))
                 return e;
         }
-        if (on_samples)
-            on_samples(opaque, count);
+        if (on_samples && (e = on_samples(opaque, count, err)))
+            return e;
     }
     if (e)
         return e;

@@ -213,11 +213,24 @@ imm_err imm_lane_end_source(imm_lane *l, imm_error *err);
 imm_err imm_lane_finish(imm_lane *l, imm_error *err);
 /* Zero once the lane's sink wants nothing more of the timeline (imm_sink_full). */
 int imm_lane_wants_input(const imm_lane *l);
-/* Reads src to its end into every lane, and ends the source in each: *stop (when not NULL)
- * cancels; reading stops early once no lane wants input. on_samples (may be NULL) hears of each
- * run of samples read. */
-imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const volatile int *stop,
-                       void (*on_samples)(void *opaque, int count), void *opaque, imm_error *err);
+
+/* What ends a run early: the caller's cancel flag (may be NULL) and a deadline. */
+typedef struct imm_guard {
+    const volatile int *cancel;
+    double deadline; /* CLOCK_MONOTONIC seconds; 0: none */
+    double timeout;  /* the limit it came from, for the message */
+} imm_guard;
+
+imm_guard imm_guard_new(const volatile int *cancel, double timeout_seconds);
+/* IMM_ECANCELED or IMM_ETIMEOUT when the run must stop, else IMM_OK. */
+imm_err imm_guard_check(const imm_guard *g, imm_error *err);
+
+/* Reads src to its end into every lane, and ends the source in each; reading stops early once no
+ * lane wants input. on_samples (may be NULL) hears of each run of samples read and may stop the
+ * reading with an error. */
+imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const imm_guard *guard,
+                       imm_err (*on_samples)(void *opaque, int count, imm_error *err),
+                       void *opaque, imm_error *err);
 /* Waits until the lane has handled everything up to its finish, or failed. */
 imm_err imm_lane_wait(imm_lane *l, imm_error *err);
 /* Tells the lane to stop: what is queued is dropped and pushing fails from now on. */
@@ -247,7 +260,7 @@ imm_err imm_chunk_splice(const imm_target_plan *plan, int frame_size, int delay,
 /* A thread that reads the request's sources from the start into lanes of their own (the chunks
  * before the last), stopping once none of them wants more, then finishes them. */
 imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,
-                          const volatile int *cancel, imm_chunker **out, imm_error *err);
+                          const imm_guard *guard, imm_chunker **out, imm_error *err);
 /* Waits for the thread; its error if it failed. */
 imm_err imm_chunker_join(imm_chunker *c, imm_error *err);
 /* Joins (if still running) and frees; stop the lanes first when giving up. */

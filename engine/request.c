@@ -639,11 +639,30 @@ static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
     return parse_extras(c, root, req);
 }
 
+/* Whether the text holds a NUL: a raw byte, or the escape \u0000 that cJSON would turn into
+ * one and so silently cut the string there ("a.mp3\u0000/../x" would read as "a.mp3"). */
+static int holds_nul(const char *json, size_t len)
+{
+    if (memchr(json, '\0', len))
+        return 1;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (json[i] == '\\') {
+            if (json[i + 1] == 'u' && i + 5 < len && !memcmp(json + i + 2, "0000", 4))
+                return 1;
+            i++; /* the escaped character */
+        }
+    return 0;
+}
+
 imm_err imm_request_parse(const char *json, size_t len, imm_request **out, imm_error *err)
 {
     ctx c = {.err = err};
     imm_err e;
     *out = NULL;
+
+    if (holds_nul(json, len))
+        return imm_error_set(err, IMM_EARG, "The request holds a NUL character (\\u0000), which "
+                             "no field may contain.");
 
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!root)

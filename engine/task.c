@@ -75,7 +75,10 @@ typedef struct run {
     imm_chunker *chunkers[IMM_MAX_CHUNKS]; /* chunker i feeds the chunks i */
     imm_source *sources[IMM_MAX_SOURCES]; /* probed, waiting for their turn */
     AVDictionary *metadata; /* the primary source's tags */
+    imm_guard guard;
     double total_seconds;  /* of input, estimated by the probe */
+    double read_seconds;   /* of input, read so far by this thread */
+    double rate;           /* the sample rate of the source being read */
     double planned;        /* samples all the sinks will encode, estimated */
 } run;
 
@@ -242,13 +245,27 @@ static imm_err open_lanes(run *r, imm_error *err)
         for (int k = 0; k < r->nlanes; k++)
             if (r->feeder[k] == i)
                 lanes[n++] = r->lanes[k];
-        if ((e = imm_chunker_start(r->opt->storage, r->task->req, lanes, n, r->opt->cancel,
+        if ((e = imm_chunker_start(r->opt->storage, r->task->req, lanes, n, &r->guard,
                                    &r->chunkers[i], err)))
             return e;
     }
     for (int k = 0; k < r->nlanes; k++)
         if (r->feeder[k] < 0)
             r->fed[r->nfed++] = r->lanes[k];
+    return IMM_OK;
+}
+
+static imm_err too_long(const run *r, double seconds, imm_error *err)
+{
+    return imm_error_set(err, IMM_ELIMIT, "The sources last %.0f s in all; this installation "
+                         "merges at most %g s (--max-duration).", seconds, r->opt->max_seconds);
+}
+
+/* What the containers say, against --max-duration: a 10-hour source fails before any work. */
+static imm_err check_length(const run *r, imm_error *err)
+{
+    if (r->opt->max_seconds > 0 && r->total_seconds > r->opt->max_seconds)
+        return too_long(r, r->total_seconds, err);
     return IMM_OK;
 }
 
@@ -270,14 +287,17 @@ static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *e
     return open_lanes(r, err);
 }
 
-/* Progress is what the encoders have done: with chunks, the input is read well ahead of them. */
-static void report_progress(void *opaque, int count)
+/* Counts what this thread read against --max-duration, and reports progress: what the encoders
+ * have done (with chunks, the input is read well ahead of them). */
+static imm_err on_samples(void *opaque, int count, imm_error *err)
 {
     run *r = opaque;
     double done = 0;
-    (void)count;
+    r->read_seconds += count / r->rate;
+    if (r->opt->max_seconds > 0 && r->read_seconds > r->opt->max_seconds)
+        return too_long(r, r->read_seconds, err);
     if (r->planned <= 0)
-        return;
+        return IMM_OK;
     for (int t = 0; t < r->task->ntargets; t++)
         for (int c = 0; c < r->chunks[t]; c++)
             done += (double)imm_sink_encoded(r->sinks[t][c]);
@@ -288,6 +308,7 @@ static void report_progress(void *opaque, int count)
         if (r->opt->progress)
             r->opt->progress(r->opt->progress_opaque, pct / 100.0);
     }
+    return IMM_OK;
 }
 
 /* Streams one source through the lanes this thread feeds. */
@@ -295,7 +316,8 @@ static imm_err merge_source(run *r, int index, imm_error *err)
 {
     const imm_request *req = r->task->req;
     imm_source *src = r->sources[index];
-    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, r->opt->cancel, report_progress, r, err);
+    r->rate = imm_source_get_info(src)->sample_rate;
+    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_samples, r, err);
     r->task->sources[index].samples = imm_source_samples(src);
     /* A clip that selects nothing is a mistake in the request, not a reason to drop a source. */
     if (!e && imm_source_samples(src) == 0) {
@@ -332,6 +354,8 @@ static imm_err finish_targets(run *r, imm_error *err)
     for (int k = 0; k < r->nlanes; k++)
         if ((e = imm_lane_wait(r->lanes[k], err)))
             return e;
+    if ((e = imm_guard_check(&r->guard, err)))
+        return e; /* stopped while the encoders finished: still nothing is visible */
     for (int t = 0; t < task->ntargets; t++) {
         target_result *tr = &task->targets[t];
         for (int c = 1; c < r->chunks[t]; c++) {
@@ -352,7 +376,8 @@ static imm_err finish_targets(run *r, imm_error *err)
 imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_options *opt,
                      imm_error *err)
 {
-    run r = {.task = task, .opt = opt};
+    run r = {.task = task, .opt = opt,
+             .guard = imm_guard_new(opt->cancel, opt->timeout_seconds)};
     imm_source_info primary = {0};
     imm_err e;
     task->req = req;
@@ -360,7 +385,8 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         task->status = "Running";
         imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
     }
-    if (!(e = probe_sources(&r, &primary, err)) && !(e = open_targets(&r, &primary, err))) {
+    if (!(e = probe_sources(&r, &primary, err)) && !(e = check_length(&r, err)) &&
+        !(e = open_targets(&r, &primary, err))) {
         for (int i = 0; i < req->nsources && !e; i++)
             if (!req->sources[i].disable_audio)
                 e = merge_source(&r, i, err);

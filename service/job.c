@@ -40,12 +40,12 @@ imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *r
     job j = {.env = env, .task = task};
     imm_error note = {0};
     clock_gettime(CLOCK_MONOTONIC, &j.last_save);
-    imm_run_options opt = {.storage = env->storage, .cancel = env->cancel,
-                           .progress = on_progress, .progress_opaque = &j,
-                           .chunks = env->chunks, .temp_dir = env->temp_dir};
+    imm_run_options opt = env->run;
+    opt.progress = on_progress;
+    opt.progress_opaque = &j;
     imm_err e = imm_task_run(task, req, &opt, err);
     if (env->notify) {
-        char *outcomes = imm_notify_deliver(env->notify, env->storage, req, task);
+        char *outcomes = imm_notify_deliver(env->notify, env->run.storage, req, task);
         if (outcomes) {
             imm_task_set_notifications(task, outcomes);
             if (strstr(outcomes, "\"Status\":\"Failed\""))

@@ -9,16 +9,15 @@
 #include "notify.h"
 
 typedef struct imm_job_env {
-    imm_storage *storage;
+    /* How every task runs: storage, cancel flag, chunks, temporary folder, limits. Its progress
+     * callback is the job's own; the one below hears of it. */
+    imm_run_options run;
     imm_records *records;          /* may be NULL: not recorded */
     const imm_notify_config *notify;
-    const volatile int *cancel;    /* may be NULL */
     /* Called with the fraction done after each progress step; may be NULL. */
     void (*progress)(void *opaque, double fraction);
     void *progress_opaque;
     int quiet;                     /* no warnings on stderr */
-    int chunks;                    /* imm_run_options' */
-    const char *temp_dir;          /* imm_run_options' */
 } imm_job_env;
 
 /* Runs task (made by imm_task_new from req), records its end and sends its completion message;

@@ -471,9 +471,8 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
     if (!opt->records)
         return imm_error_set(err, IMM_EARG, "The server needs task records (--state).");
     server s = {.opt = opt};
-    s.env = (imm_job_env){.storage = opt->storage, .records = opt->records,
-                          .notify = opt->notify, .quiet = opt->quiet,
-                          .chunks = opt->chunks, .temp_dir = opt->temp_dir};
+    s.env = (imm_job_env){.run = opt->run, .records = opt->records, .notify = opt->notify,
+                          .quiet = opt->quiet};
     s.cap = opt->queue > 0 ? opt->queue : 64;
     s.nthreads = opt->workers > 0 ? opt->workers : imm_cores();
     s.ring = calloc((size_t)s.cap, sizeof(*s.ring));

@@ -14,13 +14,11 @@ typedef struct imm_server_options {
     int queue;            /* tasks waiting at most; 0: 64 */
     const char *access_key_id; /* with the secret: only calls signed by this key are served */
     const char *access_key_secret;
-    imm_storage *storage;
+    imm_run_options run;  /* how every task runs: storage, chunks, limits (see imm_job_env) */
     imm_records *records;
     const imm_notify_config *notify;
     const volatile int *stop; /* set (by SIGTERM, SIGINT) to stop: see imm_server_run */
     int quiet;
-    int chunks;           /* imm_run_options' */
-    const char *temp_dir; /* imm_run_options' */
 } imm_server_options;
 
 /* Serves until *stop is set, then drains: no new calls, running tasks finish, queued ones are

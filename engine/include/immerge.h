@@ -31,6 +31,7 @@ typedef enum imm_err {
     IMM_EIO,        /* StorageError: reading or writing storage failed */
     IMM_EINTERNAL,  /* InternalError: an encoder/muxer failure or out of memory */
     IMM_ECANCELED,  /* Cancelled: the caller asked the task to stop */
+    IMM_ETIMEOUT,   /* TaskTimeout: the task ran longer than imm_run_options.timeout_seconds */
 } imm_err;
 
 typedef struct imm_error {
@@ -134,6 +135,12 @@ typedef struct imm_run_options {
     int chunks;
     /* Where chunked encodings keep their packets until they are joined (see imm_temp_file). */
     const char *temp_dir;
+    /* Limits (0: none). The sources may last max_seconds in all, clipped: more fails the task
+     * with IMM_ELIMIT, before encoding when their containers say so, else as soon as decoding
+     * passes it. A task still running after timeout_seconds stops, writes nothing and fails with
+     * IMM_ETIMEOUT. */
+    double max_seconds;
+    double timeout_seconds;
 } imm_run_options;
 
 /* A task record with a fresh TaskId and RequestId, status Running. */

@@ -298,11 +298,42 @@ test_serve_valgrind() {
     || { not_ok "valgrind serve" "rc=$rc"; grep -v '^--[0-9]*-- ' "$work/vg.log" | head -30; }
 }
 
+# Soak: 200 tasks, one after another in waves of 50, through one serve process (2 workers): every
+# one succeeds, and its resident memory after the last wave is within 8 MiB of after the first.
+test_soak() {
+  start_server "$work/soak.log" "$bin" serve --listen 127.0.0.1:0 --workers 2 --queue 64 \
+    --oss-root "$root" --state "$work/soak-state"
+  local ep="127.0.0.1:$port" spid=${pids[-1]} wave k rss=() srcs
+  srcs=$(jq -c .Sources "$ex_aac")
+  for wave in 0 1 2 3; do
+    for k in $(seq $((wave * 50)) $((wave * 50 + 49))); do
+      curl -s -o /dev/null -X POST "http://$ep/" --data-urlencode "Action=CreateMediaConvertTask" \
+        --data-urlencode "ProjectName=soak" --data-urlencode "Sources=$srcs" \
+        --data-urlencode "Targets=[{\"URI\":\"oss://test-bucket/output/soak/$k.aac\",\"Container\":\"aac\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"aac\",\"Bitrate\":64000}}}]"
+    done
+    for _ in $(seq 600); do
+      [ "$("$bin" list-tasks --state "$work/soak-state" --project soak --status Succeeded --max 100 | jq '.Tasks | length')" -ge $(( (wave + 1) * 50 > 100 ? 100 : (wave + 1) * 50 )) ] \
+        && [ "$(ls "$b/output/soak" 2>/dev/null | wc -l)" -ge $(( (wave + 1) * 50 )) ] && break
+      sleep 0.1
+    done
+    rss+=("$(awk '/VmRSS/ { print $2 }' "/proc/$spid/status")")
+  done
+  local n; n=$(ls "$b/output/soak" | wc -l)
+  local failed; failed=$("$bin" list-tasks --state "$work/soak-state" --project soak --status Failed | jq '.Tasks | length')
+  [ "$n" = 200 ] && [ "$failed" = 0 ] && [ $((rss[3] - rss[0])) -lt 8192 ] \
+    && ok "soak: 200 tasks through one serve process, all Succeeded; RSS after each 50: ${rss[*]} KiB" \
+    || not_ok "soak" "outputs=$n failed=$failed RSS ${rss[*]} KiB"
+  echo "# soak: serve RSS after 50, 100, 150, 200 tasks: ${rss[*]} KiB"
+  kill -TERM "$spid"; wait "$spid" 2>/dev/null
+  rm -rf "$b/output/soak"
+}
+
 test_records
 test_running_and_crash
 test_notifications
 test_serve
 [[ "$bin" == */asan/* ]] || test_serve_valgrind
+[[ "$bin" == */asan/* ]] || test_soak  # memory is measured on the normal build
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -133,6 +133,20 @@ static void uris_cannot_leave_their_bucket(void **state)
                    "\"mp3\"}}}]}", IMM_EARG, "Targets[0].URI");
 }
 
+static void a_nul_character_is_refused(void **state)
+{
+    (void)state;
+    /* cJSON would cut the URI at the NUL and read a different object */
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\\u0000/../x\"}],"
+                   TARGET_MP3 "}", IMM_EARG, "NUL");
+    /* an escaped backslash followed by u0000 is text, not a NUL */
+    imm_request *req = NULL;
+    imm_error err = {0};
+    assert_int_equal(parse("{\"ProjectName\":\"p\",\"UserData\":\"\\\\u0000\"," ONE_SOURCE ","
+                           TARGET_MP3 "}", &req, &err), IMM_OK);
+    imm_request_free(req);
+}
+
 static void a_target_never_overwrites_a_source(void **state)
 {
     (void)state;
@@ -251,6 +265,7 @@ int main(void)
         cmocka_unit_test(alignment_index_must_name_a_source),
         cmocka_unit_test(codec_rules_follow_the_service),
         cmocka_unit_test(uris_cannot_leave_their_bucket),
+        cmocka_unit_test(a_nul_character_is_refused),
         cmocka_unit_test(a_target_never_overwrites_a_source),
         cmocka_unit_test(targets_must_select_the_same_streams),
         cmocka_unit_test(video_fields_are_checked_then_ignored),
