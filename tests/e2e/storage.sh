@@ -163,6 +163,18 @@ test_faults() {
   expect_error "faults: a source that always breaks fails the task after 3 attempts" 1 StorageError "oss://test-bucket/audio/seg1.mp3"
   [[ "$(jqo .Message)" == *"3 attempts"* ]] && ok "faults: the message counts the attempts" || not_ok "attempt count" "$(jqo .Message)"
   no_object "broken source"
+  local rec; rec=$("$bin" get-task "$(jqo .TaskId)" | jq -r '[.Status, .Code, (.Message | test("3 attempts"))] | join("/")')
+  [ "$rec" = "Failed/StorageError/true" ] && ok "faults: the task record says what happened ($rec)" || not_ok "record of a fault" "$rec"
+
+  # The disk fills while the output is written to its temporary file (a file-size limit stands in
+  # for a full disk): nothing is uploaded, nothing is left in --temp-dir, the record says why.
+  reset; mkdir -p "$work/tmp"
+  out=$( ( ulimit -f 64; exec "$bin" run --quiet --oss-endpoint "$mock" --temp-dir "$work/tmp" "$ex_aac" ) 2> /dev/null ); rc=$?
+  expect_error "faults: the disk fills while writing the temporary output" 1 StorageError "File too large"
+  [ "$(stats '.requests.PutObject // 0')" = 0 ] && [ "$(stats '.requests.InitiateMultipartUpload // 0')" = 0 ] \
+    && [ -z "$(ls -A "$work/tmp")" ] && ok "faults: after a full disk nothing was uploaded and no temporary file is left" \
+    || not_ok "full disk" "$(stats .requests) $(ls -A "$work/tmp")"
+  no_object "full disk"
 
   reset; faults '[{"op":"UploadPart","kind":"status","status":500,"count":-1}]'
   remote fpart "$ex_aac" --oss-part-size 100K --oss-retries 1
