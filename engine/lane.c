@@ -51,6 +51,9 @@ struct imm_lane {
     pthread_cond_t changed;
     item queue[QUEUE];
     int head, count;
+    /* Who sleeps on `changed`: a thread is woken only when it can go on, and the feeder only
+     * once the queue is half empty, so the two trade the core in bursts, not frame by frame. */
+    int feeder_waits, lane_waits;
     int stop;     /* the task's thread gave up: discard what is queued */
     int finished; /* the lane ended (after ITEM_FINISH, a failure or a stop) */
     int full;     /* no sink wants more of the timeline (atomic: read by the feeding thread) */
@@ -141,8 +144,11 @@ static void *run(void *opaque)
     imm_lane *l = opaque;
     for (;;) {
         pthread_mutex_lock(&l->lock);
-        while (!l->count && !l->stop)
+        while (!l->count && !l->stop) {
+            l->lane_waits = 1;
             pthread_cond_wait(&l->changed, &l->lock);
+        }
+        l->lane_waits = 0;
         if (l->stop) {
             pthread_mutex_unlock(&l->lock);
             break;
@@ -150,7 +156,10 @@ static void *run(void *opaque)
         item it = l->queue[l->head];
         l->head = (l->head + 1) % QUEUE;
         l->count--;
-        pthread_cond_broadcast(&l->changed);
+        if (l->feeder_waits && l->count <= QUEUE / 2) {
+            l->feeder_waits = 0;
+            pthread_cond_broadcast(&l->changed);
+        }
         pthread_mutex_unlock(&l->lock);
         imm_err e = handle(l, &it);
         av_frame_free(&it.frame);
@@ -212,8 +221,10 @@ imm_err imm_lane_start(imm_sink *const *sinks, imm_convert *const *converts,
 static imm_err put(imm_lane *l, item it, imm_error *err)
 {
     pthread_mutex_lock(&l->lock);
-    while (l->count == QUEUE && !l->finished)
+    while (l->count == QUEUE && !l->finished) {
+        l->feeder_waits = 1;
         pthread_cond_wait(&l->changed, &l->lock);
+    }
     if (l->finished) {
         imm_err e = l->result ? l->result : IMM_EINTERNAL;
         if (l->result)
@@ -226,7 +237,8 @@ static imm_err put(imm_lane *l, item it, imm_error *err)
     }
     l->queue[(l->head + l->count) % QUEUE] = it;
     l->count++;
-    pthread_cond_broadcast(&l->changed);
+    if (l->lane_waits)
+        pthread_cond_broadcast(&l->changed);
     pthread_mutex_unlock(&l->lock);
     return IMM_OK;
 }
