@@ -1,5 +1,5 @@
 /*
- * lane.c - targets' converters and encoders on a thread of their own, fed the decoded frames
+ * lane.c - one target's converter and encoder on a thread of its own, fed the decoded frames
  * through a bounded queue.
  *
  * The task's thread decodes each source once and hands every lane a reference to each frame (no
@@ -8,11 +8,6 @@
  * exactly what the task's thread did before, in the same order, so its output is the same byte for
  * byte. The queue is short: memory stays bounded, and a slow encoder holds the decoder back rather
  * than letting frames pile up.
- *
- * A lane may carry several sinks (the same chunk of several targets, chunk.c: there the cores are
- * already busy with the other chunks). Sinks that take the same format then share one converter:
- * it writes into a staging FIFO whose samples are copied to each sink, all but the last few, which
- * the converter may still trim or extend when its source ends.
  */
 #include "media.h"
 
@@ -21,7 +16,6 @@
 #include <time.h>
 
 #define QUEUE 32
-#define TAIL 64 /* samples a shared converter's staging FIFO keeps until the source ends */
 
 typedef enum item_kind { ITEM_FRAME, ITEM_END_SOURCE, ITEM_FINISH } item_kind;
 
@@ -31,20 +25,9 @@ typedef struct item {
     int offset, count;
 } item;
 
-/* One converter and the sinks that take its output. */
-typedef struct group {
-    imm_convert *convert;
-    imm_sink *sinks[IMM_MAX_TARGETS];
-    int nsinks;
-    AVAudioFifo *staging; /* with several sinks: the converter's output, before the copies */
-    uint8_t **scratch;
-    int scratch_samples;
-    const imm_target_plan *plan;
-} group;
-
 struct imm_lane {
-    group groups[IMM_MAX_TARGETS];
-    int ngroups;
+    imm_sink *sink;
+    imm_convert *convert;
     pthread_t thread;
     int started;
     pthread_mutex_t lock;
@@ -56,87 +39,33 @@ struct imm_lane {
     int feeder_waits, lane_waits;
     int stop;     /* the task's thread gave up: discard what is queued */
     int finished; /* the lane ended (after ITEM_FINISH, a failure or a stop) */
-    int full;     /* no sink wants more of the timeline (atomic: read by the feeding thread) */
+    int full;     /* the sink wants no more of the timeline (atomic: read by the feeding thread) */
     imm_err result;
     imm_error error;
 };
 
-static int group_full(const group *g)
-{
-    for (int i = 0; i < g->nsinks; i++)
-        if (!imm_sink_full(g->sinks[i]))
-            return 0;
-    return 1;
-}
-
-/* Copies all but `keep` of the staging FIFO's samples to every sink that still wants them. */
-static imm_err distribute(group *g, int keep, imm_error *err)
-{
-    int n = av_audio_fifo_size(g->staging) - keep;
-    if (n <= 0)
-        return IMM_OK;
-    if (n > g->scratch_samples) {
-        if (g->scratch)
-            av_freep(&g->scratch[0]);
-        av_freep(&g->scratch);
-        if (av_samples_alloc_array_and_samples(&g->scratch, NULL, g->plan->layout.nb_channels, n,
-                                               g->plan->sample_fmt, 0) < 0)
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-        g->scratch_samples = n;
-    }
-    av_audio_fifo_read(g->staging, (void **)g->scratch, n);
-    for (int i = 0; i < g->nsinks; i++)
-        if (!imm_sink_full(g->sinks[i]) &&
-            av_audio_fifo_write(imm_sink_fifo(g->sinks[i]), (void **)g->scratch, n) < n)
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    return IMM_OK;
-}
-
-static imm_err drain_all(group *g, imm_error *err)
-{
-    imm_err e = IMM_OK;
-    for (int i = 0; i < g->nsinks && !e; i++)
-        if (!imm_sink_full(g->sinks[i]))
-            e = imm_sink_drain(g->sinks[i], err);
-    return e;
-}
-
-static imm_err handle_group(group *g, item *it, imm_error *err)
-{
-    imm_err e = IMM_OK;
-    AVAudioFifo *fifo = g->staging ? g->staging : imm_sink_fifo(g->sinks[0]);
-    if (it->kind == ITEM_FINISH) {
-        for (int i = 0; i < g->nsinks && !e; i++)
-            e = imm_sink_finish(g->sinks[i], err);
-        return e;
-    }
-    if (group_full(g))
-        return IMM_OK; /* chunks past their windows: nothing more to convert */
-    if (it->kind == ITEM_FRAME)
-        e = imm_convert_push(g->convert, it->frame, it->offset, it->count, fifo, err);
-    else
-        e = imm_convert_finish(g->convert, fifo, err);
-    if (!e && g->staging)
-        e = distribute(g, it->kind == ITEM_FRAME ? TAIL : 0, err);
-    if (!e)
-        e = drain_all(g, err);
-    return e;
-}
-
 static imm_err handle(imm_lane *l, item *it)
 {
     imm_err e = IMM_OK;
-    for (int i = 0; i < l->ngroups && !e; i++)
-        e = handle_group(&l->groups[i], it, &l->error);
+    AVAudioFifo *fifo = imm_sink_fifo(l->sink);
+    if (it->kind != ITEM_FINISH && imm_sink_full(l->sink))
+        return IMM_OK; /* a chunk past its window: nothing more to convert */
+    switch (it->kind) {
+    case ITEM_FRAME:
+        e = imm_convert_push(l->convert, it->frame, it->offset, it->count, fifo, &l->error);
+        if (!e)
+            e = imm_sink_drain(l->sink, &l->error);
+        break;
+    case ITEM_END_SOURCE:
+        e = imm_convert_finish(l->convert, fifo, &l->error);
+        if (!e)
+            e = imm_sink_drain(l->sink, &l->error);
+        break;
+    case ITEM_FINISH:
+        e = imm_sink_finish(l->sink, &l->error);
+        break;
+    }
     return e;
-}
-
-static int lane_full(const imm_lane *l)
-{
-    for (int i = 0; i < l->ngroups; i++)
-        if (!group_full(&l->groups[i]))
-            return 0;
-    return 1;
 }
 
 static void *run(void *opaque)
@@ -163,7 +92,7 @@ static void *run(void *opaque)
         pthread_mutex_unlock(&l->lock);
         imm_err e = handle(l, &it);
         av_frame_free(&it.frame);
-        if (lane_full(l))
+        if (imm_sink_full(l->sink))
             __atomic_store_n(&l->full, 1, __ATOMIC_RELEASE);
         if (e || it.kind == ITEM_FINISH) {
             pthread_mutex_lock(&l->lock);
@@ -181,33 +110,15 @@ static void *run(void *opaque)
     return NULL;
 }
 
-imm_err imm_lane_start(imm_sink *const *sinks, imm_convert *const *converts,
-                       const imm_target_plan *const *plans, int n, imm_lane **out,
-                       imm_error *err)
+imm_err imm_lane_start(imm_sink *sink, imm_convert *convert, imm_lane **out, imm_error *err)
 {
     imm_lane *l = calloc(1, sizeof(*l));
     if (!l)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    l->sink = sink;
+    l->convert = convert;
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->changed, NULL);
-    for (int i = 0; i < n; i++) {
-        int k = 0;
-        while (k < l->ngroups && l->groups[k].convert != converts[i])
-            k++;
-        group *g = &l->groups[k];
-        if (k == l->ngroups) {
-            l->ngroups++;
-            g->convert = converts[i];
-            g->plan = plans[i];
-        }
-        g->sinks[g->nsinks++] = sinks[i];
-        if (g->nsinks == 2 && !(g->staging = av_audio_fifo_alloc(g->plan->sample_fmt,
-                                                                  g->plan->layout.nb_channels,
-                                                                  4096))) {
-            imm_lane_free(l);
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-        }
-    }
     if (pthread_create(&l->thread, NULL, run, l)) {
         imm_lane_free(l);
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start an encoding thread.");
@@ -352,13 +263,6 @@ void imm_lane_free(imm_lane *l)
     for (; l->count > 0; l->count--) {
         av_frame_free(&l->queue[l->head].frame);
         l->head = (l->head + 1) % QUEUE;
-    }
-    for (int i = 0; i < l->ngroups; i++) {
-        group *g = &l->groups[i];
-        av_audio_fifo_free(g->staging);
-        if (g->scratch)
-            av_freep(&g->scratch[0]);
-        av_freep(&g->scratch);
     }
     pthread_cond_destroy(&l->changed);
     pthread_mutex_destroy(&l->lock);

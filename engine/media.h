@@ -198,12 +198,8 @@ void imm_sink_free(imm_sink *sink);
 /* ---- lane.c ---- */
 typedef struct imm_lane imm_lane;
 
-/* A thread that converts and encodes for n sinks, sink i through converter i (of plans[i]'s
- * format); sinks given the same converter share its output. Sinks and converters stay the
- * caller's. */
-imm_err imm_lane_start(imm_sink *const *sinks, imm_convert *const *converts,
-                       const imm_target_plan *const *plans, int n, imm_lane **out,
-                       imm_error *err);
+/* A thread that converts and encodes for one target (its sink and converter stay the caller's). */
+imm_err imm_lane_start(imm_sink *sink, imm_convert *convert, imm_lane **out, imm_error *err);
 /* Queues samples [offset, offset + count) of frame (by reference), waiting while the queue is
  * full; fails with the lane's own error once it has failed. */
 imm_err imm_lane_push(imm_lane *l, const AVFrame *frame, int offset, int count, imm_error *err);

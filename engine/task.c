@@ -60,8 +60,8 @@ struct imm_task {
 typedef struct run {
     imm_task *task;
     const imm_run_options *opt;
-    /* Each target's chunks (one unless chunk.c splits it): a sink each, and a converter each
-     * unless one is shared (NULL here then). Chunk 0's sink muxes, the others spool. */
+    /* Each target's chunks (one unless chunk.c splits it): a sink and a converter each. Chunk
+     * 0's sink muxes, the others spool. */
     int chunks[IMM_MAX_TARGETS];
     imm_sink *sinks[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
     imm_convert *converts[IMM_MAX_TARGETS][IMM_MAX_CHUNKS];
@@ -186,41 +186,21 @@ static imm_err open_target(run *r, int t, imm_error *err)
     return IMM_OK;
 }
 
-static int same_format(const imm_target_plan *p, const imm_target_plan *q)
+/* A lane for chunk c of target t, fed by `feeder`. */
+static imm_err add_lane(run *r, int t, int c, int feeder, imm_error *err)
 {
-    return p->sample_rate == q->sample_rate && p->sample_fmt == q->sample_fmt &&
-           !av_channel_layout_compare(&p->layout, &q->layout);
-}
-
-/* A lane for chunk c of the targets listed, fed by `feeder`; targets of one format share a
- * converter. */
-static imm_err add_lane(run *r, const int *targets, int n, int c, int feeder, imm_error *err)
-{
-    imm_sink *sinks[IMM_MAX_TARGETS];
-    imm_convert *converts[IMM_MAX_TARGETS];
-    const imm_target_plan *plans[IMM_MAX_TARGETS];
-    for (int i = 0; i < n; i++) {
-        int t = targets[i], k = 0;
-        plans[i] = &r->task->targets[t].plan;
-        sinks[i] = r->sinks[t][c];
-        while (k < i && !same_format(plans[k], plans[i]))
-            k++;
-        if (k < i) {
-            converts[i] = converts[k];
-        } else if (!(converts[i] = r->converts[t][c] = imm_convert_new(plans[i]))) {
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-        }
-    }
+    if (!(r->converts[t][c] = imm_convert_new(&r->task->targets[t].plan)))
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     r->feeder[r->nlanes] = feeder;
-    return imm_lane_start(sinks, converts, plans, n, &r->lanes[r->nlanes++], err);
+    return imm_lane_start(r->sinks[t][c], r->converts[t][c], &r->lanes[r->nlanes++], err);
 }
 
-/* A target in one piece has a lane of its own, so several targets encode side by side. The
- * split targets (with the same number of chunks) share a lane per chunk: the chunks already keep
- * every core busy, and one conversion then serves them all. The last chunks are fed by this
- * thread, chunk i before them by chunker i; a target in one piece goes with the first chunks when
- * there are chunkers, so that the last chunks are not held back by an encoder still at the start.
- */
+/* Every chunk of every target has a lane of its own, so the encoders spread over the cores and,
+ * when one side of a seam finishes early, the other side's encoders still keep every core busy.
+ * (Sharing one lane per chunk between targets saved a conversion but left a core idle at the end,
+ * for a worse wall time.) The last chunks are fed by this thread, chunk i before them by chunker
+ * i; a target in one piece goes with the first chunks when there are chunkers, so that the last
+ * chunks are not held back by an encoder still at the start. */
 static imm_err open_lanes(run *r, imm_error *err)
 {
     int ntargets = r->task->req->ntargets, most = 1;
@@ -228,17 +208,12 @@ static imm_err open_lanes(run *r, imm_error *err)
     for (int t = 0; t < ntargets; t++)
         most = r->chunks[t] > most ? r->chunks[t] : most;
     for (int t = 0; t < ntargets; t++)
-        if (r->chunks[t] == 1 && (e = add_lane(r, &t, 1, 0, most > 1 ? 0 : -1, err)))
+        if (r->chunks[t] == 1 && (e = add_lane(r, t, 0, most > 1 ? 0 : -1, err)))
             return e;
-    for (int n = 2; n <= most; n++) {
-        int group[IMM_MAX_TARGETS], ngroup = 0;
-        for (int t = 0; t < ntargets; t++)
-            if (r->chunks[t] == n)
-                group[ngroup++] = t;
-        for (int c = 0; c < n && ngroup; c++)
-            if ((e = add_lane(r, group, ngroup, c, c == n - 1 ? -1 : c, err)))
+    for (int t = 0; t < ntargets; t++)
+        for (int c = 0, n = r->chunks[t]; c < n && n > 1; c++)
+            if ((e = add_lane(r, t, c, c == n - 1 ? -1 : c, err)))
                 return e;
-    }
     for (int i = 0; i + 1 < most; i++) {
         imm_lane *lanes[IMM_MAX_TARGETS * IMM_MAX_CHUNKS];
         int n = 0;
