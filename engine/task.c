@@ -175,13 +175,12 @@ static imm_err open_target(run *r, int t, imm_error *err)
         return e;
     int frame = imm_sink_frame_size(r->sinks[t][0]);
     double length = r->total_seconds / plan->speed * plan->sample_rate;
-    for (int c = 0; c < n; c++) {
+    if (n == 1)
         r->planned += length;
-        if (n > 1) {
-            imm_chunk_window w = imm_chunk_window_of(plan, r->total_seconds, frame, c, n);
-            imm_sink_set_window(r->sinks[t][c], &w);
-            r->planned -= length - (double)((w.limit < length ? w.limit : length) - w.first);
-        }
+    for (int c = 0; c < n && n > 1; c++) {
+        imm_chunk_window w = imm_chunk_window_of(plan, r->total_seconds, frame, c, n);
+        imm_sink_set_window(r->sinks[t][c], &w);
+        r->planned += (w.limit < length ? (double)w.limit : length) - (double)w.first;
     }
     return IMM_OK;
 }
