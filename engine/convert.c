@@ -9,6 +9,14 @@
  * tail to exactly round(in * out_rate / in_rate), which is what makes the merged length predictable.
  * When the formats already match, samples are copied without a resampler, so a lossless chain is
  * bit-exact.
+ *
+ * A later chunk's encoder needs nothing before its pre-roll, yet its converter sees the timeline
+ * from the start. Input whose output it does not need is only counted, not resampled: resampling
+ * is most of what a chunk costs besides encoding. Conversion then starts on a boundary where the
+ * input and output sample grids meet (a multiple of in_rate / gcd(in_rate, out_rate) input
+ * samples), so the resampler's phase, and every sample it produces once its filter has filled,
+ * is exactly what converting from the start would give; the input since the last boundary is kept
+ * in `carry` and fed first.
  */
 #include "media.h"
 
@@ -16,6 +24,9 @@
 #include <libswresample/swresample.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Rates whose grid points are further apart (44101 Hz) are converted from the start. */
+#define MAX_GRID 4096
 
 struct imm_convert {
     const imm_target_plan *plan;
@@ -26,6 +37,9 @@ struct imm_convert {
     enum AVSampleFormat in_fmt;
     int64_t in_samples;      /* since the input format was set up */
     int64_t out_samples;
+    int skipping;            /* nothing of this input was converted yet: it may still be skipped */
+    int grid;                /* input samples between grid points, 0: too many to skip */
+    AVAudioFifo *carry;      /* skipped input since the last grid point */
     uint8_t **buf;           /* scratch for resampled samples */
     int buf_samples;
 };
@@ -61,10 +75,20 @@ static imm_err setup(imm_convert *cv, const AVFrame *f, imm_error *err)
     cv->in_fmt = f->format;
     cv->in_samples = cv->out_samples = 0;
     cv->active = 1;
+    cv->skipping = 1;
     swr_free(&cv->swr);
+    av_audio_fifo_free(cv->carry);
+    cv->carry = NULL;
     if (cv->in_rate == p->sample_rate && cv->in_fmt == p->sample_fmt &&
-        !av_channel_layout_compare(&cv->in_layout, &p->layout))
+        !av_channel_layout_compare(&cv->in_layout, &p->layout)) {
+        cv->grid = 1;
         return IMM_OK;
+    }
+    int g = (int)av_gcd(cv->in_rate, p->sample_rate);
+    cv->grid = cv->in_rate / g <= MAX_GRID ? cv->in_rate / g : 0;
+    if (cv->grid > 1 && !(cv->carry = av_audio_fifo_alloc(cv->in_fmt, cv->in_layout.nb_channels,
+                                                           cv->grid)))
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     /* FFmpeg 5.1 declares the output layout non-const; it is only read. */
     int ret = swr_alloc_set_opts2(&cv->swr, (AVChannelLayout *)&p->layout, p->sample_fmt, p->sample_rate,
                                   &cv->in_layout, cv->in_fmt, cv->in_rate, 0, NULL);
@@ -121,10 +145,70 @@ static void data_at(const AVFrame *f, int offset, const uint8_t **out)
         out[i] = f->extended_data[i] + (size_t)offset * (size_t)bps;
 }
 
+/* Takes `count` samples at planes without converting them when all of their output lies within
+ * the next `unneeded` samples (*took = 1); *skipped gets the output samples that passes over. */
+static imm_err skip(imm_convert *cv, const uint8_t **planes, int count, int64_t unneeded,
+                    int *took, int64_t *skipped, imm_error *err)
+{
+    const imm_target_plan *p = cv->plan;
+    int64_t end = cv->in_samples + count;
+    *took = 0;
+    if (!cv->skipping || !cv->grid ||
+        av_rescale_rnd(end, p->sample_rate, cv->in_rate, AV_ROUND_UP) - cv->out_samples > unneeded)
+        return IMM_OK;
+    int64_t point = end - end % cv->grid;
+    if (cv->carry) {
+        int from = 0; /* without a grid point in these samples, the carry goes on growing */
+        if (point > cv->in_samples) {
+            av_audio_fifo_reset(cv->carry);
+            from = (int)(point - cv->in_samples);
+        }
+        const uint8_t *stack[AV_NUM_DATA_POINTERS], **at = stack;
+        int planar = av_sample_fmt_is_planar(cv->in_fmt);
+        int n = planar ? cv->in_layout.nb_channels : 1;
+        int bps = av_get_bytes_per_sample(cv->in_fmt) * (planar ? 1 : cv->in_layout.nb_channels);
+        if (n > AV_NUM_DATA_POINTERS && !(at = malloc(sizeof(*at) * (size_t)n)))
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        for (int i = 0; i < n; i++)
+            at[i] = planes[i] + (size_t)from * (size_t)bps;
+        int wrote = av_audio_fifo_write(cv->carry, (void **)at, count - from);
+        if (at != stack)
+            free(at);
+        if (wrote < count - from)
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    int64_t out = av_rescale(point, p->sample_rate, cv->in_rate); /* exact at a grid point */
+    *skipped = out - cv->out_samples;
+    cv->out_samples = out;
+    cv->in_samples = end;
+    *took = 1;
+    return IMM_OK;
+}
+
+/* Ends skipping: the carried input since the last grid point is converted first. */
+static imm_err feed_carry(imm_convert *cv, AVAudioFifo *fifo, imm_error *err)
+{
+    int n = cv->carry ? av_audio_fifo_size(cv->carry) : 0;
+    cv->skipping = 0;
+    if (!n)
+        return IMM_OK;
+    uint8_t **tmp = NULL;
+    if (av_samples_alloc_array_and_samples(&tmp, NULL, cv->in_layout.nb_channels, n, cv->in_fmt,
+                                           0) < 0)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    av_audio_fifo_read(cv->carry, (void **)tmp, n);
+    imm_err e = resample(cv, (const uint8_t **)tmp, n, fifo, err);
+    av_freep(&tmp[0]);
+    av_freep(&tmp);
+    return e;
+}
+
 imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int count,
-                         AVAudioFifo *fifo, imm_error *err)
+                         int64_t unneeded, int64_t *skipped, AVAudioFifo *fifo, imm_error *err)
 {
     imm_err e;
+    int took = 0;
+    *skipped = 0;
     if (!same_input(cv, frame)) {
         if (cv->active && (e = imm_convert_finish(cv, fifo, err)))
             return e;
@@ -136,12 +220,17 @@ imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int 
     if (nplanes > AV_NUM_DATA_POINTERS && !(planes = malloc(sizeof(*planes) * (size_t)nplanes)))
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     data_at(frame, offset, planes);
-    cv->in_samples += count;
-    if (cv->swr) {
-        e = resample(cv, planes, count, fifo, err);
-    } else {
-        cv->out_samples += count;
-        e = fifo_write(fifo, (uint8_t *const *)planes, count, err);
+    e = skip(cv, planes, count, unneeded, &took, skipped, err);
+    if (!e && !took && cv->skipping)
+        e = feed_carry(cv, fifo, err);
+    if (!e && !took) {
+        cv->in_samples += count;
+        if (cv->swr) {
+            e = resample(cv, planes, count, fifo, err);
+        } else {
+            cv->out_samples += count;
+            e = fifo_write(fifo, (uint8_t *const *)planes, count, err);
+        }
     }
     if (planes != stack)
         free(planes);
@@ -204,6 +293,8 @@ imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err)
         e = extend_tail(cv, fifo, (int)-diff, err);
     cv->active = 0;
     swr_free(&cv->swr);
+    av_audio_fifo_free(cv->carry);
+    cv->carry = NULL;
     return e;
 }
 
@@ -212,6 +303,7 @@ void imm_convert_free(imm_convert *cv)
     if (!cv)
         return;
     swr_free(&cv->swr);
+    av_audio_fifo_free(cv->carry);
     if (cv->buf)
         av_freep(&cv->buf[0]);
     av_freep(&cv->buf);

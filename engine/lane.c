@@ -53,11 +53,15 @@ static imm_err handle(imm_lane *l, item *it)
     if (it->kind != ITEM_FINISH && imm_sink_full(l->sink))
         return IMM_OK; /* a chunk past its window: nothing more to convert */
     switch (it->kind) {
-    case ITEM_FRAME:
-        e = imm_convert_push(l->convert, it->frame, it->offset, it->count, fifo, &l->error);
+    case ITEM_FRAME: {
+        int64_t skipped;
+        e = imm_convert_push(l->convert, it->frame, it->offset, it->count,
+                             imm_sink_unneeded(l->sink), &skipped, fifo, &l->error);
+        imm_sink_pass(l->sink, skipped);
         if (!e)
             e = imm_sink_drain(l->sink, &l->error);
         break;
+    }
     case ITEM_END_SOURCE:
         e = imm_convert_finish(l->convert, fifo, &l->error);
         if (!e)

@@ -97,9 +97,12 @@ void imm_plan_clear(imm_target_plan *plan);
 typedef struct imm_convert imm_convert;
 
 imm_convert *imm_convert_new(const imm_target_plan *plan);
-/* Converts samples [offset, offset + count) of frame into fifo. */
+/* Converts samples [offset, offset + count) of frame into fifo. The next `unneeded` output
+ * samples are not wanted (imm_sink_unneeded): input whose output all falls among them may be
+ * counted instead of converted, and *skipped then says how many output samples were passed over
+ * (to be passed to imm_sink_pass); what is converted after that is exact all the same. */
 imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int count,
-                         AVAudioFifo *fifo, imm_error *err);
+                         int64_t unneeded, int64_t *skipped, AVAudioFifo *fifo, imm_error *err);
 /* Ends a source: flushes the resampler and makes this source's contribution exactly
  * round(input samples * out rate / in rate) long. */
 imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err);
@@ -180,6 +183,11 @@ void imm_sink_set_window(imm_sink *sink, const imm_chunk_window *w);
 int imm_sink_full(const imm_sink *sink);
 /* Samples encoded so far; may be called from any thread. */
 int64_t imm_sink_encoded(const imm_sink *sink);
+/* How many samples from the next one the sink would drop anyway, less the resampler's warm-up: a
+ * later chunk before its pre-roll. */
+int64_t imm_sink_unneeded(const imm_sink *sink);
+/* Moves the sink n samples on without input (they were among the unneeded ones). */
+void imm_sink_pass(imm_sink *sink, int64_t n);
 AVAudioFifo *imm_sink_fifo(imm_sink *sink);
 /* Encodes what the FIFO holds in whole encoder frames. */
 imm_err imm_sink_drain(imm_sink *sink, imm_error *err);

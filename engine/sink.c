@@ -229,6 +229,21 @@ int64_t imm_sink_encoded(const imm_sink *s)
     return __atomic_load_n(&s->encoded, __ATOMIC_RELAXED);
 }
 
+int64_t imm_sink_unneeded(const imm_sink *s)
+{
+    /* A quarter second more than the resampler's filter needs to fill, so what the encoder
+     * takes from win.first on is exactly what converting from the start would give. */
+    int64_t warmup = s->plan->sample_rate / 4;
+    if (s->tempo || av_audio_fifo_size(s->fifo))
+        return 0; /* a tempo change depends on all that came before */
+    return FFMAX(0, s->win.first - warmup - s->pos);
+}
+
+void imm_sink_pass(imm_sink *s, int64_t n)
+{
+    s->pos += n;
+}
+
 AVAudioFifo *imm_sink_fifo(imm_sink *sink)
 {
     return sink->input;
