@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench: immerge against the ffmpeg CLI doing the same merge, on the same machine, in the
-# same run, alternating, BENCH_REPS times (default 3); prints the median wall time, CPU time
+# same run, alternating, BENCH_REPS times (default 5); prints the median wall time, CPU time
 # (user + system) and peak RSS of each, and the ratios immerge/ffmpeg.
 #
 # Workload (deterministic, generated once into build/bench/): three 10-minute sources, an MP3
@@ -13,7 +13,7 @@
 set -uo pipefail
 bin=$(realpath "${1:?usage: bench.sh path/to/immerge}")
 top=$(cd "$(dirname "$0")/../.." && pwd)
-reps=${BENCH_REPS:-3}
+reps=${BENCH_REPS:-5}
 dir="$top/build/bench"
 root="$dir/root"; a="$root/bench/audio"; out="$root/bench/out"
 mkdir -p "$a" "$out"
