@@ -12,6 +12,7 @@
 #include "notify.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <libavutil/log.h>
 #include <stdio.h>
@@ -26,6 +27,8 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_INVALID = 2 };
 
 static const char usage[] =
     "usage: immerge run [options] REQUEST.json   (- reads the request from stdin)\n"
+    "       immerge plan [options] REQUEST.json\n"
+    "       immerge compare [options] A B   (URIs or paths of two audio files)\n"
     "       immerge get-task [--state DIR] [--project P] TASK_ID\n"
     "       immerge list-tasks [--state DIR] [--project P] [--status S] [--tag KEY=VALUE]\n"
     "                          [--max N] [--next-token T]\n"
@@ -33,6 +36,12 @@ static const char usage[] =
     "                     [--access-key-id ID --access-key-secret SECRET] [run's options]\n"
     "\n"
     "run: runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
+    "plan: validates the request and probes its sources as run would, then prints what run\n"
+    "would do without encoding: each source's format, stream and clip in samples, each\n"
+    "target's parameters and where they came from, its URI and predicted length.\n"
+    "compare: decodes A and B and prints their lengths, per-channel RMS and peak, integrated\n"
+    "loudness (EBU R128), B's offset (cross-correlation) and SNR against A once aligned; exits\n"
+    "0 when they match within the tolerances below, 1 when not.\n"
     "get-task, list-tasks: print recorded tasks as the service's GetTask and ListTasks do.\n"
     "serve: answers the service's OpenAPI (CreateMediaConvertTask, GetTask, ListTasks) over\n"
     "HTTP; with keys, only calls signed by them (ACS3-HMAC-SHA256 or RPC signatures); without,\n"
@@ -48,7 +57,13 @@ static const char usage[] =
     "  --notify-url URL      also POST every task's message to URL as JSON\n"
     "  --notify-file PATH    also append every task's message to PATH as one JSON line\n"
     "  --account-id ID, --region R   the message subject's (default: from the MNS endpoint)\n"
-    "  --progress            show progress on stderr even when it is not a terminal\n"
+    "\n"
+    "progress and logs (stderr):\n"
+    "  --progress [line]     a progress line (percent, input merged, speed as a multiple of\n"
+    "                        real time, ETA) even when stderr is not a terminal, where it is\n"
+    "                        shown by default\n"
+    "  --progress json       instead, one JSON object per line: Progress (percent),\n"
+    "                        InputSeconds, DoneSeconds, ElapsedSeconds, Speed, EtaSeconds\n"
     "  --quiet               no progress and no log lines on stderr\n"
     "  --verbose             also show FFmpeg's own warnings and the storage used\n"
     "\n"
@@ -76,6 +91,14 @@ static const char usage[] =
     "                        MP3 target is encoded in chunks, one per core, then joined)\n"
     "  --chunks N            encode every AAC and MP3 target in N chunks (1-8), however short\n"
     "\n"
+    "compare's tolerances and search:\n"
+    "  --max-length-diff N   B may be N samples (at A's rate) longer or shorter (default 0)\n"
+    "  --max-offset N        B may be offset by N samples (default 0)\n"
+    "  --min-snr DB          B's SNR against A, aligned, at least DB (default 20)\n"
+    "  --max-loudness-diff LU  integrated loudness within LU (default 1)\n"
+    "  --search S, --window S  look for the offset within +-S seconds (default 1) by\n"
+    "                        correlating the first S seconds (default 5)\n"
+    "\n"
     "limits (0: none):\n"
     "  --max-duration S      the sources may last S seconds in all (default 86400, a day);\n"
     "                        more fails with LimitExceededError, before any work when the\n"
@@ -94,20 +117,25 @@ static void on_signal(int sig)
     cancel_requested = 1;
 }
 
-typedef enum command { CMD_RUN, CMD_GET_TASK, CMD_LIST_TASKS, CMD_SERVE } command;
+typedef enum command {
+    CMD_RUN, CMD_PLAN, CMD_COMPARE, CMD_GET_TASK, CMD_LIST_TASKS, CMD_SERVE
+} command;
+typedef enum progress_style { PROGRESS_AUTO, PROGRESS_LINE, PROGRESS_JSON } progress_style;
 
 typedef struct cli {
     command cmd;
     imm_oss_options storage;
     const char *state;
-    const char *arg; /* run: the request; get-task: the TaskId */
+    const char *arg; /* run: the request; get-task: the TaskId; compare: A */
+    const char *arg2; /* compare: B */
+    imm_compare_options compare;
     const char *project;
     imm_list_query list;
     imm_notify_config notify;
     const char *listen;
     const char *access_key_id, *access_key_secret;
     int workers, queue;
-    int progress;
+    progress_style progress; /* PROGRESS_AUTO: a line when stderr is a terminal */
     int quiet;
     int verbose;
     int chunks; /* 0: automatic */
@@ -160,12 +188,48 @@ static char *read_all(const char *path, size_t *len, imm_error *err)
     return buf;
 }
 
-static void show_progress(void *opaque, double fraction)
+/* H:MM:SS, or M:SS under an hour. */
+static const char *clock_time(double seconds, char buf[32])
+{
+    long s = seconds > 0 && seconds < 1e8 ? (long)(seconds + 0.5) : 0;
+    if (s >= 3600)
+        snprintf(buf, 32, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+    else
+        snprintf(buf, 32, "%ld:%02ld", s / 60, s % 60);
+    return buf;
+}
+
+/* On a terminal the line is redrawn in place; elsewhere each update is a line of its own. */
+static void show_progress_line(void *opaque, const imm_progress *p)
+{
+    int tty = *(const int *)opaque, done = p->fraction >= 1.0;
+    double merged = p->fraction * p->input_seconds;
+    char a[32], b[32], line[160];
+    int n = snprintf(line, sizeof(line), "immerge: %3d%%", (int)(p->fraction * 100.0));
+    if (p->input_seconds > 0 && p->elapsed > 0)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "  %s of %s  %.1fx real time",
+                      clock_time(merged, a), clock_time(p->input_seconds, b),
+                      merged / p->elapsed);
+    if (done)
+        snprintf(line + n, sizeof(line) - (size_t)n, "  in %s", clock_time(p->elapsed, a));
+    else if (p->fraction >= 0.01)
+        snprintf(line + n, sizeof(line) - (size_t)n, "  ETA %s",
+                 clock_time(p->elapsed * (1.0 - p->fraction) / p->fraction, a));
+    fprintf(stderr, tty ? "\r%s\033[K%s" : "%s\n%s", line, tty && done ? "\n" : "");
+    fflush(stderr);
+}
+
+static void show_progress_json(void *opaque, const imm_progress *p)
 {
     (void)opaque;
-    fprintf(stderr, "\rimmerge: merging %3d%%", (int)(fraction * 100.0 + 0.5));
-    if (fraction >= 1.0)
-        fputc('\n', stderr);
+    double merged = p->fraction * p->input_seconds;
+    fprintf(stderr, "{\"Progress\":%.1f,\"InputSeconds\":%.3f,\"DoneSeconds\":%.3f,"
+            "\"ElapsedSeconds\":%.3f", p->fraction * 100.0, p->input_seconds, merged, p->elapsed);
+    if (p->elapsed > 0 && p->input_seconds > 0)
+        fprintf(stderr, ",\"Speed\":%.3f", merged / p->elapsed);
+    if (p->fraction >= 0.01)
+        fprintf(stderr, ",\"EtaSeconds\":%.1f", p->elapsed * (1.0 - p->fraction) / p->fraction);
+    fputs("}\n", stderr);
     fflush(stderr);
 }
 
@@ -215,14 +279,15 @@ static int parse_args(int argc, char **argv, cli *c)
     enum { OPT_STATE = 200, OPT_PROJECT, OPT_STATUS, OPT_TAG, OPT_MAX, OPT_NEXT, OPT_MNS,
            OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION, OPT_LISTEN, OPT_WORKERS,
            OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING, OPT_MAX_DURATION,
-           OPT_TIMEOUT };
+           OPT_TIMEOUT, OPT_SEARCH, OPT_WINDOW, OPT_MIN_SNR, OPT_MAX_LOUDNESS_DIFF,
+           OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
         {"oss-addressing", required_argument, NULL, 4}, {"oss-config", required_argument, NULL, 5},
         {"oss-retries", required_argument, NULL, 6},   {"oss-retry-time", required_argument, NULL, 7},
         {"oss-timeout", required_argument, NULL, 8},   {"oss-part-size", required_argument, NULL, 9},
-        {"temp-dir", required_argument, NULL, 10},     {"progress", no_argument, NULL, 'p'},
+        {"temp-dir", required_argument, NULL, 10},     {"progress", optional_argument, NULL, 'p'},
         {"quiet", no_argument, NULL, 'q'},             {"verbose", no_argument, NULL, 'v'},
         {"state", required_argument, NULL, OPT_STATE}, {"project", required_argument, NULL, OPT_PROJECT},
         {"status", required_argument, NULL, OPT_STATUS}, {"tag", required_argument, NULL, OPT_TAG},
@@ -241,6 +306,12 @@ static int parse_args(int argc, char **argv, cli *c)
         {"no-chunking", no_argument, NULL, OPT_NO_CHUNKING},
         {"max-duration", required_argument, NULL, OPT_MAX_DURATION},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"search", required_argument, NULL, OPT_SEARCH},
+        {"window", required_argument, NULL, OPT_WINDOW},
+        {"min-snr", required_argument, NULL, OPT_MIN_SNR},
+        {"max-loudness-diff", required_argument, NULL, OPT_MAX_LOUDNESS_DIFF},
+        {"max-length-diff", required_argument, NULL, OPT_MAX_LENGTH_DIFF},
+        {"max-offset", required_argument, NULL, OPT_MAX_OFFSET},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
     static char tag[512];
@@ -253,6 +324,10 @@ static int parse_args(int argc, char **argv, cli *c)
         return -1;
     if (!strcmp(argv[1], "run"))
         c->cmd = CMD_RUN;
+    else if (!strcmp(argv[1], "plan"))
+        c->cmd = CMD_PLAN;
+    else if (!strcmp(argv[1], "compare"))
+        c->cmd = CMD_COMPARE;
     else if (!strcmp(argv[1], "get-task"))
         c->cmd = CMD_GET_TASK;
     else if (!strcmp(argv[1], "list-tasks"))
@@ -268,7 +343,17 @@ static int parse_args(int argc, char **argv, cli *c)
             continue;
         }
         switch (ch) {
-        case 'p': c->progress = 1; break;
+        case 'p': {
+            /* `--progress json` as well as `--progress=json` */
+            const char *style = optarg;
+            if (!style && optind < argc - 1 &&
+                (!strcmp(argv[optind], "json") || !strcmp(argv[optind], "line")))
+                style = argv[optind++];
+            if (style && strcmp(style, "json") && strcmp(style, "line"))
+                return -1;
+            c->progress = style && !strcmp(style, "json") ? PROGRESS_JSON : PROGRESS_LINE;
+            break;
+        }
         case 'q': c->quiet = 1; break;
         case 'v': c->verbose = 1; break;
         case OPT_STATE: c->state = optarg; break;
@@ -303,12 +388,35 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_SK: c->access_key_secret = optarg; break;
         case OPT_NO_CHUNKING: c->chunks = 1; break;
         case OPT_MAX_DURATION:
-        case OPT_TIMEOUT: {
+        case OPT_TIMEOUT:
+        case OPT_SEARCH:
+        case OPT_WINDOW:
+        case OPT_MAX_LOUDNESS_DIFF: {
             char *end;
             double v = strtod(optarg, &end);
             if (end == optarg || *end || !(v >= 0) || v > 1e9)
                 return -1;
-            *(ch == OPT_TIMEOUT ? &c->timeout_seconds : &c->max_seconds) = v;
+            *(ch == OPT_TIMEOUT ? &c->timeout_seconds
+              : ch == OPT_MAX_DURATION ? &c->max_seconds
+              : ch == OPT_SEARCH ? &c->compare.search_seconds
+              : ch == OPT_WINDOW ? &c->compare.window_seconds
+                                 : &c->compare.max_loudness_diff) = v;
+            break;
+        }
+        case OPT_MIN_SNR: {
+            char *end;
+            c->compare.min_snr = strtod(optarg, &end);
+            if (end == optarg || *end || !isfinite(c->compare.min_snr))
+                return -1;
+            break;
+        }
+        case OPT_MAX_LENGTH_DIFF:
+        case OPT_MAX_OFFSET: {
+            char *end;
+            long long v = strtoll(optarg, &end, 10);
+            if (end == optarg || *end || v < 0)
+                return -1;
+            *(ch == OPT_MAX_OFFSET ? &c->compare.max_offset : &c->compare.max_length_diff) = v;
             break;
         }
         case OPT_WORKERS:
@@ -329,6 +437,13 @@ static int parse_args(int argc, char **argv, cli *c)
         return optind == argc ? 0 : -1;
     if (c->cmd == CMD_SERVE)
         return optind == argc && c->listen && !c->access_key_id == !c->access_key_secret ? 0 : -1;
+    if (c->cmd == CMD_COMPARE) {
+        if (optind != argc - 2)
+            return -1;
+        c->arg = argv[optind];
+        c->arg2 = argv[optind + 1];
+        return 0;
+    }
     if (optind != argc - 1)
         return -1;
     c->arg = argv[optind];
@@ -347,29 +462,81 @@ static imm_notify_config notify_config(const cli *c)
     return cfg;
 }
 
+/* The request (parsed and validated) and the storage it names, for run and plan. */
+static imm_err load(const cli *c, imm_request **req, imm_storage **st, imm_error *err)
+{
+    size_t len = 0;
+    char describe[256];
+    char *json = read_all(c->arg, &len, err);
+    if (!json)
+        return err->code;
+    imm_err e = imm_request_parse(json, len, req, err);
+    free(json);
+    if (!e && (e = imm_oss_open(&c->storage, st, describe, err))) {
+        imm_request_free(*req);
+        *req = NULL;
+    }
+    if (!e && c->verbose)
+        fprintf(stderr, "immerge: %s\n", describe);
+    return e;
+}
+
+/* plan: what run would do, without encoding. A request error exits 2, as run's; one that only
+ * the sources reveal (missing, not audio) exits 1, the code run's failed task would have. */
+static int plan(const cli *c)
+{
+    imm_error err = {0};
+    imm_request *req = NULL;
+    imm_storage *st = NULL;
+    char *json = NULL;
+    if (load(c, &req, &st, &err))
+        return fail_request(&err, NULL);
+    imm_run_options opt = run_options(c, st);
+    imm_err e = imm_task_plan(req, &opt, &json, &err);
+    imm_storage_free(st);
+    imm_request_free(req);
+    if (e && imm_err_is_request_error(e))
+        return fail_request(&err, NULL);
+    if (e) {
+        print_json(imm_error_to_json(&err, NULL));
+        fprintf(stderr, "immerge: %s: %s\n", imm_err_code(err.code), err.message);
+        return EXIT_FAILED;
+    }
+    print_json(json);
+    return EXIT_OK;
+}
+
+/* compare: exit 0 when the files match within the tolerances, 1 when not, 2 when either cannot
+ * be read. */
+static int compare(const cli *c)
+{
+    imm_error err = {0};
+    imm_storage *st = NULL;
+    char describe[256], *json = NULL;
+    int match = 0;
+    if (imm_oss_open(&c->storage, &st, describe, &err))
+        return fail_request(&err, NULL);
+    imm_compare_options opt = c->compare;
+    opt.storage = st;
+    imm_err e = imm_compare(c->arg, c->arg2, &opt, &json, &match, &err);
+    imm_storage_free(st);
+    if (e)
+        return fail_request(&err, NULL);
+    print_json(json);
+    return match ? EXIT_OK : EXIT_FAILED;
+}
+
 static int run(const cli *c)
 {
     imm_error err = {0};
     imm_request *req = NULL;
     imm_storage *st = NULL;
     imm_task *task = NULL;
-    size_t len = 0;
     int status;
 
-    char *json = read_all(c->arg, &len, &err);
-    if (!json)
-        return fail_request(&err, NULL);
-    imm_err e = imm_request_parse(json, len, &req, &err);
-    free(json);
+    imm_err e = load(c, &req, &st, &err);
     if (e)
         return fail_request(&err, NULL);
-    char describe[256];
-    if ((e = imm_oss_open(&c->storage, &st, describe, &err))) {
-        imm_request_free(req);
-        return fail_request(&err, NULL);
-    }
-    if (c->verbose)
-        fprintf(stderr, "immerge: %s\n", describe);
     imm_records *records = NULL;
     if ((e = open_records(c, &records, 0, &err))) {
         imm_storage_free(st);
@@ -380,9 +547,13 @@ static int run(const cli *c)
     if (records && imm_records_save(records, task, &err) && !c->quiet)
         fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err.message);
     imm_notify_config ncfg = notify_config(c);
-    int show = !c->quiet && (c->progress || isatty(STDERR_FILENO));
+    int tty = isatty(STDERR_FILENO);
+    int show = !c->quiet && (c->progress != PROGRESS_AUTO || tty);
     imm_job_env env = {.run = run_options(c, st), .records = records, .notify = &ncfg,
-                       .progress = show ? show_progress : NULL, .quiet = c->quiet};
+                       .progress = !show ? NULL
+                                   : c->progress == PROGRESS_JSON ? show_progress_json
+                                                                  : show_progress_line,
+                       .progress_opaque = &tty, .quiet = c->quiet};
     env.run.cancel = &cancel_requested;
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
@@ -395,7 +566,8 @@ static int run(const cli *c)
     } else {
         print_json(imm_task_to_json(task));
         if (e && !c->quiet)
-            fprintf(stderr, "%simmerge: task failed: %s: %s\n", show ? "\n" : "",
+            fprintf(stderr, "%simmerge: task failed: %s: %s\n",
+                    show && tty && c->progress != PROGRESS_JSON ? "\n" : "",
                     imm_err_code(e), err.message);
         status = e ? EXIT_FAILED : EXIT_OK;
     }
@@ -461,7 +633,9 @@ static int query(const cli *c)
 
 int main(int argc, char **argv)
 {
-    cli c = {.max_seconds = 86400, .timeout_seconds = 21600};
+    cli c = {.max_seconds = 86400, .timeout_seconds = 21600,
+             .compare = {.search_seconds = 1, .window_seconds = 5, .min_snr = 20,
+                         .max_loudness_diff = 1}};
     if (parse_args(argc, argv, &c)) {
         fputs(usage, stderr);
         imm_error err;
@@ -470,5 +644,11 @@ int main(int argc, char **argv)
         return EXIT_INVALID;
     }
     av_log_set_level(c.verbose ? AV_LOG_WARNING : c.quiet ? AV_LOG_QUIET : AV_LOG_ERROR);
-    return c.cmd == CMD_RUN ? run(&c) : c.cmd == CMD_SERVE ? serve(&c) : query(&c);
+    switch (c.cmd) {
+    case CMD_RUN: return run(&c);
+    case CMD_PLAN: return plan(&c);
+    case CMD_COMPARE: return compare(&c);
+    case CMD_SERVE: return serve(&c);
+    default: return query(&c);
+    }
 }

@@ -49,6 +49,7 @@ struct imm_chunker {
     imm_guard guard;
     pthread_t thread;
     int started;
+    int ended; /* atomic: the thread has returned (result is set) */
     imm_err result;
     imm_error error;
 };
@@ -220,7 +221,13 @@ static void *run(void *opaque)
     for (int i = 0; i < c->n && !e; i++)
         e = imm_lane_finish(c->lanes[i], &c->error);
     c->result = e;
+    __atomic_store_n(&c->ended, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+int imm_chunker_ended(const imm_chunker *c)
+{
+    return __atomic_load_n(&c->ended, __ATOMIC_ACQUIRE);
 }
 
 imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,

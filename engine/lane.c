@@ -123,8 +123,12 @@ imm_err imm_lane_start(imm_sink *sink, imm_convert *convert, imm_lane **out, imm
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     l->sink = sink;
     l->convert = convert;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* imm_lane_wait_for's deadline */
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->changed, NULL);
+    pthread_cond_init(&l->changed, &attr);
+    pthread_condattr_destroy(&attr);
     if (pthread_create(&l->thread, NULL, run, l)) {
         imm_lane_free(l);
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start an encoding thread.");
@@ -208,7 +212,8 @@ imm_err imm_guard_check(const imm_guard *g, imm_error *err)
 }
 
 imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const imm_guard *guard,
-                       imm_err (*on_samples)(void *opaque, int count, imm_error *err),
+                       imm_err (*on_read)(void *opaque, const AVFrame *frame, int offset,
+                                          int count, imm_error *err),
                        void *opaque, imm_error *err)
 {
     AVFrame *frame;
@@ -225,7 +230,7 @@ imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const imm
             if ((e = imm_lane_push(lanes[i], frame, offset, count, err)))
                 return e;
         }
-        if (on_samples && (e = on_samples(opaque, count, err)))
+        if (on_read && (e = on_read(opaque, frame, offset, count, err)))
             return e;
     }
     if (e)
@@ -246,6 +251,21 @@ imm_err imm_lane_wait(imm_lane *l, imm_error *err)
         *err = l->error;
     pthread_mutex_unlock(&l->lock);
     return e;
+}
+
+int imm_lane_wait_for(imm_lane *l, double seconds)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    long long ns = until.tv_nsec + (long long)(seconds * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000);
+    until.tv_nsec = (long)(ns % 1000000000);
+    pthread_mutex_lock(&l->lock);
+    while (!l->finished && pthread_cond_timedwait(&l->changed, &l->lock, &until) == 0)
+        ;
+    int finished = l->finished;
+    pthread_mutex_unlock(&l->lock);
+    return finished;
 }
 
 void imm_lane_stop(imm_lane *l)

@@ -11,6 +11,9 @@
  *   tempo.c       a target's Speed (atempo), exact in length
  *   segment.c     a segmented (HLS) target's files through storage
  *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
+ *   joins.c       how each join between two sources measures (the task's ImmergeReport)
+ *   preview.c     `immerge plan`'s answer, from the probes and plans alone
+ *   compare.c     `immerge compare`: two files' lengths, levels, loudness, offset and SNR
  *   task.c        runs them in order and reports like the service
  */
 #ifndef IMMERGE_MEDIA_H
@@ -51,7 +54,11 @@ typedef struct imm_source_info {
     int bits_per_raw_sample; /* 0 when unknown */
     int64_t bit_rate;        /* 0 when unknown */
     double duration;         /* seconds, an estimate from the container; 0 when unknown */
+    const char *duration_from; /* "timestamps", "stream header", "bitrate estimate"; NULL unknown */
+    const char *format;      /* the demuxer's name ("mp3", "mov,mp4,m4a,3gp,3g2,mj2") */
+    const char *codec;       /* the decoder's name */
     int stream_index;
+    int nstreams;            /* streams mixed into one (FilterAudio.Mixing), else 1 */
     const AVDictionary *metadata; /* container-level tags, valid while the source is open */
 } imm_source_info;
 
@@ -66,6 +73,18 @@ imm_err imm_source_read(imm_source *src, AVFrame **frame, int *offset, int *coun
                         imm_error *err);
 /* Samples delivered so far, at the source's decoded rate. */
 int64_t imm_source_samples(const imm_source *src);
+/* The samples StartTime drops. */
+int64_t imm_source_clip_start(const imm_source *src);
+/* For `immerge plan`: how many samples the source decodes to, before clipping, without decoding
+ * it: PCM and FLAC headers say exactly; other codecs' packets are read (not decoded) and their
+ * durations summed, less the encoder delay and padding the container signals. -1 when that
+ * cannot be known (a packet without duration, a mix of streams). *from says which way, *exact
+ * whether that way is exact for this container. Leaves the source unusable for reading. */
+imm_err imm_source_count(imm_source *src, int64_t *samples, const char **from, int *exact,
+                         imm_error *err);
+/* The encoder delay (start) and padding (end) the container has so far told the decoder to drop
+ * (AV_PKT_DATA_SKIP_SAMPLES), in samples. */
+void imm_source_trimmed(const imm_source *src, int64_t *start, int64_t *end);
 void imm_source_close(imm_source *src);
 
 /* ---- plan.c ---- */
@@ -87,6 +106,9 @@ typedef struct imm_target_plan {
     bool segment;         /* an HLS playlist (uri) and its segments, through segment.c */
     double segment_duration;
     int segment_start;
+    /* Where the sample rate, channel count and bitrate came from, for `immerge plan`: the
+     * request, the AlignmentIndex source, a *Option's outcome, Quality or a default. */
+    const char *rate_from, *channels_from, *bitrate_from;
 } imm_target_plan;
 
 imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_info *primary,
@@ -203,6 +225,42 @@ int64_t imm_sink_size(const imm_sink *sink);
 /* Frees the sink; an output not committed is discarded. */
 void imm_sink_free(imm_sink *sink);
 
+/* ---- joins.c ---- */
+#define IMM_JOIN_WINDOW 256 /* samples each side of a join that the measure looks at */
+
+typedef struct imm_join_meter {
+    float head[IMM_JOIN_WINDOW], tail[IMM_JOIN_WINDOW], prev[IMM_JOIN_WINDOW];
+    int nhead, ntail, nprev;
+    int sources; /* started so far */
+} imm_join_meter;
+
+/* Full scale is 1.0; the signal is the mean of the channels. */
+typedef struct imm_join_measure {
+    double jump; /* |first sample after - last sample before| */
+    double rms;  /* of IMM_JOIN_WINDOW samples each side */
+    double step; /* the root mean square step between neighbouring samples on either side */
+} imm_join_measure;
+
+/* A source begins: the last one's tail is what the next join is measured against. */
+void imm_join_meter_start(imm_join_meter *m);
+void imm_join_meter_add(imm_join_meter *m, const AVFrame *f, int offset, int count);
+/* The join before the current source, once it has begun: 0 when there is none to measure. */
+int imm_join_meter_measure(const imm_join_meter *m, imm_join_measure *out);
+
+/* ---- preview.c ---- */
+typedef struct imm_preview_source {
+    const imm_source_info *info; /* the probe's; NULL where DisableAudio */
+    int64_t samples;             /* what it decodes to before clipping; -1 unknown */
+    const char *samples_from;    /* how that was found */
+    int exact;                   /* counted, not estimated */
+} imm_preview_source;
+
+/* `immerge plan`'s JSON (free()): the probed sources, each target's plan and chunk count, and
+ * the predicted lengths. NULL when out of memory. */
+char *imm_preview_json(const imm_request *req, const imm_preview_source *sources,
+                       const imm_target_plan *const *plans, const int *chunks,
+                       double input_seconds);
+
 /* ---- lane.c ---- */
 typedef struct imm_lane imm_lane;
 
@@ -230,13 +288,16 @@ imm_guard imm_guard_new(const volatile int *cancel, double timeout_seconds);
 imm_err imm_guard_check(const imm_guard *g, imm_error *err);
 
 /* Reads src to its end into every lane, and ends the source in each; reading stops early once no
- * lane wants input. on_samples (may be NULL) hears of each run of samples read and may stop the
- * reading with an error. */
+ * lane wants input. on_read (may be NULL) hears of each run of samples read (frame's samples
+ * [offset, offset + count)) and may stop the reading with an error. */
 imm_err imm_lanes_feed(imm_lane *const *lanes, int n, imm_source *src, const imm_guard *guard,
-                       imm_err (*on_samples)(void *opaque, int count, imm_error *err),
+                       imm_err (*on_read)(void *opaque, const AVFrame *frame, int offset,
+                                          int count, imm_error *err),
                        void *opaque, imm_error *err);
 /* Waits until the lane has handled everything up to its finish, or failed. */
 imm_err imm_lane_wait(imm_lane *l, imm_error *err);
+/* Waits at most `seconds` for the lane to end; non-zero when it has (imm_lane_wait then says how). */
+int imm_lane_wait_for(imm_lane *l, double seconds);
 /* Tells the lane to stop: what is queued is dropped and pushing fails from now on. */
 void imm_lane_stop(imm_lane *l);
 /* Stops the lane and joins its thread. */
@@ -265,6 +326,8 @@ imm_err imm_chunk_splice(const imm_target_plan *plan, int frame_size, int delay,
  * before the last), stopping once none of them wants more, then finishes them. */
 imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,
                           const imm_guard *guard, imm_chunker **out, imm_error *err);
+/* Non-zero once the thread has ended, well or not (imm_chunker_join then does not wait). */
+int imm_chunker_ended(const imm_chunker *c);
 /* Waits for the thread; its error if it failed. */
 imm_err imm_chunker_join(imm_chunker *c, imm_error *err);
 /* Joins (if still running) and frees; stop the lanes first when giving up. */

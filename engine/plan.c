@@ -55,9 +55,13 @@ static imm_err plan_rate(const imm_target_req *t, int index, const imm_source_in
                           "is not set, and the primary source's %lld Hz is not a rate the %s "
                           "codec takes: set SampleRate.", (long long)src, p->codec->name);
         p->sample_rate = src;
+        p->rate_from = "AlignmentIndex source";
         return IMM_OK;
     }
     p->sample_rate = t->sample_rate;
+    p->rate_from = src < t->sample_rate && t->sample_rate_option == IMM_OPT_FIXED
+                       ? "request (SampleRateOption fixed: above the AlignmentIndex source's)"
+                       : "request";
     if (src < t->sample_rate && t->sample_rate_option == IMM_OPT_FALL)
         return refuse(err, index, "SampleRate",
                       "is above the primary source's %lld Hz and SampleRateOption is fall.",
@@ -71,6 +75,9 @@ static imm_err plan_rate(const imm_target_req *t, int index, const imm_source_in
             if (rates[i] <= src && imm_codec_takes_rate(p->codec, rates[i]))
                 best = rates[i];
         p->sample_rate = best ? best : t->sample_rate;
+        p->rate_from = best ? "SampleRateOption adaptive: the AlignmentIndex source's rate or the "
+                              "codec's next below it, as the request's is higher"
+                            : "request (SampleRateOption adaptive: no lower rate fits the codec)";
     }
     return IMM_OK;
 }
@@ -79,6 +86,7 @@ static imm_err plan_layout(const imm_target_req *t, int index, const imm_source_
                            imm_target_plan *p, imm_error *err)
 {
     int channels = t->channels ? t->channels : primary->channels;
+    p->channels_from = t->channels ? "request" : "AlignmentIndex source";
     if (channels > p->codec->max_channels)
         return refuse(err, index, "Channel",
                       "is not set, and the primary source's %lld channels are more than the %s "
@@ -126,17 +134,24 @@ static imm_err plan_bitrate(const imm_target_req *t, int index, const imm_source
         return IMM_OK;
     if (!t->bitrate) {
         p->bitrate = src > 0 ? src : DEFAULT_BITRATE;
-        if (p->bitrate > max)
+        p->bitrate_from = src > 0 ? "AlignmentIndex source" : "default (the source's is unknown)";
+        if (p->bitrate > max) {
             p->bitrate = max;
+            p->bitrate_from = "AlignmentIndex source, lowered to the codec's highest";
+        }
         return IMM_OK;
     }
     p->bitrate = t->bitrate;
+    p->bitrate_from = "request";
     if (src > 0 && src < t->bitrate && t->bitrate_option == IMM_OPT_FALL)
         return refuse(err, index, "Bitrate",
                       "is above the primary source's %lld bit/s and BitrateOption is fall.",
                       (long long)src);
-    if (src > 0 && src < t->bitrate && t->bitrate_option == IMM_OPT_ADAPTIVE)
+    if (src > 0 && src < t->bitrate && t->bitrate_option == IMM_OPT_ADAPTIVE) {
         p->bitrate = src;
+        p->bitrate_from = "BitrateOption adaptive: the AlignmentIndex source's, as the request's "
+                          "is higher";
+    }
     return IMM_OK;
 }
 
@@ -150,6 +165,7 @@ static void plan_quality(int q, imm_target_plan *p)
     const char *name = p->codec->name;
     int channels = p->layout.nb_channels;
     p->bitrate = 0;
+    p->bitrate_from = "Quality";
     if (!strcmp(name, "mp3")) {
         p->qscale = (100 - q) * 9 / 100.0; /* LAME -V: 0 is best */
         if (p->qscale <= 0)
@@ -209,10 +225,12 @@ imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_inf
                              index, p->codec->name, p->container->name);
     if (p->amrnb) {
         av_channel_layout_default(&p->layout, 1); /* the request check keeps Channel at 1 */
+        p->channels_from = "AMR-NB is mono";
         p->sample_fmt = AV_SAMPLE_FMT_S16;
-        if (t->quality >= 0)
+        if (t->quality >= 0) {
             p->bitrate = imm_amrnb_mode_rate(4750 + (12200 - 4750) * t->quality / 100);
-        else if ((e = plan_bitrate(t, index, primary, p, err)))
+            p->bitrate_from = "Quality";
+        } else if ((e = plan_bitrate(t, index, primary, p, err)))
             return e;
         else
             p->bitrate = imm_amrnb_mode_rate(p->bitrate);

@@ -17,9 +17,11 @@
 
 #include <libavfilter/buffersink.h>
 #include <libavfilter/buffersrc.h>
+#include <libavutil/intreadwrite.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MAX_MIX 16
 
@@ -48,6 +50,7 @@ struct imm_source {
     int64_t clip_start; /* samples */
     int64_t clip_end;   /* samples, exclusive; INT64_MAX = to the end */
     int64_t delivered;
+    int64_t trimmed_start, trimmed_end; /* what the container told the decoder to drop */
     int64_t decode_errors;
     int64_t frames;
     int done;
@@ -183,6 +186,14 @@ static void fill_info(imm_source *src, const AVStream *st)
         in->duration = (double)st->duration * av_q2d(st->time_base);
     else if (src->fmt->duration > 0)
         in->duration = (double)src->fmt->duration / AV_TIME_BASE;
+    static const char *const method[] = {[AVFMT_DURATION_FROM_PTS] = "timestamps",
+                                         [AVFMT_DURATION_FROM_STREAM] = "stream header",
+                                         [AVFMT_DURATION_FROM_BITRATE] = "bitrate estimate"};
+    unsigned m = (unsigned)src->fmt->duration_estimation_method;
+    in->duration_from = in->duration > 0 && m < 3 ? method[m] : NULL;
+    in->format = src->fmt->iformat->name;
+    in->codec = src->dec->codec->name;
+    in->nstreams = src->nstreams;
     in->metadata = src->fmt->metadata;
 }
 
@@ -241,6 +252,17 @@ int64_t imm_source_samples(const imm_source *src)
     return src->delivered;
 }
 
+int64_t imm_source_clip_start(const imm_source *src)
+{
+    return src->clip_start;
+}
+
+void imm_source_trimmed(const imm_source *src, int64_t *start, int64_t *end)
+{
+    *start = src->trimmed_start;
+    *end = src->trimmed_end;
+}
+
 /* The next packet of the input into src->pkt; *end is set instead at the end of the input (after
  * checking that no playlist segment was refused on the way). */
 static imm_err read_packet(imm_source *src, int *end, imm_error *err)
@@ -259,6 +281,12 @@ static imm_err read_packet(imm_source *src, int *end, imm_error *err)
  * ffmpeg CLI skips it. */
 static imm_err send_packet(imm_source *src, AVCodecContext *dec, imm_error *err)
 {
+    size_t size;
+    const uint8_t *skip = av_packet_get_side_data(src->pkt, AV_PKT_DATA_SKIP_SAMPLES, &size);
+    if (skip && size >= 8 && dec == src->dec) {
+        src->trimmed_start += AV_RL32(skip);
+        src->trimmed_end += AV_RL32(skip + 4);
+    }
     int ret = avcodec_send_packet(dec, src->pkt);
     av_packet_unref(src->pkt);
     if (ret < 0 && ret != AVERROR(EAGAIN)) {
@@ -430,6 +458,68 @@ imm_err imm_source_read(imm_source *src, AVFrame **frame, int *offset, int *coun
         *count = (int)(to - from);
         src->delivered += to - from;
         return IMM_OK;
+    }
+}
+
+/* Containers whose packet durations add up to what FFmpeg decodes, once the signalled delay and
+ * padding are taken off (measured: tests/e2e/report.sh). Elsewhere timestamps in milliseconds
+ * (Matroska, FLV), end padding FFmpeg does not trim (MP4) or a decoder's own delay (Opus, WMA)
+ * leave the sum off by up to a frame or two. */
+static int counts_exactly(const char *format)
+{
+    static const char *const exact[] = {"mp3", "aac", "ac3", "eac3", "mpegts", "avi", "mpeg",
+                                        "rm"};
+    for (size_t i = 0; i < sizeof(exact) / sizeof(*exact); i++)
+        if (!strcmp(format, exact[i]))
+            return 1;
+    return 0;
+}
+
+imm_err imm_source_count(imm_source *src, int64_t *samples, const char **from, int *exact,
+                         imm_error *err)
+{
+    AVStream *st = src->fmt->streams[src->info.stream_index];
+    enum AVCodecID id = st->codecpar->codec_id;
+    int lossless = id == AV_CODEC_ID_FLAC ||
+                   (id >= AV_CODEC_ID_FIRST_AUDIO && id < AV_CODEC_ID_ADPCM_IMA_QT); /* PCM */
+    int64_t total = 0, trim = 0;
+    *samples = -1;
+    *from = NULL;
+    *exact = 0;
+    /* PCM and FLAC headers count samples exactly; a mix's length is its longest stream's. */
+    if (src->nstreams > 1)
+        return IMM_OK;
+    if (lossless && st->duration > 0 && st->duration != AV_NOPTS_VALUE &&
+        src->fmt->duration_estimation_method != AVFMT_DURATION_FROM_BITRATE) {
+        *samples = av_rescale_q(st->duration, st->time_base, (AVRational){1, src->info.sample_rate});
+        *from = "stream header";
+        *exact = 1;
+        return IMM_OK;
+    }
+    for (;;) {
+        int end;
+        imm_err e = read_packet(src, &end, err);
+        if (e)
+            return e;
+        if (end) {
+            *samples = total - trim;
+            *exact = counts_exactly(src->fmt->iformat->name);
+            *from = *exact ? "packets" : "packets (an estimate in this container)";
+            return IMM_OK;
+        }
+        if (src->pkt->stream_index == src->info.stream_index) {
+            size_t size;
+            const uint8_t *skip = av_packet_get_side_data(src->pkt, AV_PKT_DATA_SKIP_SAMPLES, &size);
+            if (src->pkt->duration <= 0) {
+                av_packet_unref(src->pkt);
+                return IMM_OK; /* a packet of unknown length: no exact count */
+            }
+            total += av_rescale_q(src->pkt->duration, st->time_base,
+                                  (AVRational){1, src->info.sample_rate});
+            if (skip && size >= 8)
+                trim += AV_RL32(skip) + AV_RL32(skip + 4);
+        }
+        av_packet_unref(src->pkt);
     }
 }
 

@@ -38,6 +38,12 @@ typedef struct source_result {
     int channels;
     int64_t samples;
     double duration; /* estimate from the probe, for progress */
+    /* The join report's (ImmergeReport): */
+    int merged;                   /* read to its end */
+    int64_t clip_start;           /* samples StartTime dropped */
+    int64_t trimmed_start, trimmed_end; /* encoder delay and padding the container signalled */
+    int joined;                   /* join: the join before this source, measured */
+    imm_join_measure join;
 } source_result;
 
 struct imm_task {
@@ -80,7 +86,17 @@ typedef struct run {
     double read_seconds;   /* of input, read so far by this thread */
     double rate;           /* the sample rate of the source being read */
     double planned;        /* samples all the sinks will encode, estimated */
+    imm_join_meter meter;  /* the joins between the sources this thread reads */
+    double started;        /* CLOCK_MONOTONIC seconds */
+    double reported;       /* when progress was last reported */
 } run;
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 void imm_now_rfc3339(char buf[32])
 {
@@ -243,7 +259,8 @@ static imm_err check_length(const run *r, imm_error *err)
     return IMM_OK;
 }
 
-static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *err)
+/* Each target's parameters, and how many chunks it is encoded in. */
+static imm_err plan_targets(run *r, const imm_source_info *primary, imm_error *err)
 {
     imm_task *task = r->task;
     const imm_request *req = task->req;
@@ -255,33 +272,49 @@ static imm_err open_targets(run *r, const imm_source_info *primary, imm_error *e
             return e;
         r->chunks[i] = imm_chunk_count(&tr->plan, r->total_seconds, r->opt->chunks);
     }
+    return IMM_OK;
+}
+
+static imm_err open_targets(run *r, imm_error *err)
+{
+    const imm_request *req = r->task->req;
+    imm_err e;
     for (int i = 0; i < req->ntargets; i++)
         if ((e = open_target(r, i, err)))
             return e;
     return open_lanes(r, err);
 }
 
-/* Counts what this thread read against --max-duration, and reports progress: what the encoders
- * have done (with chunks, the input is read well ahead of them). */
-static imm_err on_samples(void *opaque, int count, imm_error *err)
+/* Progress is what the encoders have done (with chunks, the input is read well ahead of them),
+ * reported twice a second at most, and kept in the task's record as a percentage. */
+static void report(run *r)
 {
-    run *r = opaque;
-    double done = 0;
-    r->read_seconds += count / r->rate;
-    if (r->opt->max_seconds > 0 && r->read_seconds > r->opt->max_seconds)
-        return too_long(r, r->read_seconds, err);
-    if (r->planned <= 0)
-        return IMM_OK;
+    double done = 0, now = monotonic_seconds();
+    if (r->planned <= 0 || now - r->reported < 0.5)
+        return;
+    r->reported = now;
     for (int t = 0; t < r->task->ntargets; t++)
         for (int c = 0; c < r->chunks[t]; c++)
             done += (double)imm_sink_encoded(r->sinks[t][c]);
-    int pct = (int)(100.0 * done / r->planned);
-    pct = pct > 99 ? 99 : pct;
-    if (pct != r->task->progress) {
-        r->task->progress = pct;
-        if (r->opt->progress)
-            r->opt->progress(r->opt->progress_opaque, pct / 100.0);
-    }
+    imm_progress p = {.fraction = done < r->planned ? done / r->planned : 1.0,
+                      .input_seconds = r->total_seconds, .elapsed = now - r->started};
+    if (p.fraction > 0.999) /* 100% is for a task that has succeeded */
+        p.fraction = 0.999;
+    r->task->progress = (int)(p.fraction * 100.0);
+    if (r->opt->progress)
+        r->opt->progress(r->opt->progress_opaque, &p);
+}
+
+/* Counts what this thread read against --max-duration, meters the join before this source, and
+ * reports progress. */
+static imm_err on_read(void *opaque, const AVFrame *frame, int offset, int count, imm_error *err)
+{
+    run *r = opaque;
+    imm_join_meter_add(&r->meter, frame, offset, count);
+    r->read_seconds += count / r->rate;
+    if (r->opt->max_seconds > 0 && r->read_seconds > r->opt->max_seconds)
+        return too_long(r, r->read_seconds, err);
+    report(r);
     return IMM_OK;
 }
 
@@ -291,8 +324,15 @@ static imm_err merge_source(run *r, int index, imm_error *err)
     const imm_request *req = r->task->req;
     imm_source *src = r->sources[index];
     r->rate = imm_source_get_info(src)->sample_rate;
-    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_samples, r, err);
-    r->task->sources[index].samples = imm_source_samples(src);
+    imm_join_meter_start(&r->meter);
+    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_read, r, err);
+    source_result *res = &r->task->sources[index];
+    res->samples = imm_source_samples(src);
+    res->clip_start = imm_source_clip_start(src);
+    imm_source_trimmed(src, &res->trimmed_start, &res->trimmed_end);
+    res->merged = 1;
+    if (imm_join_meter_measure(&r->meter, &res->join))
+        res->joined = 1;
     /* A clip that selects nothing is a mistake in the request, not a reason to drop a source. */
     if (!e && imm_source_samples(src) == 0) {
         const imm_source_req *sr = &req->sources[index];
@@ -313,6 +353,26 @@ static imm_err merge_source(run *r, int index, imm_error *err)
     return e;
 }
 
+/* Waits for every lane to end while the encoders finish (with chunks, the first chunk's are
+ * still at work when this thread has read everything): progress goes on being reported, and a
+ * cancel or the deadline stops the task within a quarter second. A chunker that failed leaves
+ * its lanes waiting for input: its error ends the wait. */
+static imm_err await_lanes(run *r, imm_error *err)
+{
+    imm_err e;
+    for (int k = 0; k < r->nlanes;) {
+        if ((e = imm_guard_check(&r->guard, err)))
+            return e;
+        for (int i = 0; i < IMM_MAX_CHUNKS && r->chunkers[i]; i++)
+            if (imm_chunker_ended(r->chunkers[i]) && (e = imm_chunker_join(r->chunkers[i], err)))
+                return e;
+        if (imm_lane_wait_for(r->lanes[k], 0.25))
+            k++;
+        report(r);
+    }
+    return IMM_OK;
+}
+
 static imm_err finish_targets(run *r, imm_error *err)
 {
     imm_task *task = r->task;
@@ -322,6 +382,8 @@ static imm_err finish_targets(run *r, imm_error *err)
     for (int i = 0; i < r->nfed; i++)
         if ((e = imm_lane_finish(r->fed[i], err)))
             return e;
+    if ((e = await_lanes(r, err)))
+        return e;
     for (int i = 0; i < IMM_MAX_CHUNKS && r->chunkers[i]; i++)
         if ((e = imm_chunker_join(r->chunkers[i], err)))
             return e;
@@ -347,11 +409,69 @@ static imm_err finish_targets(run *r, imm_error *err)
     return IMM_OK;
 }
 
+/* Frees what the run holds, whatever happened. */
+static void release(run *r, imm_source_info *primary)
+{
+    /* Lanes stop before the chunkers that feed them are joined, and go before the sinks and
+     * converters they use. */
+    for (int k = 0; k < r->nlanes; k++)
+        imm_lane_stop(r->lanes[k]);
+    for (int i = 0; i < IMM_MAX_CHUNKS; i++)
+        imm_chunker_free(r->chunkers[i]);
+    for (int k = 0; k < r->nlanes; k++)
+        imm_lane_free(r->lanes[k]);
+    for (int t = 0; t < IMM_MAX_TARGETS; t++)
+        for (int c = 0; c < IMM_MAX_CHUNKS; c++) {
+            imm_sink_free(r->sinks[t][c]);
+            imm_convert_free(r->converts[t][c]);
+        }
+    for (int i = 0; i < IMM_MAX_SOURCES; i++)
+        imm_source_close(r->sources[i]);
+    av_dict_free(&r->metadata);
+    av_channel_layout_uninit(&primary->layout);
+}
+
+imm_err imm_task_plan(const imm_request *req, const imm_run_options *opt, char **json,
+                      imm_error *err)
+{
+    imm_task *task = imm_task_new(req);
+    if (!task)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    run r = {.task = task, .opt = opt};
+    imm_source_info primary = {0};
+    imm_err e;
+    *json = NULL;
+    if (!(e = probe_sources(&r, &primary, err)) && !(e = check_length(&r, err)) &&
+        !(e = plan_targets(&r, &primary, err))) {
+        const imm_target_plan *plans[IMM_MAX_TARGETS];
+        imm_preview_source ps[IMM_MAX_SOURCES] = {0};
+        for (int t = 0; t < req->ntargets; t++)
+            plans[t] = &task->targets[t].plan;
+        for (int i = 0; i < req->nsources && !e; i++) {
+            if (!r.sources[i])
+                continue;
+            ps[i].info = imm_source_get_info(r.sources[i]);
+            e = imm_source_count(r.sources[i], &ps[i].samples, &ps[i].samples_from, &ps[i].exact,
+                                 err);
+            if (!e && ps[i].samples < 0 && ps[i].info->duration > 0) {
+                ps[i].samples = llround(ps[i].info->duration * ps[i].info->sample_rate);
+                ps[i].samples_from = ps[i].info->duration_from;
+            }
+        }
+        if (!e && !(*json = imm_preview_json(req, ps, plans, r.chunks, r.total_seconds)))
+            e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    release(&r, &primary);
+    imm_task_free(task);
+    return e;
+}
+
 imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_options *opt,
                      imm_error *err)
 {
     run r = {.task = task, .opt = opt,
-             .guard = imm_guard_new(opt->cancel, opt->timeout_seconds)};
+             .guard = imm_guard_new(opt->cancel, opt->timeout_seconds),
+             .started = monotonic_seconds()};
     imm_source_info primary = {0};
     imm_err e;
     task->req = req;
@@ -360,30 +480,14 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
     }
     if (!(e = probe_sources(&r, &primary, err)) && !(e = check_length(&r, err)) &&
-        !(e = open_targets(&r, &primary, err))) {
+        !(e = plan_targets(&r, &primary, err)) && !(e = open_targets(&r, err))) {
         for (int i = 0; i < req->nsources && !e; i++)
             if (!req->sources[i].disable_audio)
                 e = merge_source(&r, i, err);
         if (!e)
             e = finish_targets(&r, err);
     }
-    /* Lanes stop before the chunkers that feed them are joined, and go before the sinks and
-     * converters they use. */
-    for (int k = 0; k < r.nlanes; k++)
-        imm_lane_stop(r.lanes[k]);
-    for (int i = 0; i < IMM_MAX_CHUNKS; i++)
-        imm_chunker_free(r.chunkers[i]);
-    for (int k = 0; k < r.nlanes; k++)
-        imm_lane_free(r.lanes[k]);
-    for (int t = 0; t < IMM_MAX_TARGETS; t++)
-        for (int c = 0; c < IMM_MAX_CHUNKS; c++) {
-            imm_sink_free(r.sinks[t][c]);
-            imm_convert_free(r.converts[t][c]);
-        }
-    for (int i = 0; i < IMM_MAX_SOURCES; i++)
-        imm_source_close(r.sources[i]);
-    av_dict_free(&r.metadata);
-    av_channel_layout_uninit(&primary.layout);
+    release(&r, &primary);
     imm_now_rfc3339(task->end);
     if (e) {
         task->status = e == IMM_ECANCELED ? "Cancelled" : "Failed";
@@ -391,8 +495,9 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
     } else {
         task->status = "Succeeded";
         task->progress = 100;
+        imm_progress p = {1.0, r.total_seconds, monotonic_seconds() - r.started};
         if (opt->progress)
-            opt->progress(opt->progress_opaque, 1.0);
+            opt->progress(opt->progress_opaque, &p);
     }
     return e;
 }
@@ -441,6 +546,58 @@ static void add_target_json(cJSON *arr, const imm_target_req *treq, const target
     cJSON_AddItemToArray(arr, o);
 }
 
+static double rounded(double x)
+{
+    return (double)llround(x * 1e6) / 1e6;
+}
+
+/* immerge's own, under a key the service never sends: what each source gave, and each join's
+ * position in every target's output with how it measures (joins.c). */
+static void add_report_json(cJSON *o, const imm_task *t)
+{
+    const imm_request *req = t->req;
+    cJSON *rep = cJSON_AddObjectToObject(o, "ImmergeReport");
+    cJSON *srcs = cJSON_AddArrayToObject(rep, "Sources");
+    cJSON *joins = cJSON_AddArrayToObject(rep, "Joins");
+    int64_t before[IMM_MAX_TARGETS] = {0}; /* each target's samples before source i */
+    for (int i = 0, prev = -1; i < req->nsources; i++) {
+        const source_result *s = &t->sources[i];
+        if (!s->merged)
+            continue;
+        cJSON *so = cJSON_CreateObject();
+        cJSON_AddNumberToObject(so, "Index", i);
+        cJSON_AddNumberToObject(so, "Samples", (double)s->samples);
+        cJSON_AddNumberToObject(so, "SampleRate", s->sample_rate);
+        cJSON_AddNumberToObject(so, "ClipStartSample", (double)s->clip_start);
+        cJSON_AddNumberToObject(so, "TrimmedStart", (double)s->trimmed_start);
+        cJSON_AddNumberToObject(so, "TrimmedEnd", (double)s->trimmed_end);
+        cJSON_AddItemToArray(srcs, so);
+        if (prev >= 0) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddNumberToObject(j, "After", prev);
+            cJSON_AddNumberToObject(j, "Before", i);
+            cJSON *at = cJSON_AddArrayToObject(j, "TargetSamples");
+            for (int k = 0; k < t->ntargets; k++)
+                cJSON_AddItemToArray(at, cJSON_CreateNumber(
+                    (double)llround((double)before[k] / t->targets[k].plan.speed)));
+            if (s->joined) {
+                const imm_join_measure *m = &s->join;
+                cJSON_AddNumberToObject(j, "Jump", rounded(m->jump));
+                cJSON_AddNumberToObject(j, "LocalRms", rounded(m->rms));
+                if (m->rms > 0)
+                    cJSON_AddNumberToObject(j, "JumpToRms", rounded(m->jump / m->rms));
+                if (m->step > 0)
+                    cJSON_AddNumberToObject(j, "JumpToStep", rounded(m->jump / m->step));
+            }
+            cJSON_AddItemToArray(joins, j);
+        }
+        for (int k = 0; k < t->ntargets; k++)
+            before[k] += av_rescale_rnd(s->samples, t->targets[k].plan.sample_rate,
+                                        s->sample_rate, AV_ROUND_NEAR_INF);
+        prev = i;
+    }
+}
+
 char *imm_task_to_json(const imm_task *t)
 {
     const imm_request *req = t->req;
@@ -476,6 +633,8 @@ char *imm_task_to_json(const imm_task *t)
     cJSON *targets = cJSON_AddArrayToObject(o, "Targets");
     for (int i = 0; i < req->ntargets; i++)
         add_target_json(targets, &req->targets[i], &t->targets[i], done);
+    if (done)
+        add_report_json(o, t);
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;

@@ -14,12 +14,12 @@ typedef struct job {
     struct timespec last_save;
 } job;
 
-static void on_progress(void *opaque, double fraction)
+static void on_progress(void *opaque, const imm_progress *p)
 {
     job *j = opaque;
     struct timespec now;
     if (j->env->progress)
-        j->env->progress(j->env->progress_opaque, fraction);
+        j->env->progress(j->env->progress_opaque, p);
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (j->env->records && now.tv_sec > j->last_save.tv_sec) {
         imm_error ignored;

@@ -14,8 +14,8 @@ typedef struct imm_job_env {
     imm_run_options run;
     imm_records *records;          /* may be NULL: not recorded */
     const imm_notify_config *notify;
-    /* Called with the fraction done after each progress step; may be NULL. */
-    void (*progress)(void *opaque, double fraction);
+    /* Hears the task's progress (see imm_run_options); may be NULL. */
+    void (*progress)(void *opaque, const imm_progress *p);
     void *progress_opaque;
     int quiet;                     /* no warnings on stderr */
 } imm_job_env;

@@ -121,10 +121,18 @@ int imm_request_wants_rocketmq(const imm_request *req);
 /* ---- Task -------------------------------------------------------------------------------------- */
 typedef struct imm_task imm_task;
 
+/* How far a running task is. */
+typedef struct imm_progress {
+    double fraction;      /* 0..1: the samples encoded, of all the targets will encode */
+    double input_seconds; /* the sources' length after clipping, as probed (0: unknown) */
+    double elapsed;       /* seconds since the task started */
+} imm_progress;
+
 typedef struct imm_run_options {
     imm_storage *storage;
-    /* Called now and then with the fraction of input processed (0..1); may be NULL. */
-    void (*progress)(void *opaque, double fraction);
+    /* Called at most twice a second while the task runs, and once when it has succeeded
+     * (fraction 1); may be NULL. */
+    void (*progress)(void *opaque, const imm_progress *p);
     void *progress_opaque;
     /* When not NULL and non-zero, the task stops soon, writes nothing and fails with
      * IMM_ECANCELED (status Cancelled). A signal handler may set it. */
@@ -152,6 +160,13 @@ void imm_task_set_not_started(imm_task *task, const char *why);
 /* Runs the merge synchronously. On failure the task's status becomes Failed with err's Code. */
 imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_options *opt,
                      imm_error *err);
+/* What imm_task_run would do, without decoding or writing anything: the request is validated and
+ * its sources probed as a run would (failing the same way), then *json (free()) describes each
+ * source as probed (format, stream, clip in samples), each target's parameters and where each
+ * came from (the request, the AlignmentIndex source, a *Option, a default), its resolved URI, its
+ * chunks and its predicted length in samples. */
+imm_err imm_task_plan(const imm_request *req, const imm_run_options *opt, char **json,
+                      imm_error *err);
 /* The task as the service reports it (GetTask shape plus per-target results); free with free(). */
 char *imm_task_to_json(const imm_task *task);
 const char *imm_task_request_id(const imm_task *task);
@@ -163,6 +178,26 @@ char *imm_task_message(const imm_task *task, const char *region, const char *acc
  * record then show it as "Notifications". */
 imm_err imm_task_set_notifications(imm_task *task, const char *json_array);
 void imm_task_free(imm_task *task);
+
+/* ---- Compare -----------------------------------------------------------------------------------
+ * Two audio files side by side (`immerge compare`), say ours and the service's for one request.
+ */
+typedef struct imm_compare_options {
+    imm_storage *storage;      /* where both URIs are read */
+    double search_seconds;     /* the offset of B is looked for within +-this ... */
+    double window_seconds;     /* ... by cross-correlating this much of the start */
+    /* Tolerances: the files match when every one holds. */
+    int64_t max_length_diff;   /* samples, at A's rate */
+    int64_t max_offset;        /* samples */
+    double min_snr;            /* dB, of B against A once aligned (at A's rate and layout) */
+    double max_loudness_diff;  /* LU, integrated (EBU R128) */
+} imm_compare_options;
+
+/* *json (free()) gets each file's format, length, per-channel RMS and peak and integrated
+ * loudness, then the length difference, the offset found, the SNR after alignment and the
+ * mismatches; *match is non-zero when there are none. An unreadable file is an error. */
+imm_err imm_compare(const char *a, const char *b, const imm_compare_options *opt, char **json,
+                    int *match, imm_error *err);
 
 /* ---- Task records ------------------------------------------------------------------------------
  * Every task's state, kept in DIR/tasks.db (SQLite) across runs and restarts, answered in the

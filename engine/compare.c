@@ -1,0 +1,547 @@
+/*
+ * compare.c - two audio files side by side (`immerge compare`): lengths, each channel's RMS and
+ * peak, integrated loudness (EBU R128, libavfilter's ebur128), the offset between them found by
+ * cross-correlation, and the SNR of B against A once aligned.
+ *
+ * Each file is decoded by source.c, like a merge's sources, and converted by convert.c twice:
+ * to float in its own rate and layout (its statistics and loudness), and to A's rate and layout
+ * (the comparison). Memory is bounded: the offset is searched over a fixed excerpt (the first
+ * window + 2 * search seconds), then both files are streamed again, aligned, a block at a time.
+ */
+#include "media.h"
+
+#include <cjson/cJSON.h>
+#include <libavfilter/avfilter.h>
+#include <libavfilter/buffersink.h>
+#include <libavfilter/buffersrc.h>
+#include <libavutil/tx.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK 4096
+#define MAX_CHANNELS 64
+
+enum { OWN, COMMON };
+
+/* One file being read: decoded, then converted into two FIFOs (OWN, COMMON). */
+typedef struct reader {
+    imm_source *src;
+    imm_target_plan plan[2];
+    imm_convert *cv[2];
+    AVAudioFifo *fifo[2];
+    int64_t drop[2]; /* samples still to be dropped from the head of each FIFO */
+    int ended;
+    /* its statistics (OWN) */
+    int64_t samples, common_samples;
+    double sum2[MAX_CHANNELS], peak[MAX_CHANNELS];
+    AVFilterGraph *graph;
+    AVFilterContext *in, *out;
+    double loudness; /* LUFS; -HUGE_VAL until measured */
+    int has_loudness;
+} reader;
+
+static void reader_close(reader *r)
+{
+    for (int k = 0; k < 2; k++) {
+        imm_convert_free(r->cv[k]);
+        av_audio_fifo_free(r->fifo[k]);
+        av_channel_layout_uninit(&r->plan[k].layout);
+    }
+    avfilter_graph_free(&r->graph);
+    imm_source_close(r->src);
+    memset(r, 0, sizeof(*r));
+}
+
+/* ebur128 with metadata: each frame out carries the integrated loudness so far. */
+static imm_err open_loudness(reader *r, imm_error *err)
+{
+    const imm_target_plan *p = &r->plan[OWN];
+    char args[256], layout[64];
+    AVFilterContext *meter = NULL;
+    av_channel_layout_describe(&p->layout, layout, sizeof(layout));
+    snprintf(args, sizeof(args), "sample_rate=%d:sample_fmt=fltp:channel_layout=%s:"
+             "time_base=1/%d", p->sample_rate, layout, p->sample_rate);
+    int ret = (r->graph = avfilter_graph_alloc()) ? 0 : AVERROR(ENOMEM);
+    if (ret >= 0)
+        ret = avfilter_graph_create_filter(&r->in, avfilter_get_by_name("abuffer"), "in", args,
+                                           NULL, r->graph);
+    if (ret >= 0)
+        ret = avfilter_graph_create_filter(&meter, avfilter_get_by_name("ebur128"), "r128",
+                                           "metadata=1", NULL, r->graph);
+    if (ret >= 0)
+        ret = avfilter_graph_create_filter(&r->out, avfilter_get_by_name("abuffersink"), "out",
+                                           NULL, NULL, r->graph);
+    if (ret >= 0)
+        ret = avfilter_link(r->in, 0, meter, 0);
+    if (ret >= 0)
+        ret = avfilter_link(meter, 0, r->out, 0);
+    if (ret >= 0)
+        ret = avfilter_graph_config(r->graph, NULL);
+    if (ret < 0)
+        return imm_error_set(err, IMM_EINTERNAL, "Cannot set up the loudness meter: %s",
+                             av_err2str(ret));
+    return IMM_OK;
+}
+
+/* Sends f (NULL: the end) through the meter and keeps the latest integrated loudness. */
+static imm_err measure_loudness(reader *r, AVFrame *f, imm_error *err)
+{
+    int ret = av_buffersrc_write_frame(r->in, f);
+    AVFrame *out = av_frame_alloc();
+    if (!out)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    while (ret >= 0 && (ret = av_buffersink_get_frame(r->out, out)) >= 0) {
+        const AVDictionaryEntry *i = av_dict_get(out->metadata, "lavfi.r128.I", NULL, 0);
+        if (i) {
+            r->loudness = strtod(i->value, NULL);
+            r->has_loudness = 1;
+        }
+        av_frame_unref(out);
+    }
+    av_frame_free(&out);
+    if (ret < 0 && ret != AVERROR(EAGAIN) && ret != AVERROR_EOF)
+        return imm_error_set(err, IMM_EINTERNAL, "Measuring loudness failed: %s",
+                             av_err2str(ret));
+    return IMM_OK;
+}
+
+/* Opens uri; COMMON is `common`'s rate and layout (NULL: its own, for A). */
+static imm_err reader_open(imm_storage *st, const char *uri, const imm_target_plan *common,
+                           reader *r, imm_error *err)
+{
+    imm_source_req req = {.uri = (char *)uri};
+    imm_stream_select sel = {0};
+    imm_err e = imm_source_open(st, &req, &sel, &r->src, err);
+    if (e)
+        return e;
+    const imm_source_info *in = imm_source_get_info(r->src);
+    if (in->channels > MAX_CHANNELS)
+        return imm_error_set(err, IMM_EMEDIA, "%s has %d channels; compare takes at most %d.",
+                             uri, in->channels, MAX_CHANNELS);
+    for (int k = 0; k < 2; k++) {
+        imm_target_plan *p = &r->plan[k];
+        const imm_target_plan *like = k == COMMON && common ? common : NULL;
+        p->sample_rate = like ? like->sample_rate : in->sample_rate;
+        p->sample_fmt = AV_SAMPLE_FMT_FLTP;
+        if (av_channel_layout_copy(&p->layout, like ? &like->layout : &in->layout) < 0 ||
+            !(r->cv[k] = imm_convert_new(p)) ||
+            !(r->fifo[k] = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, p->layout.nb_channels, BLOCK)))
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    r->loudness = -HUGE_VAL;
+    return IMM_OK;
+}
+
+/* Drops what is still to be dropped from FIFO k's head. */
+static void drop(reader *r, int k)
+{
+    int n = (int)FFMIN(r->drop[k], av_audio_fifo_size(r->fifo[k]));
+    av_audio_fifo_drain(r->fifo[k], n);
+    r->drop[k] -= n;
+}
+
+/* Decodes until FIFO k holds `want` samples (after its drop) or the file ends. */
+static imm_err fill(reader *r, int k, int want, imm_error *err)
+{
+    AVFrame *f;
+    int offset, count;
+    imm_err e;
+    drop(r, k);
+    while (!r->ended && av_audio_fifo_size(r->fifo[k]) < want) {
+        if ((e = imm_source_read(r->src, &f, &offset, &count, err)))
+            return e;
+        for (int j = 0; j < 2; j++) {
+            int64_t skipped;
+            if ((e = f ? imm_convert_push(r->cv[j], f, offset, count, 0, &skipped, r->fifo[j], err)
+                       : imm_convert_finish(r->cv[j], r->fifo[j], err)))
+                return e;
+            drop(r, j);
+        }
+        r->ended = !f;
+    }
+    return IMM_OK;
+}
+
+/* Up to n samples from FIFO k into a fresh frame (NULL when there are none). */
+static AVFrame *take(reader *r, int k, int n, imm_error *err)
+{
+    const imm_target_plan *p = &r->plan[k];
+    n = FFMIN(n, av_audio_fifo_size(r->fifo[k]));
+    if (n <= 0)
+        return NULL;
+    AVFrame *f = av_frame_alloc();
+    if (f) {
+        f->nb_samples = n;
+        f->format = AV_SAMPLE_FMT_FLTP;
+        f->sample_rate = p->sample_rate;
+        f->pts = k == OWN ? r->samples : AV_NOPTS_VALUE;
+    }
+    if (!f || av_channel_layout_copy(&f->ch_layout, &p->layout) < 0 ||
+        av_frame_get_buffer(f, 0) < 0) {
+        av_frame_free(&f);
+        imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        return NULL;
+    }
+    av_audio_fifo_read(r->fifo[k], (void **)f->extended_data, n);
+    return f;
+}
+
+/* The mean of f's channels into out[0..nb_samples). */
+static void mono(const AVFrame *f, float *out)
+{
+    int channels = f->ch_layout.nb_channels;
+    for (int i = 0; i < f->nb_samples; i++) {
+        float sum = 0;
+        for (int c = 0; c < channels; c++)
+            sum += ((const float *)f->extended_data[c])[i];
+        out[i] = sum / (float)channels;
+    }
+}
+
+/* The first n samples (mono, COMMON) of a file into x; *got how many there were. */
+static imm_err excerpt(imm_storage *st, const char *uri, const imm_target_plan *common, float *x,
+                       int n, int *got, imm_error *err)
+{
+    reader r = {0};
+    imm_err e = reader_open(st, uri, common, &r, err);
+    *got = 0;
+    while (!e && *got < n && !(e = fill(&r, COMMON, BLOCK, err))) {
+        AVFrame *f = take(&r, COMMON, n - *got, err);
+        if (!f) {
+            if (r.ended)
+                break;
+            continue;
+        }
+        mono(f, x + *got);
+        *got += f->nb_samples;
+        av_frame_free(&f);
+        av_audio_fifo_reset(r.fifo[OWN]); /* not needed here */
+    }
+    reader_close(&r);
+    return e;
+}
+
+/* FFmpeg 5.1's power-of-two FFTs stop at 2^17 points (larger ones fall back to an O(n^2)
+ * transform): longer excerpts are correlated at a reduced rate first. */
+#define MAX_FFT (1 << 17)
+
+/* Correlations this close to the highest count as equal: a periodic signal matches at every
+ * period, and the lag nearest to none is the one meant. */
+#define TIE 1e-4
+
+/* Normalised cross-correlation of a[0, window) against b[k, k + window) for k in [0, lags),
+ * via FFT; *best_k gets the k of the highest (of those tied, the nearest to `center`), *best its
+ * value (-2: no energy anywhere). */
+static imm_err correlate(const float *a, const float *b, int window, int lags, int center,
+                         int *best_k, double *best, imm_error *err)
+{
+    int span = window + lags - 1, n = 1;
+    while (n < span + window)
+        n <<= 1;
+    AVComplexFloat *fa = av_calloc((size_t)n, sizeof(*fa)), *fb = av_calloc((size_t)n, sizeof(*fb));
+    AVComplexFloat *t = av_calloc((size_t)n, sizeof(*t));
+    double *energy = av_calloc((size_t)span + 1, sizeof(*energy));
+    AVTXContext *fwd = NULL, *inv = NULL;
+    av_tx_fn fwd_fn, inv_fn;
+    float scale = 1.0f;
+    imm_err e = IMM_OK;
+    *best = -2;
+    *best_k = 0;
+    if (!fa || !fb || !t || !energy ||
+        av_tx_init(&fwd, &fwd_fn, AV_TX_FLOAT_FFT, 0, n, &scale, 0) < 0 ||
+        av_tx_init(&inv, &inv_fn, AV_TX_FLOAT_FFT, 1, n, &scale, 0) < 0) {
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        goto done;
+    }
+    double ea = 0;
+    for (int i = 0; i < window; i++) {
+        t[i].re = a[i];
+        ea += (double)a[i] * a[i];
+    }
+    fwd_fn(fwd, fa, t, sizeof(*t));
+    memset(t, 0, (size_t)n * sizeof(*t));
+    for (int i = 0; i < span; i++) {
+        t[i].re = b[i];
+        energy[i + 1] = energy[i] + (double)b[i] * b[i];
+    }
+    fwd_fn(fwd, fb, t, sizeof(*t));
+    for (int i = 0; i < n; i++) { /* B times the conjugate of A: correlation, not convolution */
+        AVComplexFloat x = fb[i], y = fa[i];
+        fb[i].re = x.re * y.re + x.im * y.im;
+        fb[i].im = x.im * y.re - x.re * y.im;
+    }
+    inv_fn(inv, t, fb, sizeof(*t));
+    for (int pass = 0; pass < 2; pass++) {
+        double top = *best;
+        for (int k = 0; k < lags; k++) {
+            double eb = energy[k + window] - energy[k];
+            if (ea <= 0 || eb <= 0)
+                continue;
+            double c = t[k].re / n / sqrt(ea * eb);
+            if (pass == 0 ? c > *best
+                          : c >= top - TIE && abs(k - center) < abs(*best_k - center)) {
+                *best = pass == 0 ? c : *best;
+                *best_k = k;
+            }
+        }
+    }
+done:
+    av_tx_uninit(&fwd);
+    av_tx_uninit(&inv);
+    av_free(fa);
+    av_free(fb);
+    av_free(t);
+    av_free(energy);
+    return e;
+}
+
+/* Normalised correlation of a[0, window) with b[k, k + window), directly. */
+static double correlation_at(const float *a, const float *b, int window, int k)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < window; i++) {
+        ab += (double)a[i] * b[k + i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[k + i] * b[k + i];
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : -2;
+}
+
+/* x[0, n) averaged over runs of d samples into out[0, n / d). */
+static void reduce(const float *x, int n, int d, float *out)
+{
+    for (int i = 0; i + d <= n; i += d) {
+        float sum = 0;
+        for (int j = 0; j < d; j++)
+            sum += x[i + j];
+        out[i / d] = sum / (float)d;
+    }
+}
+
+/* The lag L in [-search, search] at which B[i + L] best matches A[i]: A[search, search + window)
+ * against B[0, window + 2 search), at a rate reduced by d so that the FFT stays within MAX_FFT,
+ * then at the full rate within d of the peak found. */
+static imm_err find_offset(const float *a, int na, const float *b, int nb, int search, int window,
+                           int64_t *lag, double *corr, imm_error *err)
+{
+    search = FFMIN(search, FFMIN(na, nb) / 4);
+    window = FFMIN(window, FFMIN(na - search, nb - 2 * search));
+    *lag = 0;
+    *corr = NAN;
+    if (window < 64)
+        return IMM_OK; /* too short to tell */
+    int lags = 2 * search + 1, d = 1;
+    while ((2 * window + lags) / d > MAX_FFT / 2)
+        d++;
+    float *ra = malloc(sizeof(*ra) * (size_t)(window / d + 1));
+    float *rb = malloc(sizeof(*rb) * (size_t)((window + lags) / d + 1));
+    if (!ra || !rb) {
+        free(ra);
+        free(rb);
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    reduce(a + search, window, d, ra);
+    reduce(b, window + lags - 1, d, rb);
+    int k = 0;
+    double best;
+    imm_err e = correlate(ra, rb, window / d, (lags - 1) / d + 1, search / d, &k, &best, err);
+    free(ra);
+    free(rb);
+    if (e || best <= -2)
+        return e;
+    int from = FFMAX(0, k * d - d), to = FFMIN(lags - 1, k * d + d), at = -1;
+    double *c = malloc(sizeof(*c) * (size_t)(to - from + 1)), top = -2;
+    if (!c)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    for (int j = from; j <= to; j++)
+        top = FFMAX(top, c[j - from] = correlation_at(a + search, b, window, j));
+    for (int j = from; j <= to; j++)
+        if (c[j - from] >= top - TIE && (at < 0 || abs(j - search) < abs(at - search)))
+            at = j;
+    *lag = at - search;
+    *corr = c[at - from];
+    free(c);
+    return IMM_OK;
+}
+
+/* Counts f (OWN) into r's statistics and loudness. */
+static imm_err account(reader *r, AVFrame *f, imm_error *err)
+{
+    int channels = f->ch_layout.nb_channels;
+    for (int c = 0; c < channels; c++) {
+        const float *x = (const float *)f->extended_data[c];
+        for (int i = 0; i < f->nb_samples; i++) {
+            r->sum2[c] += (double)x[i] * x[i];
+            r->peak[c] = fmax(r->peak[c], fabs(x[i]));
+        }
+    }
+    r->samples += f->nb_samples;
+    return measure_loudness(r, f, err);
+}
+
+static double db(double x)
+{
+    return x > 0 ? 20 * log10(x) : -HUGE_VAL;
+}
+
+static void add_db(cJSON *o, const char *name, double v)
+{
+    if (isfinite(v))
+        cJSON_AddNumberToObject(o, name, (double)llround(v * 100) / 100);
+    else
+        cJSON_AddNullToObject(o, name);
+}
+
+static cJSON *file_json(const char *uri, const reader *r)
+{
+    const imm_source_info *in = imm_source_get_info(r->src);
+    const imm_target_plan *p = &r->plan[OWN];
+    cJSON *o = cJSON_CreateObject();
+    char layout[64];
+    cJSON_AddStringToObject(o, "URI", uri);
+    cJSON_AddStringToObject(o, "Format", in->format);
+    cJSON_AddStringToObject(o, "Codec", in->codec);
+    cJSON_AddNumberToObject(o, "SampleRate", p->sample_rate);
+    cJSON_AddNumberToObject(o, "Channel", p->layout.nb_channels);
+    av_channel_layout_describe(&p->layout, layout, sizeof(layout));
+    cJSON_AddStringToObject(o, "ChannelLayout", layout);
+    cJSON_AddNumberToObject(o, "Samples", (double)r->samples);
+    cJSON_AddNumberToObject(o, "Duration", (double)r->samples / p->sample_rate);
+    cJSON *chs = cJSON_AddArrayToObject(o, "Channels");
+    for (int c = 0; c < p->layout.nb_channels; c++) {
+        cJSON *ch = cJSON_CreateObject();
+        add_db(ch, "RmsDb", r->samples ? db(sqrt(r->sum2[c] / (double)r->samples)) : -HUGE_VAL);
+        add_db(ch, "PeakDb", db(r->peak[c]));
+        cJSON_AddItemToArray(chs, ch);
+    }
+    add_db(o, "IntegratedLoudness", r->has_loudness ? r->loudness : -HUGE_VAL);
+    return o;
+}
+
+imm_err imm_compare(const char *uri_a, const char *uri_b, const imm_compare_options *opt,
+                    char **json, int *match, imm_error *err)
+{
+    reader a = {0}, b = {0};
+    float *xa = NULL, *xb = NULL;
+    imm_err e;
+    double snr_signal = 0, snr_noise = 0, corr = NAN;
+    int64_t lag = 0;
+    *json = NULL;
+    *match = 0;
+    /* A's rate and layout are the comparison's; its probe says what they are. */
+    if ((e = reader_open(opt->storage, uri_a, NULL, &a, err)))
+        goto done;
+    int rate = a.plan[OWN].sample_rate;
+    int search = (int)(opt->search_seconds * rate), window = (int)(opt->window_seconds * rate);
+    int want = window + 2 * search, na = 0, nb = 0;
+    if (!(xa = malloc(sizeof(*xa) * (size_t)FFMAX(want, 1))) ||
+        !(xb = malloc(sizeof(*xb) * (size_t)FFMAX(want, 1)))) {
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        goto done;
+    }
+    if ((e = excerpt(opt->storage, uri_a, &a.plan[OWN], xa, want, &na, err)) ||
+        (e = excerpt(opt->storage, uri_b, &a.plan[OWN], xb, want, &nb, err)) ||
+        (e = find_offset(xa, na, xb, nb, search, window, &lag, &corr, err)))
+        goto done;
+    free(xa);
+    free(xb);
+    xa = xb = NULL;
+
+    /* Both again from the start, aligned: B[i + lag] against A[i]. */
+    if ((e = reader_open(opt->storage, uri_b, &a.plan[OWN], &b, err)) ||
+        (e = open_loudness(&a, err)) || (e = open_loudness(&b, err)))
+        goto done;
+    (lag > 0 ? &b : &a)->drop[COMMON] = lag > 0 ? lag : -lag;
+    int channels = a.plan[OWN].layout.nb_channels;
+    for (;;) {
+        for (reader *r = &a; r; r = r == &a ? &b : NULL) {
+            /* All of OWN is taken each time: at a higher rate than A's it fills faster. */
+            if ((e = fill(r, COMMON, BLOCK, err)) || (e = fill(r, OWN, 1, err)))
+                goto done;
+            AVFrame *f;
+            while (!e && (f = take(r, OWN, BLOCK, err))) {
+                e = account(r, f, err);
+                av_frame_free(&f);
+            }
+            if (e)
+                goto done;
+        }
+        int n = FFMIN(av_audio_fifo_size(a.fifo[COMMON]), av_audio_fifo_size(b.fifo[COMMON]));
+        AVFrame *fa = take(&a, COMMON, n, err), *fb = take(&b, COMMON, n, err);
+        for (int c = 0; fa && fb && c < channels; c++) {
+            const float *x = (const float *)fa->extended_data[c];
+            const float *y = (const float *)fb->extended_data[c];
+            for (int i = 0; i < n; i++) {
+                snr_signal += (double)x[i] * x[i];
+                snr_noise += (double)(x[i] - y[i]) * (x[i] - y[i]);
+            }
+        }
+        av_frame_free(&fa);
+        av_frame_free(&fb);
+        a.common_samples += n;
+        /* Once one file has ended, what the other has beyond it is only counted. */
+        if ((a.ended && !av_audio_fifo_size(a.fifo[COMMON])) ||
+            (b.ended && !av_audio_fifo_size(b.fifo[COMMON]))) {
+            av_audio_fifo_reset(a.fifo[COMMON]);
+            av_audio_fifo_reset(b.fifo[COMMON]);
+        }
+        if (a.ended && b.ended && !av_audio_fifo_size(a.fifo[OWN]) &&
+            !av_audio_fifo_size(b.fifo[OWN]))
+            break;
+    }
+    if ((e = measure_loudness(&a, NULL, err)) || (e = measure_loudness(&b, NULL, err)))
+        goto done;
+
+    cJSON *o = cJSON_CreateObject(), *why = NULL;
+    if (!o) {
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        goto done;
+    }
+    cJSON_AddItemToObject(o, "A", file_json(uri_a, &a));
+    cJSON_AddItemToObject(o, "B", file_json(uri_b, &b));
+    /* B's length at A's rate, less the offset: how much longer B's content runs. */
+    int64_t b_at_a = av_rescale_rnd(b.samples, rate, b.plan[OWN].sample_rate, AV_ROUND_NEAR_INF);
+    int64_t length_diff = b_at_a - a.samples;
+    double snr = snr_noise > 0 ? 10 * log10(snr_signal / snr_noise) : HUGE_VAL;
+    double loud_diff = a.has_loudness && b.has_loudness && isfinite(a.loudness) &&
+                       isfinite(b.loudness) ? b.loudness - a.loudness : NAN;
+    cJSON_AddNumberToObject(o, "LengthDifference", (double)length_diff);
+    cJSON_AddNumberToObject(o, "OffsetSamples", (double)lag);
+    if (isfinite(corr))
+        cJSON_AddNumberToObject(o, "Correlation", (double)llround(corr * 10000) / 10000);
+    cJSON_AddNumberToObject(o, "ComparedSamples", (double)a.common_samples);
+    add_db(o, "Snr", snr);
+    cJSON_AddBoolToObject(o, "Identical", snr_noise == 0 && length_diff == 0 && lag == 0);
+    add_db(o, "LoudnessDifference", loud_diff);
+    why = cJSON_AddArrayToObject(o, "Mismatches");
+    char line[200];
+#define MISMATCH(...) (snprintf(line, sizeof(line), __VA_ARGS__), \
+                       cJSON_AddItemToArray(why, cJSON_CreateString(line)))
+    if (llabs(length_diff) > opt->max_length_diff)
+        MISMATCH("length differs by %lld samples (at most %lld allowed)", (long long)length_diff,
+                 (long long)opt->max_length_diff);
+    if (llabs(lag) > opt->max_offset)
+        MISMATCH("B is offset by %lld samples (at most %lld allowed)", (long long)lag,
+                 (long long)opt->max_offset);
+    if (snr < opt->min_snr)
+        MISMATCH("SNR %.2f dB is below %.2f dB", snr, opt->min_snr);
+    if (isfinite(a.loudness) != isfinite(b.loudness) || fabs(loud_diff) > opt->max_loudness_diff)
+        MISMATCH("integrated loudness differs by %.2f LU (at most %.2f allowed)", loud_diff,
+                 opt->max_loudness_diff);
+    if (b.plan[OWN].layout.nb_channels != channels)
+        MISMATCH("A has %d channels, B %d", channels, b.plan[OWN].layout.nb_channels);
+#undef MISMATCH
+    *match = cJSON_GetArraySize(why) == 0;
+    cJSON_AddBoolToObject(o, "Match", *match);
+    *json = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!*json)
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+done:
+    free(xa);
+    free(xb);
+    reader_close(&a);
+    reader_close(&b);
+    return e;
+}
