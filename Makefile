@@ -2,6 +2,7 @@
 # (Debian packages, and the npm packages of the storage tests' servers), builds, and runs the unit
 # tests (also under ASan+UBSan), valgrind, the end-to-end suites under ASan+UBSan and normally
 # (merge, targets, service with a 200-task soak, seams, hostile input, plan/report/compare/progress,
+# ImmergeExtensions,
 # and storage against servers on 127.0.0.1), and a 60 s libFuzzer run of each fuzz target.
 
 PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3 libmicrohttpd
@@ -78,10 +79,12 @@ e2e: all
 	@tests/e2e/seams.sh $(BUILD)/immerge
 	@tests/e2e/hostile.sh $(BUILD)/immerge
 	@tests/e2e/report.sh $(BUILD)/immerge
+	@tests/e2e/extensions.sh $(BUILD)/immerge
 
 # valgrind: the unit tests, both examples, testdata/features.json (Speed, Mixing, Quality, HLS
 # segments, AMR in one task) and testdata/chunks.json (AAC and MP3 each encoded in two chunks on
-# threads of their own, then joined), `plan` of each, and `compare` of chunks.json's two outputs,
+# threads of their own, then joined), testdata/extensions.json (fades and loudness
+# normalisation), `plan` of each, and `compare` of chunks.json's two outputs,
 # failing on any memory error or leak. Its log is shown
 # only on failure: valgrind 3.19 warns about every openat2 call it cannot follow (we fall back).
 VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
@@ -90,7 +93,8 @@ VG_FAIL  = { grep -v -e '^--[0-9]*-- ' $(BUILD)/valgrind.log; exit 1; }
 valgrind: all $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do $(VALGRIND) $$t > /dev/null 2>&1 || $(VG_FAIL); done
 	@root=$$(mktemp -d) && testdata/gen-media.sh $$root --features && \
-	  for r in testdata/example-*.json testdata/features.json testdata/chunks.json; do \
+	  for r in testdata/example-*.json testdata/features.json testdata/chunks.json \
+	           testdata/extensions.json; do \
 	    $(VALGRIND) $(BUILD)/immerge run --quiet --chunks 2 --oss-root $$root $$r > /dev/null || \
 	      $(VG_FAIL); \
 	    $(VALGRIND) $(BUILD)/immerge plan --oss-root $$root $$r > /dev/null || $(VG_FAIL); \
@@ -98,8 +102,8 @@ valgrind: all $(UNIT_BIN)
 	  { $(VALGRIND) $(BUILD)/immerge compare --oss-root $$root oss://test-bucket/output/chunks.mp3 \
 	      oss://test-bucket/output/chunks.mp4 > /dev/null; [ $$? -lt 2 ]; } || $(VG_FAIL); \
 	  rm -rf $$root && \
-	  echo "valgrind: clean (unit tests, run and plan of both examples, features.json and" \
-	       "chunks.json, compare)"
+	  echo "valgrind: clean (unit tests, run and plan of both examples, features.json," \
+	       "chunks.json and extensions.json, compare)"
 
 test: deps
 	@$(MAKE) --no-print-directory all unit
@@ -112,12 +116,14 @@ test: deps
 	@tests/e2e/seams.sh build/asan/immerge
 	@tests/e2e/hostile.sh build/asan/immerge
 	@tests/e2e/report.sh build/asan/immerge
+	@tests/e2e/extensions.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
 	@tests/e2e/targets.sh build/immerge
 	@tests/e2e/service.sh build/immerge
 	@tests/e2e/seams.sh build/immerge
 	@tests/e2e/hostile.sh build/immerge
 	@tests/e2e/report.sh build/immerge
+	@tests/e2e/extensions.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
 

@@ -11,9 +11,6 @@
 #include "media.h"
 
 #include <cjson/cJSON.h>
-#include <libavfilter/avfilter.h>
-#include <libavfilter/buffersink.h>
-#include <libavfilter/buffersrc.h>
 #include <libavutil/tx.h>
 #include <math.h>
 #include <stdlib.h>
@@ -35,10 +32,7 @@ typedef struct reader {
     /* its statistics (OWN) */
     int64_t samples, common_samples;
     double sum2[MAX_CHANNELS], peak[MAX_CHANNELS];
-    AVFilterGraph *graph;
-    AVFilterContext *in, *out;
-    double loudness; /* LUFS; -HUGE_VAL until measured */
-    int has_loudness;
+    imm_loudness *meter;
 } reader;
 
 static void reader_close(reader *r)
@@ -48,62 +42,9 @@ static void reader_close(reader *r)
         av_audio_fifo_free(r->fifo[k]);
         av_channel_layout_uninit(&r->plan[k].layout);
     }
-    avfilter_graph_free(&r->graph);
+    imm_loudness_free(r->meter);
     imm_source_close(r->src);
     memset(r, 0, sizeof(*r));
-}
-
-/* ebur128 with metadata: each frame out carries the integrated loudness so far. */
-static imm_err open_loudness(reader *r, imm_error *err)
-{
-    const imm_target_plan *p = &r->plan[OWN];
-    char args[256], layout[64];
-    AVFilterContext *meter = NULL;
-    av_channel_layout_describe(&p->layout, layout, sizeof(layout));
-    snprintf(args, sizeof(args), "sample_rate=%d:sample_fmt=fltp:channel_layout=%s:"
-             "time_base=1/%d", p->sample_rate, layout, p->sample_rate);
-    int ret = (r->graph = avfilter_graph_alloc()) ? 0 : AVERROR(ENOMEM);
-    if (ret >= 0)
-        ret = avfilter_graph_create_filter(&r->in, avfilter_get_by_name("abuffer"), "in", args,
-                                           NULL, r->graph);
-    if (ret >= 0)
-        ret = avfilter_graph_create_filter(&meter, avfilter_get_by_name("ebur128"), "r128",
-                                           "metadata=1", NULL, r->graph);
-    if (ret >= 0)
-        ret = avfilter_graph_create_filter(&r->out, avfilter_get_by_name("abuffersink"), "out",
-                                           NULL, NULL, r->graph);
-    if (ret >= 0)
-        ret = avfilter_link(r->in, 0, meter, 0);
-    if (ret >= 0)
-        ret = avfilter_link(meter, 0, r->out, 0);
-    if (ret >= 0)
-        ret = avfilter_graph_config(r->graph, NULL);
-    if (ret < 0)
-        return imm_error_set(err, IMM_EINTERNAL, "Cannot set up the loudness meter: %s",
-                             av_err2str(ret));
-    return IMM_OK;
-}
-
-/* Sends f (NULL: the end) through the meter and keeps the latest integrated loudness. */
-static imm_err measure_loudness(reader *r, AVFrame *f, imm_error *err)
-{
-    int ret = av_buffersrc_write_frame(r->in, f);
-    AVFrame *out = av_frame_alloc();
-    if (!out)
-        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    while (ret >= 0 && (ret = av_buffersink_get_frame(r->out, out)) >= 0) {
-        const AVDictionaryEntry *i = av_dict_get(out->metadata, "lavfi.r128.I", NULL, 0);
-        if (i) {
-            r->loudness = strtod(i->value, NULL);
-            r->has_loudness = 1;
-        }
-        av_frame_unref(out);
-    }
-    av_frame_free(&out);
-    if (ret < 0 && ret != AVERROR(EAGAIN) && ret != AVERROR_EOF)
-        return imm_error_set(err, IMM_EINTERNAL, "Measuring loudness failed: %s",
-                             av_err2str(ret));
-    return IMM_OK;
 }
 
 /* Opens uri; COMMON is `common`'s rate and layout (NULL: its own, for A). */
@@ -129,7 +70,6 @@ static imm_err reader_open(imm_storage *st, const char *uri, const imm_target_pl
             !(r->fifo[k] = av_audio_fifo_alloc(AV_SAMPLE_FMT_FLTP, p->layout.nb_channels, BLOCK)))
             return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     }
-    r->loudness = -HUGE_VAL;
     return IMM_OK;
 }
 
@@ -175,7 +115,6 @@ static AVFrame *take(reader *r, int k, int n, imm_error *err)
         f->nb_samples = n;
         f->format = AV_SAMPLE_FMT_FLTP;
         f->sample_rate = p->sample_rate;
-        f->pts = k == OWN ? r->samples : AV_NOPTS_VALUE;
     }
     if (!f || av_channel_layout_copy(&f->ch_layout, &p->layout) < 0 ||
         av_frame_get_buffer(f, 0) < 0) {
@@ -377,7 +316,7 @@ static imm_err account(reader *r, AVFrame *f, imm_error *err)
         }
     }
     r->samples += f->nb_samples;
-    return measure_loudness(r, f, err);
+    return imm_loudness_add(r->meter, f, err);
 }
 
 static double db(double x)
@@ -415,7 +354,7 @@ static cJSON *file_json(const char *uri, const reader *r)
         add_db(ch, "PeakDb", db(r->peak[c]));
         cJSON_AddItemToArray(chs, ch);
     }
-    add_db(o, "IntegratedLoudness", r->has_loudness ? r->loudness : -HUGE_VAL);
+    add_db(o, "IntegratedLoudness", imm_loudness_integrated(r->meter));
     return o;
 }
 
@@ -450,7 +389,10 @@ imm_err imm_compare(const char *uri_a, const char *uri_b, const imm_compare_opti
 
     /* Both again from the start, aligned: B[i + lag] against A[i]. */
     if ((e = reader_open(opt->storage, uri_b, &a.plan[OWN], &b, err)) ||
-        (e = open_loudness(&a, err)) || (e = open_loudness(&b, err)))
+        (e = imm_loudness_new(a.plan[OWN].sample_rate, &a.plan[OWN].layout, AV_SAMPLE_FMT_FLTP,
+                              &a.meter, err)) ||
+        (e = imm_loudness_new(b.plan[OWN].sample_rate, &b.plan[OWN].layout, AV_SAMPLE_FMT_FLTP,
+                              &b.meter, err)))
         goto done;
     (lag > 0 ? &b : &a)->drop[COMMON] = lag > 0 ? lag : -lag;
     int channels = a.plan[OWN].layout.nb_channels;
@@ -490,7 +432,7 @@ imm_err imm_compare(const char *uri_a, const char *uri_b, const imm_compare_opti
             !av_audio_fifo_size(b.fifo[OWN]))
             break;
     }
-    if ((e = measure_loudness(&a, NULL, err)) || (e = measure_loudness(&b, NULL, err)))
+    if ((e = imm_loudness_add(a.meter, NULL, err)) || (e = imm_loudness_add(b.meter, NULL, err)))
         goto done;
 
     cJSON *o = cJSON_CreateObject(), *why = NULL;
@@ -504,8 +446,8 @@ imm_err imm_compare(const char *uri_a, const char *uri_b, const imm_compare_opti
     int64_t b_at_a = av_rescale_rnd(b.samples, rate, b.plan[OWN].sample_rate, AV_ROUND_NEAR_INF);
     int64_t length_diff = b_at_a - a.samples;
     double snr = snr_noise > 0 ? 10 * log10(snr_signal / snr_noise) : HUGE_VAL;
-    double loud_diff = a.has_loudness && b.has_loudness && isfinite(a.loudness) &&
-                       isfinite(b.loudness) ? b.loudness - a.loudness : NAN;
+    double la = imm_loudness_integrated(a.meter), lb = imm_loudness_integrated(b.meter);
+    double loud_diff = isfinite(la) && isfinite(lb) ? lb - la : NAN;
     cJSON_AddNumberToObject(o, "LengthDifference", (double)length_diff);
     cJSON_AddNumberToObject(o, "OffsetSamples", (double)lag);
     if (isfinite(corr))
@@ -526,7 +468,7 @@ imm_err imm_compare(const char *uri_a, const char *uri_b, const imm_compare_opti
                  (long long)opt->max_offset);
     if (snr < opt->min_snr)
         MISMATCH("SNR %.2f dB is below %.2f dB", snr, opt->min_snr);
-    if (isfinite(a.loudness) != isfinite(b.loudness) || fabs(loud_diff) > opt->max_loudness_diff)
+    if (isfinite(la) != isfinite(lb) || fabs(loud_diff) > opt->max_loudness_diff)
         MISMATCH("integrated loudness differs by %.2f LU (at most %.2f allowed)", loud_diff,
                  opt->max_loudness_diff);
     if (b.plan[OWN].layout.nb_channels != channels)

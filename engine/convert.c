@@ -298,6 +298,22 @@ imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err)
     return e;
 }
 
+double imm_sample_value(const AVFrame *f, int channel, int i)
+{
+    int planar = av_sample_fmt_is_planar(f->format), channels = f->ch_layout.nb_channels;
+    const uint8_t *p = f->extended_data[planar ? channel : 0];
+    int k = planar ? i : i * channels + channel;
+    switch (av_get_packed_sample_fmt(f->format)) {
+    case AV_SAMPLE_FMT_U8: return (p[k] - 128) / 128.0;
+    case AV_SAMPLE_FMT_S16: return ((const int16_t *)p)[k] / 32768.0;
+    case AV_SAMPLE_FMT_S32: return ((const int32_t *)p)[k] / 2147483648.0;
+    case AV_SAMPLE_FMT_S64: return (double)((const int64_t *)p)[k] / 9223372036854775808.0;
+    case AV_SAMPLE_FMT_FLT: return ((const float *)p)[k];
+    case AV_SAMPLE_FMT_DBL: return ((const double *)p)[k];
+    default: return 0;
+    }
+}
+
 void imm_convert_free(imm_convert *cv)
 {
     if (!cv)

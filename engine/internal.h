@@ -56,8 +56,21 @@ char *imm_target_uri(const imm_target_req *t);
 /* The current time as the service writes it (RFC 3339 UTC with milliseconds); task.c. */
 void imm_now_rfc3339(char buf[32]);
 
+typedef enum imm_curve { IMM_CURVE_LINEAR, IMM_CURVE_SINE } imm_curve;
+
+/* ImmergeExtensions: immerge's own additions, under a key the service never sends; each is off
+ * unless asked (README, "Extensions"). */
+typedef struct imm_extensions {
+    double fade_in, fade_out; /* seconds of the output; 0: none */
+    imm_curve fade_curve;
+    bool loudness;            /* normalise the whole merge to loudness_target (two passes) */
+    double loudness_target;   /* LUFS */
+    double max_peak;          /* dBFS: the gain never lifts the sample peak above it */
+} imm_extensions;
+
 struct imm_request {
     char *project;
+    imm_extensions ext;
     imm_source_req sources[IMM_MAX_SOURCES];
     int nsources;
     int alignment_index;

@@ -15,21 +15,10 @@
 /* Mean of the channels of sample i of f, full scale 1.0. */
 static float mono_at(const AVFrame *f, int i)
 {
-    int channels = f->ch_layout.nb_channels, planar = av_sample_fmt_is_planar(f->format);
+    int channels = f->ch_layout.nb_channels;
     double sum = 0;
-    for (int c = 0; c < channels; c++) {
-        const uint8_t *p = planar ? f->extended_data[c] : f->extended_data[0];
-        int k = planar ? i : i * channels + c;
-        switch (av_get_packed_sample_fmt(f->format)) {
-        case AV_SAMPLE_FMT_U8: sum += (p[k] - 128) / 128.0; break;
-        case AV_SAMPLE_FMT_S16: sum += ((const int16_t *)p)[k] / 32768.0; break;
-        case AV_SAMPLE_FMT_S32: sum += ((const int32_t *)p)[k] / 2147483648.0; break;
-        case AV_SAMPLE_FMT_S64: sum += (double)((const int64_t *)p)[k] / 9223372036854775808.0; break;
-        case AV_SAMPLE_FMT_FLT: sum += ((const float *)p)[k]; break;
-        case AV_SAMPLE_FMT_DBL: sum += ((const double *)p)[k]; break;
-        default: break;
-        }
-    }
+    for (int c = 0; c < channels; c++)
+        sum += imm_sample_value(f, c, i);
     return channels ? (float)(sum / channels) : 0.0f;
 }
 

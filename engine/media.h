@@ -12,6 +12,8 @@
  *   segment.c     a segmented (HLS) target's files through storage
  *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
  *   joins.c       how each join between two sources measures (the task's ImmergeReport)
+ *   loudness.c    EBU R128 loudness and sample peak of a stream (ebur128)
+ *   normalise.c   the Loudness extension's first pass: measure each target, set its gain
  *   preview.c     `immerge plan`'s answer, from the probes and plans alone
  *   compare.c     `immerge compare`: two files' lengths, levels, loudness, offset and SNR
  *   task.c        runs them in order and reports like the service
@@ -106,6 +108,11 @@ typedef struct imm_target_plan {
     bool segment;         /* an HLS playlist (uri) and its segments, through segment.c */
     double segment_duration;
     int segment_start;
+    /* ImmergeExtensions, in this target's samples: fades at the output's ends, and the gain
+     * that normalises its loudness (1: none). */
+    int64_t fade_in, fade_out;
+    imm_curve fade_curve;
+    double gain;
     /* Where the sample rate, channel count and bitrate came from, for `immerge plan`: the
      * request, the AlignmentIndex source, a *Option's outcome, Quality or a default. */
     const char *rate_from, *channels_from, *bitrate_from;
@@ -129,6 +136,8 @@ imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int 
  * round(input samples * out rate / in rate) long. */
 imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err);
 void imm_convert_free(imm_convert *cv);
+/* Sample i of channel `channel` of f, in any sample format, full scale 1.0. */
+double imm_sample_value(const AVFrame *f, int channel, int i);
 
 /* ---- amrnb.c ---- */
 #define IMM_AMRNB_FRAME 160 /* samples of 8 kHz mono per frame */
@@ -225,6 +234,20 @@ int64_t imm_sink_size(const imm_sink *sink);
 /* Frees the sink; an output not committed is discarded. */
 void imm_sink_free(imm_sink *sink);
 
+/* ---- loudness.c ---- */
+typedef struct imm_loudness imm_loudness;
+
+/* A meter for frames at rate, layout and fmt. */
+imm_err imm_loudness_new(int rate, const AVChannelLayout *layout, enum AVSampleFormat fmt,
+                         imm_loudness **out, imm_error *err);
+/* Measures f (its pts is set here); NULL at the end, before asking for the result. */
+imm_err imm_loudness_add(imm_loudness *m, AVFrame *f, imm_error *err);
+/* Integrated loudness in LUFS (-HUGE_VAL when nothing was loud enough to measure), and the
+ * sample peak (linear, full scale 1). */
+double imm_loudness_integrated(const imm_loudness *m);
+double imm_loudness_peak(const imm_loudness *m);
+void imm_loudness_free(imm_loudness *m);
+
 /* ---- joins.c ---- */
 #define IMM_JOIN_WINDOW 256 /* samples each side of a join that the measure looks at */
 
@@ -302,6 +325,19 @@ int imm_lane_wait_for(imm_lane *l, double seconds);
 void imm_lane_stop(imm_lane *l);
 /* Stops the lane and joins its thread. */
 void imm_lane_free(imm_lane *l);
+
+/* ---- normalise.c ---- */
+typedef struct imm_normalised {
+    double measured; /* LUFS, of the merge as this target converts it; -HUGE_VAL: silence */
+    double peak;     /* dBFS, its sample peak before the gain */
+    double gain;     /* dB applied */
+    int limited;     /* the gain was lowered to keep the peak at MaxPeak */
+} imm_normalised;
+
+/* The Loudness extension's first pass: measures each target's merge (every source decoded once
+ * more) and sets plans[t]->gain; out[t] says what was found and done. */
+imm_err imm_normalise(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
+                      int n, const imm_guard *guard, imm_normalised *out, imm_error *err);
 
 /* ---- chunk.c ---- */
 #define IMM_MAX_CHUNKS 8

@@ -194,6 +194,7 @@ imm_err imm_plan_target(const imm_target_req *t, int index, const imm_source_inf
     memset(p, 0, sizeof(*p));
     p->quality = t->quality;
     p->compression_level = -1;
+    p->gain = 1.0;
     p->speed = t->speed;
     p->container = imm_container_find(t->container);
     p->codec = imm_codec_find(t->codec);

@@ -525,6 +525,81 @@ static imm_err parse_notification(ctx *c, const cJSON *root, imm_request *req)
     return IMM_OK;
 }
 
+#define MAX_FADE 30.0 /* seconds: a fade stays within the last chunk of a chunked target */
+
+static imm_err parse_curve(ctx *c, const cJSON *obj, const char *name, imm_curve *out)
+{
+    char *s = NULL;
+    imm_err e = get_string(c, obj, name, &s);
+    if (!e && s) {
+        if (!strcmp(s, "linear"))
+            *out = IMM_CURVE_LINEAR;
+        else if (!strcmp(s, "sine"))
+            *out = IMM_CURVE_SINE;
+        else
+            e = bad(c, "must be linear or sine");
+    }
+    free(s);
+    return e;
+}
+
+/* ImmergeExtensions: every key is known, or the request is refused (a typo must not silently
+ * switch an extension off). */
+static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
+{
+    static const char *const known[] = {"FadeIn", "FadeOut", "FadeCurve", "Loudness"};
+    imm_extensions *x = &req->ext;
+    const cJSON *ext, *item, *loud;
+    imm_err e;
+    snprintf(c->path, sizeof(c->path), "ImmergeExtensions");
+    if ((e = get_object(c, root, "ImmergeExtensions", &ext)) || !ext)
+        return e;
+    cJSON_ArrayForEach(item, ext) {
+        size_t k = 0;
+        while (k < sizeof(known) / sizeof(*known) && strcmp(item->string, known[k]))
+            k++;
+        if (k == sizeof(known) / sizeof(*known)) {
+            at(c, "ImmergeExtensions.%.100s", item->string);
+            return bad(c, "is not an extension this immerge knows (see README, \"Extensions\")");
+        }
+    }
+    const char *fades[] = {"FadeIn", "FadeOut"};
+    double *fade[] = {&x->fade_in, &x->fade_out};
+    for (int i = 0; i < 2; i++) {
+        at(c, "ImmergeExtensions.%s", fades[i]);
+        if ((e = get_number(c, ext, fades[i], fade[i])))
+            return e;
+        if (*fade[i] < 0 || *fade[i] > MAX_FADE)
+            return bad(c, "must be between 0 and 30 seconds");
+    }
+    at(c, "ImmergeExtensions.FadeCurve");
+    if ((e = parse_curve(c, ext, "FadeCurve", &x->fade_curve)))
+        return e;
+    at(c, "ImmergeExtensions.Loudness");
+    if ((e = get_object(c, ext, "Loudness", &loud)) || !loud)
+        return e;
+    x->loudness = true;
+    x->loudness_target = NAN;
+    x->max_peak = -1.0;
+    at(c, "ImmergeExtensions.Loudness.Target");
+    if ((e = get_number(c, loud, "Target", &x->loudness_target)))
+        return e;
+    if (!(x->loudness_target >= -70 && x->loudness_target <= -5))
+        return bad(c, "is required: the integrated loudness to reach, -70 to -5 LUFS");
+    at(c, "ImmergeExtensions.Loudness.MaxPeak");
+    if ((e = get_number(c, loud, "MaxPeak", &x->max_peak)))
+        return e;
+    if (x->max_peak < -20 || x->max_peak > 0)
+        return bad(c, "must be between -20 and 0 dBFS");
+    cJSON_ArrayForEach(item, loud) {
+        if (strcmp(item->string, "Target") && strcmp(item->string, "MaxPeak")) {
+            at(c, "ImmergeExtensions.Loudness.%.100s", item->string);
+            return bad(c, "is not a Loudness setting (Target, MaxPeak)");
+        }
+    }
+    return IMM_OK;
+}
+
 static imm_err parse_extras(ctx *c, const cJSON *root, imm_request *req)
 {
     imm_err e;
@@ -635,6 +710,8 @@ static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
     if ((e = check_target_clashes(c, req)))
         return e;
     if ((e = check_same_streams(c, req)))
+        return e;
+    if ((e = parse_extensions(c, root, req)))
         return e;
     return parse_extras(c, root, req);
 }

@@ -43,6 +43,8 @@ struct imm_sink {
     int frame_size;
     int delay;   /* the encoder's priming: a packet's pts + delay is its first input sample */
     int64_t pos; /* the timeline sample at the FIFO's head, the next frame's pts */
+    int64_t end; /* the timeline's length once it has ended here, else INT64_MAX */
+    int hold;    /* samples kept back until the end: the fade-out needs to know where it is */
     int full;    /* the timeline went on past win.limit: a later chunk holds its end */
     int64_t encoded; /* samples given to the encoder (atomic: the task's thread reports it) */
     int64_t size;
@@ -166,6 +168,8 @@ static imm_err open_sink(imm_storage *st, const imm_target_plan *plan,
     s->st = st;
     s->plan = plan;
     s->win = whole;
+    s->end = INT64_MAX;
+    s->hold = (int)plan->fade_out;
     if ((st ? (e = open_muxer(s, metadata, err)) : (e = imm_spool_new(temp_dir, &s->spool, err))) ||
         (e = open_encoder(s, err)))
         goto fail;
@@ -333,6 +337,56 @@ static imm_err encode(imm_sink *s, AVFrame *frame, imm_error *err)
     }
 }
 
+static double curve(imm_curve c, double x)
+{
+    return c == IMM_CURVE_SINE ? sin(x * M_PI / 2) : x;
+}
+
+/* The gain at timeline sample k: loudness normalisation, then the fades at either end. */
+static double gain_at(const imm_sink *s, int64_t k)
+{
+    const imm_target_plan *p = s->plan;
+    double g = p->gain;
+    if (k < p->fade_in)
+        g *= curve(p->fade_curve, (k + 0.5) / (double)p->fade_in);
+    if (s->end != INT64_MAX && k >= s->end - p->fade_out)
+        g *= curve(p->fade_curve, (s->end - k - 0.5) / (double)p->fade_out);
+    return g;
+}
+
+/* Applies gain_at to frame f, whose first sample is timeline sample f->pts. */
+static void shape(const imm_sink *s, AVFrame *f)
+{
+    const imm_target_plan *p = s->plan;
+    if (p->gain == 1.0 && (p->fade_in <= f->pts || !p->fade_in) &&
+        (s->end == INT64_MAX || f->pts + f->nb_samples <= s->end - p->fade_out))
+        return; /* nothing to change: the usual case */
+    int planar = av_sample_fmt_is_planar(f->format), ch = f->ch_layout.nb_channels;
+    int planes = planar ? ch : 1, per = planar ? 1 : ch;
+    for (int i = 0; i < f->nb_samples; i++) {
+        double g = gain_at(s, f->pts + i);
+        for (int pl = 0; pl < planes; pl++)
+            for (int c = 0; c < per; c++) {
+                uint8_t *d = f->extended_data[pl];
+                int k = i * per + c;
+                switch (av_get_packed_sample_fmt(f->format)) {
+                case AV_SAMPLE_FMT_FLT: ((float *)d)[k] *= (float)g; break;
+                case AV_SAMPLE_FMT_DBL: ((double *)d)[k] *= g; break;
+                case AV_SAMPLE_FMT_S16:
+                    ((int16_t *)d)[k] = (int16_t)av_clip(lrint(((int16_t *)d)[k] * g), -32768, 32767);
+                    break;
+                case AV_SAMPLE_FMT_S32:
+                    ((int32_t *)d)[k] = (int32_t)av_clipl_int32(llrint(((int32_t *)d)[k] * g));
+                    break;
+                case AV_SAMPLE_FMT_U8:
+                    d[k] = (uint8_t)av_clip_uint8(lrint((d[k] - 128) * g) + 128);
+                    break;
+                default: break;
+                }
+            }
+    }
+}
+
 static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
 {
     AVFrame *f = s->frame;
@@ -346,6 +400,7 @@ static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
     if (av_audio_fifo_read(s->fifo, (void **)f->data, n) < n)
         return imm_error_set(err, IMM_EINTERNAL, "audio FIFO underrun");
     f->pts = s->pos;
+    shape(s, f);
     s->pos += n;
     __atomic_fetch_add(&s->encoded, n, __ATOMIC_RELAXED);
     return encode(s, f, err);
@@ -365,7 +420,7 @@ imm_err imm_sink_drain(imm_sink *s, imm_error *err)
     if (have && s->pos < s->win.first)
         skip(s, (int)FFMIN(have, s->win.first - s->pos));
     /* Window edges are whole frames from win.first, so a frame never straddles limit. */
-    while (!e && av_audio_fifo_size(s->fifo) >= s->frame_size &&
+    while (!e && av_audio_fifo_size(s->fifo) - s->hold >= s->frame_size &&
            s->win.limit - s->pos >= s->frame_size)
         e = encode_from_fifo(s, s->frame_size, err);
     if (!e && (have = av_audio_fifo_size(s->fifo)) && s->pos >= s->win.limit) {
@@ -378,6 +433,9 @@ imm_err imm_sink_drain(imm_sink *s, imm_error *err)
 imm_err imm_sink_finish(imm_sink *s, imm_error *err)
 {
     imm_err e = s->tempo ? imm_tempo_run(s->tempo, s->input, s->fifo, 1, err) : IMM_OK;
+    if (!s->full)
+        s->end = s->pos + av_audio_fifo_size(s->fifo);
+    s->hold = 0;
     if (!e)
         e = imm_sink_drain(s, err);
     int rest = av_audio_fifo_size(s->fifo);

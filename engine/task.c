@@ -20,6 +20,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,6 +32,7 @@ typedef struct target_result {
     int64_t size;
     int64_t seams[IMM_MAX_CHUNKS]; /* where one encoder's packets follow another's */
     int nseams;
+    imm_normalised loudness; /* the Loudness extension's measure and gain, when asked */
 } target_result;
 
 typedef struct source_result {
@@ -270,9 +272,34 @@ static imm_err plan_targets(run *r, const imm_source_info *primary, imm_error *e
         task->ntargets = i + 1;
         if ((e = imm_plan_target(&req->targets[i], i, primary, &tr->plan, err)))
             return e;
+        tr->plan.fade_in = llround(req->ext.fade_in * tr->plan.sample_rate);
+        tr->plan.fade_out = llround(req->ext.fade_out * tr->plan.sample_rate);
+        tr->plan.fade_curve = req->ext.fade_curve;
         r->chunks[i] = imm_chunk_count(&tr->plan, r->total_seconds, r->opt->chunks);
+        /* Only the last chunk sees the end: the fade-out (and the MP3 splice's reach before
+         * it) must lie within it. */
+        while (req->ext.fade_out > 0 && r->chunks[i] > 1 &&
+               r->total_seconds / r->chunks[i] < req->ext.fade_out + 10)
+            r->chunks[i]--;
     }
     return IMM_OK;
+}
+
+/* The Loudness extension: a first pass over the sources sets each target's gain. */
+static imm_err normalise(run *r, imm_error *err)
+{
+    imm_task *task = r->task;
+    imm_target_plan *plans[IMM_MAX_TARGETS];
+    imm_normalised found[IMM_MAX_TARGETS];
+    if (!task->req->ext.loudness)
+        return IMM_OK;
+    for (int t = 0; t < task->ntargets; t++)
+        plans[t] = &task->targets[t].plan;
+    imm_err e = imm_normalise(r->opt->storage, task->req, plans, task->ntargets, &r->guard,
+                              found, err);
+    for (int t = 0; t < task->ntargets && !e; t++)
+        task->targets[t].loudness = found[t];
+    return e;
 }
 
 static imm_err open_targets(run *r, imm_error *err)
@@ -480,7 +507,8 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
     }
     if (!(e = probe_sources(&r, &primary, err)) && !(e = check_length(&r, err)) &&
-        !(e = plan_targets(&r, &primary, err)) && !(e = open_targets(&r, err))) {
+        !(e = plan_targets(&r, &primary, err)) && !(e = normalise(&r, err)) &&
+        !(e = open_targets(&r, err))) {
         for (int i = 0; i < req->nsources && !e; i++)
             if (!req->sources[i].disable_audio)
                 e = merge_source(&r, i, err);
@@ -595,6 +623,20 @@ static void add_report_json(cJSON *o, const imm_task *t)
             before[k] += av_rescale_rnd(s->samples, t->targets[k].plan.sample_rate,
                                         s->sample_rate, AV_ROUND_NEAR_INF);
         prev = i;
+    }
+    if (!req->ext.loudness)
+        return;
+    cJSON *loud = cJSON_AddArrayToObject(rep, "Loudness");
+    for (int k = 0; k < t->ntargets; k++) {
+        const imm_normalised *n = &t->targets[k].loudness;
+        cJSON *lo = cJSON_CreateObject();
+        if (isfinite(n->measured))
+            cJSON_AddNumberToObject(lo, "MeasuredLufs", rounded(n->measured));
+        if (isfinite(n->peak))
+            cJSON_AddNumberToObject(lo, "PeakDbfs", rounded(n->peak));
+        cJSON_AddNumberToObject(lo, "GainDb", rounded(n->gain));
+        cJSON_AddBoolToObject(lo, "LimitedByMaxPeak", n->limited);
+        cJSON_AddItemToArray(loud, lo);
     }
 }
 

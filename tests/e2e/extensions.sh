@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# ImmergeExtensions: immerge's own additions to the request, each off unless asked. Each is
+# checked with tools we did not write: sox (levels in windows), the ffmpeg CLI (decoding, EBU R128
+# loudness), cmp (what an extension must leave alone, it leaves bit for bit).
+#   tests/e2e/extensions.sh BIN
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh" "$@"
+
+mkdir -p "$b/audio" "$b/output"
+# Steady tones make every window's level predictable: 440 Hz at -6 dBFS, 3 s, and one 20 dB
+# quieter, 4 s.
+sox -n -r 44100 -c 2 -b 16 "$b/audio/tone.wav" synth 3 sine 440 vol 0.5
+sox -n -r 44100 -c 2 -b 16 "$b/audio/quiet.wav" synth 4 sine 440 vol 0.05
+srcs='[{"URI":"oss://test-bucket/audio/tone.wav"},{"URI":"oss://test-bucket/audio/tone.wav"}]'
+
+# req NAME SOURCES TARGETS-JSON [EXTENSIONS-JSON]: writes $work/NAME.json
+req() {
+  printf '{"ProjectName":"p","Sources":%s,"Targets":%s%s}' "$2" "$3" "${4:+,\"ImmergeExtensions\":$4}" > "$work/$1.json"
+}
+flac() { printf '{"URI":"oss://test-bucket/output/%s.{autoext}","Container":"flac","Audio":{"TranscodeAudio":{"Codec":"flac"%s}}}' "$1" "${2:-}"; }
+run() { out=$("$bin" run --quiet --oss-root "$root" "$@" 2> "$work/err"); rc=$?; }
+# rms FILE FROM LEN: RMS level in dB over [FROM, FROM + LEN) s
+rms() { sox "$1" -n trim "$2" "$3" stats 2>&1 | awk '/RMS lev dB/ { print $4 }'; }
+near() { [ "$(echo "d = $1 - ($2); d <= $3 && d >= -$3" | bc -l)" = 1 ]; }
+lufs() { ffmpeg -nostdin -hide_banner -i "$1" -af ebur128 -f null - 2>&1 | awk '/^ *I:/ { v = $2 } END { print v }'; }
+pcm() { ff -i "$1" -ss "$2" -t "$3" -f s16le "$4"; }
+
+# ---- FadeIn / FadeOut ----------------------------------------------------------------------------
+req plain "$srcs" "[$(flac plain)]"
+run "$work/plain.json"
+req fades "$srcs" "[$(flac fades)]" '{"FadeIn":1,"FadeOut":0.5}'
+run "$work/fades.json"
+f="$b/output/fades.flac"; p="$b/output/plain.flac"
+[ "$rc" = 0 ] && [ "$(jqo '.Targets[0].Samples')" = 264600 ] && [ "$(samples "$f")" = "$(samples "$p")" ] \
+  && ok "fades: the length is unchanged (264600 samples)" || not_ok "fades: length" "rc=$rc $(cat "$work/err")"
+# A linear fade over 1 s: the first 0.1 s is at 0..0.1 (RMS -24.8 dB below the tone), 0.5-0.6 s
+# at 0.5..0.6 (-5.2 dB); the last 0.1 s of a 0.5 s fade-out at 0.2..0 (-18.8 dB).
+base=$(rms "$p" 2 1); a=$(rms "$f" 0 0.1); m=$(rms "$f" 0.5 0.1); z=$(rms "$f" 5.9 0.1)
+near "$a - $base" -24.77 0.3 && near "$m - $base" -5.18 0.2 && near "$z - $base" -18.75 0.3 \
+  && ok "fades: linear ramps measure $(echo "$a - $base" | bc) / $(echo "$m - $base" | bc) / $(echo "$z - $base" | bc) dB (want -24.8 / -5.2 / -18.8)" \
+  || not_ok "fades: levels" "base $base: $a $m $z"
+pcm "$f" 1 4.5 "$work/mid-fades.raw"; pcm "$p" 1 4.5 "$work/mid-plain.raw"
+cmp -s "$work/mid-fades.raw" "$work/mid-plain.raw" && ok "fades: between the fades, bit for bit the plain merge" \
+  || not_ok "fades: middle untouched"
+req sine "$srcs" "[$(flac sine)]" '{"FadeIn":1,"FadeCurve":"sine"}'
+run "$work/sine.json"
+m=$(rms "$b/output/sine.flac" 0.5 0.1)
+near "$m - $base" -2.38 0.2 && ok "fades: FadeCurve sine: 0.5-0.6 s at $(echo "$m - $base" | bc) dB (want -2.4)" || not_ok "fades: sine" "$m vs $base"
+# A chunked MP3 target fades out in its last chunk: the end is as quiet, the length the same.
+ff -f lavfi -i "sine=f=440:d=70:sample_rate=44100" -ac 2 "$b/audio/long.wav"
+for mode in "--no-chunking" "--chunks 2"; do
+  req long '[{"URI":"oss://test-bucket/audio/long.wav"}]' '[{"URI":"oss://test-bucket/output/long.{autoext}","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":128000}}}]' '{"FadeIn":2,"FadeOut":2}'
+  run $mode "$work/long.json"
+  [ "$mode" = "--chunks 2" ] && seams=$(jqo '.Targets[0].Seams | length')
+  mpg123 -q -w "$work/long-${mode// /}.wav" "$b/output/long.mp3" 2> /dev/null
+done
+l1=$(soxi -s "$work/long---no-chunking.wav"); l2=$(soxi -s "$work/long---chunks2.wav")
+e1=$(rms "$work/long---no-chunking.wav" 69.9 0.1); e2=$(rms "$work/long---chunks2.wav" 69.9 0.1)
+lvl=$(rms "$work/long---chunks2.wav" 30 1)
+# The last 0.1 s of a 2 s linear fade is at 0.05..0 of the level: -30.8 dB.
+[ "$l1" = "$l2" ] && [ "$seams" = 1 ] && near "$e1" "$e2" 1 && near "$e2 - $lvl" -30.8 1.5 \
+  && ok "fades: MP3 in 2 chunks fades out as one encoder does (last 0.1 s at $(echo "$e2 - $lvl" | bc) dB, $l2 samples)" \
+  || not_ok "fades: chunked" "lengths $l1/$l2, ends $e1/$e2, level $lvl"
+
+# Forced into chunks shorter than FadeOut + 10 s, the target keeps fewer: the fade stays whole.
+req short '[{"URI":"oss://test-bucket/audio/long.wav","Duration":30}]' '[{"URI":"oss://test-bucket/output/short.{autoext}","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3"}}}]' '{"FadeOut":20}'
+run --chunks 2 "$work/short.json"
+mpg123 -q -w "$work/short.wav" "$b/output/short.mp3" 2> /dev/null
+s1=$(rms "$work/short.wav" 10.5 0.5); s2=$(rms "$work/short.wav" 29 0.5)
+[ "$(jqo '.Targets[0].Seams // [] | length')" = 0 ] && [ "$(echo "$s2 < $s1 - 10" | bc -l)" = 1 ] \
+  && ok "fades: --chunks 2 with a 20 s FadeOut of a 30 s merge stays one encoder, fading ($s1 -> $s2 dB)" \
+  || not_ok "fades: chunks vs fade" "seams $(jqo -c .Targets[0].Seams) $s1 $s2"
+
+# ---- Loudness ------------------------------------------------------------------------------------
+mixed='[{"URI":"oss://test-bucket/audio/tone.wav"},{"URI":"oss://test-bucket/audio/quiet.wav"}]'
+two="[$(flac loud),{\"URI\":\"oss://test-bucket/output/loud.{autoext}\",\"Container\":\"mp3\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\",\"Channel\":1}}}]"
+for target in -23 -16; do
+  req loud "$mixed" "$two" "{\"Loudness\":{\"Target\":$target}}"
+  run "$work/loud.json"
+  a=$(lufs "$b/output/loud.flac"); m=$(lufs "$b/output/loud.mp3")
+  [ "$rc" = 0 ] && near "$a" "$target" 0.3 && near "$m" "$target" 0.3 \
+    && ok "loudness: Target $target: the stereo FLAC measures $a LUFS, the mono MP3 $m (ffmpeg's ebur128), gains $(jqo '[.ImmergeReport.Loudness[].GainDb] | join(" / ")') dB" \
+    || not_ok "loudness: Target $target" "rc=$rc flac $a mp3 $m $(cat "$work/err") $(printf '%s' "$out" | jq -c .ImmergeReport.Loudness)"
+done
+# Reaching -5 LUFS would lift the peak past MaxPeak -6 dBFS: the gain stops there.
+req peak "$srcs" "[$(flac peak)]" '{"Loudness":{"Target":-5,"MaxPeak":-6}}'
+run "$work/peak.json"
+pk=$(sox "$b/output/peak.flac" -n stats 2>&1 | awk '/Pk lev dB/ { print $4 }')
+[ "$(jqo '.ImmergeReport.Loudness[0].LimitedByMaxPeak')" = true ] && [ "$(echo "$pk <= -5.99" | bc -l)" = 1 ] \
+  && ok "loudness: limited by MaxPeak: peak $pk dBFS, $(jqo '.ImmergeReport.Loudness[0].GainDb') dB" \
+  || not_ok "loudness: MaxPeak" "peak $pk $(printf '%s' "$out" | jq -c .ImmergeReport.Loudness)"
+
+# ---- what the request may say --------------------------------------------------------------------
+for bad in '{"FadeIn":31}' '{"FadeOut":-1}' '{"FadeCurve":"cubic"}' '{"Fadein":1}' \
+           '{"Loudness":{}}' '{"Loudness":{"Target":-23,"Peak":-1}}' '{"Loudness":{"Target":-23,"MaxPeak":3}}' '[]'; do
+  req bad "$srcs" "[$(flac bad)]" "$bad"
+  run "$work/bad.json"
+  rc_bad=$rc; code=$(jqo .Code)
+  [ "$rc_bad" = 2 ] && [ "$code" = InvalidArgument ] || { not_ok "extensions: $bad refused" "rc=$rc_bad $code $(jqo .Message)"; continue; }
+  msgs+="$(jqo .Message | cut -c1-60); "
+done
+[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 8 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
+[ ! -e "$b/output/bad.flac" ] || not_ok "extensions: a refused request wrote nothing"
+# Without ImmergeExtensions nothing changes: the plain merge is the service's.
+req none "$srcs" "[$(flac none)]"
+run "$work/none.json"
+cmp -s "$b/output/none.flac" "$b/output/plain.flac" && [ "$(printf '%s' "$out" | jq '.ImmergeReport | has("Loudness")')" = false ] \
+  && ok "extensions: off unless asked (byte for byte the plain merge)" || not_ok "extensions: off unless asked"
+
+echo "# extensions: $pass passed, $fail failed"
+[ "$fail" = 0 ]
