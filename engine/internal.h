@@ -66,6 +66,8 @@ typedef struct imm_extensions {
     bool loudness;            /* normalise the whole merge to loudness_target (two passes) */
     double loudness_target;   /* LUFS */
     double max_peak;          /* dBFS: the gain never lifts the sample peak above it */
+    bool chapters;            /* a chapter per source in every target */
+    int tags_from;            /* the source whose tags the outputs carry; -1: AlignmentIndex's */
 } imm_extensions;
 
 struct imm_request {

@@ -13,7 +13,7 @@
  *   sink.c        FIFO -> encoder in frame_size chunks -> muxer -> storage, committed on success
  *   joins.c       how each join between two sources measures (the task's ImmergeReport)
  *   loudness.c    EBU R128 loudness and sample peak of a stream (ebur128)
- *   normalise.c   the Loudness extension's first pass: measure each target, set its gain
+ *   prepass.c     the sources read once before the merge, for Loudness and Chapters
  *   preview.c     `immerge plan`'s answer, from the probes and plans alone
  *   compare.c     `immerge compare`: two files' lengths, levels, loudness, offset and SNR
  *   task.c        runs them in order and reports like the service
@@ -90,6 +90,13 @@ void imm_source_trimmed(const imm_source *src, int64_t *start, int64_t *end);
 void imm_source_close(imm_source *src);
 
 /* ---- plan.c ---- */
+/* A chapter: a merged source, by its decoded length at its own rate. */
+typedef struct imm_chapter {
+    int64_t samples;
+    int rate;
+    const char *title;
+} imm_chapter;
+
 typedef struct imm_target_plan {
     char *uri; /* {autoext} resolved */
     const imm_container_info *container;
@@ -113,6 +120,8 @@ typedef struct imm_target_plan {
     int64_t fade_in, fade_out;
     imm_curve fade_curve;
     double gain;
+    const imm_chapter *chapters; /* one per merged source, in order (Chapters) */
+    int nchapters;
     /* Where the sample rate, channel count and bitrate came from, for `immerge plan`: the
      * request, the AlignmentIndex source, a *Option's outcome, Quality or a default. */
     const char *rate_from, *channels_from, *bitrate_from;
@@ -326,7 +335,7 @@ void imm_lane_stop(imm_lane *l);
 /* Stops the lane and joins its thread. */
 void imm_lane_free(imm_lane *l);
 
-/* ---- normalise.c ---- */
+/* ---- prepass.c ---- */
 typedef struct imm_normalised {
     double measured; /* LUFS, of the merge as this target converts it; -HUGE_VAL: silence */
     double peak;     /* dBFS, its sample peak before the gain */
@@ -334,10 +343,17 @@ typedef struct imm_normalised {
     int limited;     /* the gain was lowered to keep the peak at MaxPeak */
 } imm_normalised;
 
-/* The Loudness extension's first pass: measures each target's merge (every source decoded once
- * more) and sets plans[t]->gain; out[t] says what was found and done. */
-imm_err imm_normalise(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
-                      int n, const imm_guard *guard, imm_normalised *out, imm_error *err);
+typedef struct imm_prepass {
+    int64_t samples[IMM_MAX_SOURCES]; /* each source's clipped length, decoded */
+    int rate[IMM_MAX_SOURCES];
+    char title[IMM_MAX_SOURCES][128]; /* its title tag, else its file name */
+    imm_normalised loudness[IMM_MAX_TARGETS];
+} imm_prepass;
+
+/* Decodes every source once before the merge (prepass.c): each one's length and title and,
+ * with the Loudness extension, each target's measure, setting plans[t]->gain. */
+imm_err imm_prepass_run(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
+                        int ntargets, const imm_guard *guard, imm_prepass *out, imm_error *err);
 
 /* ---- chunk.c ---- */
 #define IMM_MAX_CHUNKS 8

@@ -547,10 +547,15 @@ static imm_err parse_curve(ctx *c, const cJSON *obj, const char *name, imm_curve
  * switch an extension off). */
 static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
 {
-    static const char *const known[] = {"FadeIn", "FadeOut", "FadeCurve", "Loudness"};
+    static const char *const known[] = {"FadeIn", "FadeOut", "FadeCurve", "Loudness", "Chapters",
+                                        "TagsFrom"};
+    /* FFmpeg 5.1's FLAC and Ogg muxers write no chapters (Ogg only for Vorbis, and not here). */
+    static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov"};
     imm_extensions *x = &req->ext;
     const cJSON *ext, *item, *loud;
     imm_err e;
+    int64_t from = -1;
+    x->tags_from = -1;
     snprintf(c->path, sizeof(c->path), "ImmergeExtensions");
     if ((e = get_object(c, root, "ImmergeExtensions", &ext)) || !ext)
         return e;
@@ -575,6 +580,24 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     at(c, "ImmergeExtensions.FadeCurve");
     if ((e = parse_curve(c, ext, "FadeCurve", &x->fade_curve)))
         return e;
+    at(c, "ImmergeExtensions.TagsFrom");
+    if ((e = get_int(c, ext, "TagsFrom", 0, req->nsources - 1, &from)))
+        return e;
+    x->tags_from = (int)from;
+    at(c, "ImmergeExtensions.Chapters");
+    if ((e = get_bool(c, ext, "Chapters", &x->chapters)))
+        return e;
+    for (int t = 0; t < req->ntargets && x->chapters; t++) {
+        size_t k = 0;
+        while (k < sizeof(chaptered) / sizeof(*chaptered) &&
+               strcmp(req->targets[t].container, chaptered[k]))
+            k++;
+        if (k == sizeof(chaptered) / sizeof(*chaptered) || req->targets[t].segment)
+            return imm_error_set(c->err, IMM_EARG, "The parameter ImmergeExtensions.Chapters asks "
+                                 "for chapters, which Targets[%d] (%s%s) cannot carry; MP3, MP4, "
+                                 "MKV and MOV can.", t, req->targets[t].container,
+                                 req->targets[t].segment ? ", segmented" : "");
+    }
     at(c, "ImmergeExtensions.Loudness");
     if ((e = get_object(c, ext, "Loudness", &loud)) || !loud)
         return e;

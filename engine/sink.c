@@ -105,12 +105,41 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
     return IMM_OK;
 }
 
+/* Chapters: each source starts where the samples before it, converted to this target's rate
+ * as the merge converts them (and stretched by Speed), end. */
+static imm_err add_chapters(imm_sink *s, imm_error *err)
+{
+    const imm_target_plan *p = s->plan;
+    int64_t at = 0;
+    for (int i = 0; i < p->nchapters; i++) {
+        const imm_chapter *c = &p->chapters[i];
+        int64_t next = at + av_rescale_rnd(c->samples, p->sample_rate, c->rate, AV_ROUND_NEAR_INF);
+        AVChapter *ch = av_mallocz(sizeof(*ch));
+        int n = (int)s->mux->nb_chapters;
+        if (!ch)
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        ch->id = i + 1;
+        ch->time_base = (AVRational){1, p->sample_rate};
+        ch->start = llround((double)at / p->speed);
+        ch->end = llround((double)next / p->speed);
+        if (av_dict_set(&ch->metadata, "title", c->title, 0) < 0 ||
+            av_dynarray_add_nofree(&s->mux->chapters, &n, ch) < 0) {
+            av_dict_free(&ch->metadata);
+            av_free(ch);
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        }
+        s->mux->nb_chapters = (unsigned)n;
+        at = next;
+    }
+    return IMM_OK;
+}
+
 static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *err)
 {
     const imm_target_plan *p = s->plan;
+    imm_err e;
     if (p->segment) {
-        imm_err e = imm_segmenter_open(s->st, p, &s->mux, &s->seg, err);
-        if (e)
+        if ((e = imm_segmenter_open(s->st, p, &s->mux, &s->seg, err)))
             return e;
     } else {
         int ret = avformat_alloc_output_context2(&s->mux, NULL, p->container->muxer, NULL);
@@ -121,6 +150,8 @@ static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *
     s->mux->strict_std_compliance = FF_COMPLIANCE_EXPERIMENTAL;
     if (metadata)
         av_dict_copy(&s->mux->metadata, metadata, 0);
+    if ((e = add_chapters(s, err)))
+        return e;
     s->stream = avformat_new_stream(s->mux, NULL);
     if (!s->stream)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");

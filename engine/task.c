@@ -89,6 +89,9 @@ typedef struct run {
     double rate;           /* the sample rate of the source being read */
     double planned;        /* samples all the sinks will encode, estimated */
     imm_join_meter meter;  /* the joins between the sources this thread reads */
+    imm_prepass pre;       /* what Loudness and Chapters learnt before the merge */
+    imm_chapter chapters[IMM_MAX_SOURCES];
+    int nchapters;
     double started;        /* CLOCK_MONOTONIC seconds */
     double reported;       /* when progress was last reported */
 } run;
@@ -141,7 +144,8 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
     for (int i = 0; i < req->nsources; i++) {
         const imm_source_req *sr = &req->sources[i];
         imm_source *src = NULL;
-        if (sr->disable_audio && i != req->alignment_index)
+        int tags = req->ext.tags_from >= 0 ? i == req->ext.tags_from : i == req->alignment_index;
+        if (sr->disable_audio && i != req->alignment_index && !tags)
             continue;
         imm_err e = imm_source_open(r->opt->storage, sr, &t0->select, &src, err);
         if (e)
@@ -169,10 +173,11 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
             memset(&primary->layout, 0, sizeof(primary->layout));
             av_channel_layout_copy(&primary->layout, &in->layout);
             primary->metadata = NULL;
-            av_dict_copy(&r->metadata, in->metadata, 0);
         }
+        if (tags)
+            av_dict_copy(&r->metadata, in->metadata, 0);
         if (sr->disable_audio)
-            imm_source_close(src);
+            imm_source_close(src); /* probed for its parameters or tags only */
         else
             r->sources[i] = src;
     }
@@ -285,20 +290,29 @@ static imm_err plan_targets(run *r, const imm_source_info *primary, imm_error *e
     return IMM_OK;
 }
 
-/* The Loudness extension: a first pass over the sources sets each target's gain. */
-static imm_err normalise(run *r, imm_error *err)
+/* Loudness and Chapters: a first pass over the sources sets each target's gain, and gives each
+ * merged source a chapter in every target. */
+static imm_err prepass(run *r, imm_error *err)
 {
     imm_task *task = r->task;
+    const imm_request *req = task->req;
     imm_target_plan *plans[IMM_MAX_TARGETS];
-    imm_normalised found[IMM_MAX_TARGETS];
-    if (!task->req->ext.loudness)
+    if (!req->ext.loudness && !req->ext.chapters)
         return IMM_OK;
     for (int t = 0; t < task->ntargets; t++)
         plans[t] = &task->targets[t].plan;
-    imm_err e = imm_normalise(r->opt->storage, task->req, plans, task->ntargets, &r->guard,
-                              found, err);
-    for (int t = 0; t < task->ntargets && !e; t++)
-        task->targets[t].loudness = found[t];
+    imm_err e = imm_prepass_run(r->opt->storage, req, plans, task->ntargets, &r->guard, &r->pre,
+                                err);
+    for (int t = 0; t < task->ntargets && !e && req->ext.loudness; t++)
+        task->targets[t].loudness = r->pre.loudness[t];
+    for (int i = 0; i < req->nsources && !e && req->ext.chapters; i++)
+        if (!req->sources[i].disable_audio)
+            r->chapters[r->nchapters++] = (imm_chapter){r->pre.samples[i], r->pre.rate[i],
+                                                        r->pre.title[i]};
+    for (int t = 0; t < task->ntargets && !e; t++) {
+        plans[t]->chapters = r->chapters;
+        plans[t]->nchapters = r->nchapters;
+    }
     return e;
 }
 
@@ -507,7 +521,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
     }
     if (!(e = probe_sources(&r, &primary, err)) && !(e = check_length(&r, err)) &&
-        !(e = plan_targets(&r, &primary, err)) && !(e = normalise(&r, err)) &&
+        !(e = plan_targets(&r, &primary, err)) && !(e = prepass(&r, err)) &&
         !(e = open_targets(&r, err))) {
         for (int i = 0; i < req->nsources && !e; i++)
             if (!req->sources[i].disable_audio)

@@ -7,7 +7,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh" "$@"
 
-mkdir -p "$b/audio" "$b/output"
+"$top/testdata/gen-media.sh" "$root" || { echo "Bail out! fixtures"; exit 1; }
 # Steady tones make every window's level predictable: 440 Hz at -6 dBFS, 3 s, and one 20 dB
 # quieter, 4 s.
 sox -n -r 44100 -c 2 -b 16 "$b/audio/tone.wav" synth 3 sine 440 vol 0.5
@@ -91,16 +91,50 @@ pk=$(sox "$b/output/peak.flac" -n stats 2>&1 | awk '/Pk lev dB/ { print $4 }')
   && ok "loudness: limited by MaxPeak: peak $pk dBFS, $(jqo '.ImmergeReport.Loudness[0].GainDb') dB" \
   || not_ok "loudness: MaxPeak" "peak $pk $(printf '%s' "$out" | jq -c .ImmergeReport.Loudness)"
 
+# ---- Chapters and TagsFrom ----------------------------------------------------------------------
+# seg2 gets a title tag (its chapter's name) and seg1/seg2 an artist each (TagsFrom's test).
+ff -i "$b/audio/seg1.mp3" -c copy -metadata artist=First "$b/audio/first.mp3"
+ff -i "$b/audio/seg2.mp3" -c copy -metadata title=Chorus -metadata artist=Second "$b/audio/second.mp3"
+three='[{"URI":"oss://test-bucket/audio/first.mp3"},{"URI":"oss://test-bucket/audio/second.mp3"},{"URI":"oss://test-bucket/audio/seg3.mp3"}]'
+targets=""
+for c in "mp3 mp3" "mp4 aac" "mkv opus" "mov aac"; do
+  set -- $c
+  targets+="${targets:+,}{\"URI\":\"oss://test-bucket/output/chapters.{autoext}\",\"Container\":\"$1\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"$2\",\"SampleRate\":48000,\"Channel\":2}}}"
+done
+printf '{"ProjectName":"p","AlignmentIndex":1,"Sources":%s,"Targets":[%s],"ImmergeExtensions":{"Chapters":true,"TagsFrom":0}}' "$three" "$targets" > "$work/chapters.json"
+run "$work/chapters.json"
+j1=$(jqo '.ImmergeReport.Joins[0].TargetSamples[0]'); j2=$(jqo '.ImmergeReport.Joins[1].TargetSamples[0]')
+for c in mp3 mp4 mkv mov; do
+  want=$(awk -v a="$j1" -v b="$j2" 'BEGIN { printf "%.3f %.3f", a / 48000, b / 48000 }')
+  set -- $want
+  starts=$(ffprobe -v error -show_chapters -show_entries chapter=start_time -of csv=p=0 "$b/output/chapters.$c" | awk '{ printf "%.3f ", $1 }')
+  titles=$(ffprobe -v error -show_chapters -of json "$b/output/chapters.$c" | jq -r '[.chapters[].tags.title] | join(" ")')
+  [ "$rc" = 0 ] && [ "$starts" = "0.000 $1 $2 " ] && [ "$titles" = "first Chorus seg3" ] \
+    && ok "chapters: $c has 3 chapters at the joins (0, $1, $2 s), named by title tag or file" \
+    || not_ok "chapters: $c" "rc=$rc starts '$starts' titles '$titles' want 0.000 $1 $2 ($(cat "$work/err"))"
+done
+artist=$(ffprobe -v error -show_entries format_tags=artist -of csv=p=0 "$b/output/chapters.mp3")
+printf '{"ProjectName":"p","AlignmentIndex":1,"Sources":%s,"Targets":[{"URI":"oss://test-bucket/output/tags.{autoext}","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3"}}}]}' "$three" > "$work/tags.json"
+run "$work/tags.json"
+default=$(ffprobe -v error -show_entries format_tags=artist -of csv=p=0 "$b/output/tags.mp3")
+[ "$artist" = First ] && [ "$default" = Second ] && ok "TagsFrom 0: the output's tags are Sources[0]'s (artist $artist), not the AlignmentIndex source's ($default)" \
+  || not_ok "TagsFrom" "with: '$artist', without: '$default'"
+req nochap "$srcs" '[{"URI":"oss://test-bucket/output/nochap.{autoext}","Container":"aac","Audio":{"TranscodeAudio":{"Codec":"aac"}}}]' '{"Chapters":true}'
+run "$work/nochap.json"
+[ "$rc" = 2 ] && [ "$(jqo .Code)" = InvalidArgument ] && [[ "$(jqo .Message)" == *"cannot carry"* ]] \
+  && ok "chapters: refused for a container that cannot carry them (ADTS AAC)" || not_ok "chapters: refused" "rc=$rc $(jqo .Message)"
+
 # ---- what the request may say --------------------------------------------------------------------
 for bad in '{"FadeIn":31}' '{"FadeOut":-1}' '{"FadeCurve":"cubic"}' '{"Fadein":1}' \
-           '{"Loudness":{}}' '{"Loudness":{"Target":-23,"Peak":-1}}' '{"Loudness":{"Target":-23,"MaxPeak":3}}' '[]'; do
+           '{"Loudness":{}}' '{"Loudness":{"Target":-23,"Peak":-1}}' '{"Loudness":{"Target":-23,"MaxPeak":3}}' '[]' \
+           '{"TagsFrom":2}' '{"Chapters":1}'; do
   req bad "$srcs" "[$(flac bad)]" "$bad"
   run "$work/bad.json"
   rc_bad=$rc; code=$(jqo .Code)
   [ "$rc_bad" = 2 ] && [ "$code" = InvalidArgument ] || { not_ok "extensions: $bad refused" "rc=$rc_bad $code $(jqo .Message)"; continue; }
   msgs+="$(jqo .Message | cut -c1-60); "
 done
-[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 8 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
+[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 10 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
 [ ! -e "$b/output/bad.flac" ] || not_ok "extensions: a refused request wrote nothing"
 # Without ImmergeExtensions nothing changes: the plain merge is the service's.
 req none "$srcs" "[$(flac none)]"

@@ -1,9 +1,10 @@
 /*
- * normalise.c - the Loudness extension's first pass: every source decoded once more and
- * converted as each target will convert it, each target's merged timeline measured (EBU R128
- * integrated loudness and sample peak), and the gain that brings it to the requested loudness,
- * lowered where it would lift the peak above MaxPeak. The second pass is the merge itself, with
- * the gain applied as the encoder takes its frames (sink.c).
+ * prepass.c - what some extensions must know before the merge starts, from every source decoded
+ * once more: each source's exact length and title (Chapters: MP3 and Ogg write them before the
+ * audio), and for Loudness each target's merged timeline, converted as that target will convert
+ * it and measured (EBU R128 integrated loudness and sample peak), with the gain that brings it to
+ * the requested loudness, lowered where it would lift the peak above MaxPeak. The merge itself
+ * applies the gain as the encoder takes its frames (sink.c).
  *
  * Each target is measured as its encoder will receive it, in its own rate, layout and sample
  * format: a mono target of stereo sources is not as loud as a stereo one, and libswresample
@@ -13,7 +14,9 @@
 #include "media.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define BLOCK 4096
 
@@ -49,14 +52,31 @@ static imm_err pass_on(meter *m, int all, imm_error *err)
     return e;
 }
 
-/* Reads source i into every meter. */
-static imm_err measure_source(imm_storage *st, const imm_request *req, int i, meter *m, int n,
-                              const imm_guard *guard, imm_error *err)
+/* Its "title" tag, else the last part of its URI without the extension. */
+static void title_of(const imm_source_req *sr, const imm_source_info *in, char *buf, size_t len)
+{
+    const AVDictionaryEntry *t = av_dict_get(in->metadata, "title", NULL, 0);
+    const char *name = strrchr(sr->uri, '/') ? strrchr(sr->uri, '/') + 1 : sr->uri;
+    if (t && *t->value) {
+        snprintf(buf, len, "%s", t->value);
+        return;
+    }
+    snprintf(buf, len, "%s", name);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf)
+        *dot = '\0';
+}
+
+/* Reads source i: its length and title, and into every meter (n of them). */
+static imm_err read_source(imm_storage *st, const imm_request *req, int i, meter *m, int n,
+                           const imm_guard *guard, imm_prepass *out, imm_error *err)
 {
     imm_source *src = NULL;
     AVFrame *f;
     int offset, count;
     imm_err e = imm_source_open(st, &req->sources[i], &req->targets[0].select, &src, err);
+    if (!e)
+        title_of(&req->sources[i], imm_source_get_info(src), out->title[i], sizeof(out->title[i]));
     while (!e && !(e = imm_source_read(src, &f, &offset, &count, err)) && f &&
            !(e = imm_guard_check(guard, err)))
         for (int t = 0; t < n && !e; t++) {
@@ -66,15 +86,20 @@ static imm_err measure_source(imm_storage *st, const imm_request *req, int i, me
         }
     for (int t = 0; t < n && !e; t++)
         e = imm_convert_finish(m[t].cv, m[t].fifo, err);
+    if (!e) {
+        out->samples[i] = imm_source_samples(src);
+        out->rate[i] = imm_source_get_info(src)->sample_rate;
+    }
     imm_source_close(src);
     return e;
 }
 
-imm_err imm_normalise(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
-                      int n, const imm_guard *guard, imm_normalised *out, imm_error *err)
+imm_err imm_prepass_run(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
+                        int ntargets, const imm_guard *guard, imm_prepass *out, imm_error *err)
 {
     meter m[IMM_MAX_TARGETS] = {0};
     imm_err e = IMM_OK;
+    int n = req->ext.loudness ? ntargets : 0;
     for (int t = 0; t < n && !e; t++) {
         m[t].plan.sample_rate = plans[t]->sample_rate;
         m[t].plan.sample_fmt = plans[t]->sample_fmt;
@@ -89,12 +114,12 @@ imm_err imm_normalise(imm_storage *st, const imm_request *req, imm_target_plan *
     }
     for (int i = 0; i < req->nsources && !e; i++)
         if (!req->sources[i].disable_audio)
-            e = measure_source(st, req, i, m, n, guard, err);
+            e = read_source(st, req, i, m, n, guard, out, err);
     for (int t = 0; t < n && !e; t++)
         if (!(e = pass_on(&m[t], 1, err)))
             e = imm_loudness_add(m[t].loud, NULL, err);
     for (int t = 0; t < n && !e; t++) {
-        imm_normalised *r = &out[t];
+        imm_normalised *r = &out->loudness[t];
         double peak = imm_loudness_peak(m[t].loud);
         r->measured = imm_loudness_integrated(m[t].loud);
         r->peak = peak > 0 ? 20 * log10(peak) : -HUGE_VAL;
