@@ -46,6 +46,7 @@ struct imm_chunker {
     const imm_request *req;
     imm_lane *lanes[IMM_MAX_TARGETS * IMM_MAX_CHUNKS];
     int n;
+    const imm_span *spans; /* each source's part (TrimSilence) */
     imm_guard guard;
     pthread_t thread;
     int started;
@@ -214,8 +215,10 @@ static void *run(void *opaque)
         if (req->sources[i].disable_audio)
             continue;
         if (!(e = imm_source_open(c->st, &req->sources[i], &req->targets[0].select, &src,
-                                  &c->error)))
+                                  &c->error))) {
+            imm_source_narrow(src, &c->spans[i]);
             e = imm_lanes_feed(c->lanes, c->n, src, &c->guard, NULL, NULL, &c->error);
+        }
         imm_source_close(src);
     }
     for (int i = 0; i < c->n && !e; i++)
@@ -230,14 +233,16 @@ int imm_chunker_ended(const imm_chunker *c)
     return __atomic_load_n(&c->ended, __ATOMIC_ACQUIRE);
 }
 
-imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,
-                          const imm_guard *guard, imm_chunker **out, imm_error *err)
+imm_err imm_chunker_start(imm_storage *st, const imm_request *req, const imm_span *spans,
+                          imm_lane *const *lanes, int n, const imm_guard *guard,
+                          imm_chunker **out, imm_error *err)
 {
     imm_chunker *c = calloc(1, sizeof(*c));
     if (!c)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     c->st = st;
     c->req = req;
+    c->spans = spans;
     memcpy(c->lanes, lanes, (size_t)n * sizeof(*lanes));
     c->n = n;
     c->guard = *guard;

@@ -67,6 +67,9 @@ typedef struct imm_extensions {
     double loudness_target;   /* LUFS */
     double max_peak;          /* dBFS: the gain never lifts the sample peak above it */
     bool chapters;            /* a chapter per source in every target */
+    bool trim;                /* TrimSilence: drop each source's silent edges */
+    double trim_threshold;    /* dBFS: quieter samples are silence */
+    double trim_keep;         /* seconds of silence kept at each trimmed edge */
     int tags_from;            /* the source whose tags the outputs carry; -1: AlignmentIndex's */
 } imm_extensions;
 

@@ -75,7 +75,13 @@ imm_err imm_source_read(imm_source *src, AVFrame **frame, int *offset, int *coun
                         imm_error *err);
 /* Samples delivered so far, at the source's decoded rate. */
 int64_t imm_source_samples(const imm_source *src);
-/* The samples StartTime drops. */
+/* Part of a clip, in samples counted from the clip's start: [from, to); to < 0: all of it. */
+typedef struct imm_span {
+    int64_t from, to;
+} imm_span;
+/* Narrows the clip to span (TrimSilence), before the first read. */
+void imm_source_narrow(imm_source *src, const imm_span *span);
+/* The samples StartTime (and TrimSilence) drop. */
 int64_t imm_source_clip_start(const imm_source *src);
 /* For `immerge plan`: how many samples the source decodes to, before clipping, without decoding
  * it: PCM and FLAC headers say exactly; other codecs' packets are read (not decoded) and their
@@ -344,14 +350,17 @@ typedef struct imm_normalised {
 } imm_normalised;
 
 typedef struct imm_prepass {
-    int64_t samples[IMM_MAX_SOURCES]; /* each source's clipped length, decoded */
+    int64_t samples[IMM_MAX_SOURCES]; /* each source's clipped (and trimmed) length, decoded */
+    imm_span span[IMM_MAX_SOURCES];   /* TrimSilence: the part of each clip kept */
+    int64_t silence[IMM_MAX_SOURCES][2]; /* TrimSilence: samples dropped at its start and end */
     int rate[IMM_MAX_SOURCES];
     char title[IMM_MAX_SOURCES][128]; /* its title tag, else its file name */
     imm_normalised loudness[IMM_MAX_TARGETS];
 } imm_prepass;
 
-/* Decodes every source once before the merge (prepass.c): each one's length and title and,
- * with the Loudness extension, each target's measure, setting plans[t]->gain. */
+/* Decodes every source once before the merge (prepass.c): each one's length and title, with
+ * TrimSilence the part of it that is kept, and with Loudness each target's measure, setting
+ * plans[t]->gain. */
 imm_err imm_prepass_run(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
                         int ntargets, const imm_guard *guard, imm_prepass *out, imm_error *err);
 
@@ -374,10 +383,12 @@ imm_chunk_window imm_chunk_window_of(const imm_target_plan *plan, double seconds
 imm_err imm_chunk_splice(const imm_target_plan *plan, int frame_size, int delay, AVPacket **a,
                          int na, AVPacket **b, int nb, int64_t seam, int64_t reach, int64_t *at,
                          imm_error *err);
-/* A thread that reads the request's sources from the start into lanes of their own (the chunks
- * before the last), stopping once none of them wants more, then finishes them. */
-imm_err imm_chunker_start(imm_storage *st, const imm_request *req, imm_lane *const *lanes, int n,
-                          const imm_guard *guard, imm_chunker **out, imm_error *err);
+/* A thread that reads the request's sources (each narrowed to spans[i]) from the start into lanes
+ * of their own (the chunks before the last), stopping once none of them wants more, then finishes
+ * them. */
+imm_err imm_chunker_start(imm_storage *st, const imm_request *req, const imm_span *spans,
+                          imm_lane *const *lanes, int n, const imm_guard *guard,
+                          imm_chunker **out, imm_error *err);
 /* Non-zero once the thread has ended, well or not (imm_chunker_join then does not wait). */
 int imm_chunker_ended(const imm_chunker *c);
 /* Waits for the thread; its error if it failed. */

@@ -75,20 +75,44 @@ static imm_err read_source(imm_storage *st, const imm_request *req, int i, meter
     AVFrame *f;
     int offset, count;
     imm_err e = imm_source_open(st, &req->sources[i], &req->targets[0].select, &src, err);
+    /* TrimSilence: the first and last samples louder than the threshold in any channel. */
+    double threshold = pow(10, req->ext.trim_threshold / 20);
+    int64_t pos = 0, first = -1, last = -1;
     if (!e)
         title_of(&req->sources[i], imm_source_get_info(src), out->title[i], sizeof(out->title[i]));
     while (!e && !(e = imm_source_read(src, &f, &offset, &count, err)) && f &&
-           !(e = imm_guard_check(guard, err)))
+           !(e = imm_guard_check(guard, err))) {
+        for (int k = 0; k < count && req->ext.trim; k++) {
+            int loud = 0;
+            for (int c = 0; c < f->ch_layout.nb_channels && !loud; c++)
+                loud = fabs(imm_sample_value(f, c, offset + k)) > threshold;
+            if (loud) {
+                first = first < 0 ? pos + k : first;
+                last = pos + k;
+            }
+        }
+        pos += count;
         for (int t = 0; t < n && !e; t++) {
             int64_t skipped;
             if (!(e = imm_convert_push(m[t].cv, f, offset, count, 0, &skipped, m[t].fifo, err)))
                 e = pass_on(&m[t], 0, err);
         }
+    }
     for (int t = 0; t < n && !e; t++)
         e = imm_convert_finish(m[t].cv, m[t].fifo, err);
     if (!e) {
-        out->samples[i] = imm_source_samples(src);
-        out->rate[i] = imm_source_get_info(src)->sample_rate;
+        int rate = imm_source_get_info(src)->sample_rate;
+        int64_t keep = llround(req->ext.trim_keep * rate);
+        out->rate[i] = rate;
+        out->span[i] = (imm_span){0, -1};
+        out->samples[i] = pos;
+        /* A source that is silence throughout is kept whole: dropping it would be a surprise. */
+        if (req->ext.trim && first >= 0) {
+            out->span[i] = (imm_span){FFMAX(0, first - keep), FFMIN(pos, last + 1 + keep)};
+            out->samples[i] = out->span[i].to - out->span[i].from;
+            out->silence[i][0] = out->span[i].from;
+            out->silence[i][1] = pos - out->span[i].to;
+        }
     }
     imm_source_close(src);
     return e;

@@ -115,6 +115,7 @@ static void add_target(cJSON *arr, const imm_request *req, const imm_target_plan
     }
     if (p->speed != 1.0)
         total = llround((double)total / p->speed);
+    exact &= !req->ext.trim; /* TrimSilence decides while it reads */
     cJSON_AddNumberToObject(o, "PredictedSamples", (double)total);
     cJSON_AddNumberToObject(o, "PredictedDuration", (double)total / p->sample_rate);
     cJSON_AddBoolToObject(o, "PredictionExact", exact);

@@ -543,12 +543,41 @@ static imm_err parse_curve(ctx *c, const cJSON *obj, const char *name, imm_curve
     return e;
 }
 
+/* TrimSilence: {"Threshold": dBFS, "Keep": seconds}, both optional. */
+static imm_err parse_trim(ctx *c, const cJSON *ext, imm_extensions *x)
+{
+    const cJSON *trim, *item;
+    imm_err e;
+    at(c, "ImmergeExtensions.TrimSilence");
+    if ((e = get_object(c, ext, "TrimSilence", &trim)) || !trim)
+        return e;
+    x->trim = true;
+    x->trim_threshold = -50;
+    cJSON_ArrayForEach(item, trim) {
+        if (strcmp(item->string, "Threshold") && strcmp(item->string, "Keep")) {
+            at(c, "ImmergeExtensions.TrimSilence.%.100s", item->string);
+            return bad(c, "is not a TrimSilence setting (Threshold, Keep)");
+        }
+    }
+    at(c, "ImmergeExtensions.TrimSilence.Threshold");
+    if ((e = get_number(c, trim, "Threshold", &x->trim_threshold)))
+        return e;
+    if (x->trim_threshold < -96 || x->trim_threshold > -20)
+        return bad(c, "must be between -96 and -20 dBFS");
+    at(c, "ImmergeExtensions.TrimSilence.Keep");
+    if ((e = get_number(c, trim, "Keep", &x->trim_keep)))
+        return e;
+    if (x->trim_keep < 0 || x->trim_keep > 5)
+        return bad(c, "must be between 0 and 5 seconds");
+    return IMM_OK;
+}
+
 /* ImmergeExtensions: every key is known, or the request is refused (a typo must not silently
  * switch an extension off). */
 static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
 {
     static const char *const known[] = {"FadeIn", "FadeOut", "FadeCurve", "Loudness", "Chapters",
-                                        "TagsFrom"};
+                                        "TagsFrom", "TrimSilence"};
     /* FFmpeg 5.1's FLAC and Ogg muxers write no chapters (Ogg only for Vorbis, and not here). */
     static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov"};
     imm_extensions *x = &req->ext;
@@ -586,6 +615,8 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     x->tags_from = (int)from;
     at(c, "ImmergeExtensions.Chapters");
     if ((e = get_bool(c, ext, "Chapters", &x->chapters)))
+        return e;
+    if ((e = parse_trim(c, ext, x)))
         return e;
     for (int t = 0; t < req->ntargets && x->chapters; t++) {
         size_t k = 0;

@@ -252,6 +252,15 @@ int64_t imm_source_samples(const imm_source *src)
     return src->delivered;
 }
 
+void imm_source_narrow(imm_source *src, const imm_span *span)
+{
+    if (span->to < 0)
+        return;
+    int64_t start = src->clip_start;
+    src->clip_start = start + span->from;
+    src->clip_end = start + span->to;
+}
+
 int64_t imm_source_clip_start(const imm_source *src)
 {
     return src->clip_start;

@@ -44,6 +44,7 @@ typedef struct source_result {
     int merged;                   /* read to its end */
     int64_t clip_start;           /* samples StartTime dropped */
     int64_t trimmed_start, trimmed_end; /* encoder delay and padding the container signalled */
+    int64_t silence[2];           /* TrimSilence: samples dropped at the start and the end */
     int joined;                   /* join: the join before this source, measured */
     imm_join_measure join;
 } source_result;
@@ -89,7 +90,8 @@ typedef struct run {
     double rate;           /* the sample rate of the source being read */
     double planned;        /* samples all the sinks will encode, estimated */
     imm_join_meter meter;  /* the joins between the sources this thread reads */
-    imm_prepass pre;       /* what Loudness and Chapters learnt before the merge */
+    imm_prepass pre;       /* what Loudness, Chapters and TrimSilence learnt before the merge */
+    imm_span spans[IMM_MAX_SOURCES]; /* the part of each source merged (TrimSilence) */
     imm_chapter chapters[IMM_MAX_SOURCES];
     int nchapters;
     double started;        /* CLOCK_MONOTONIC seconds */
@@ -242,7 +244,7 @@ static imm_err open_lanes(run *r, imm_error *err)
         for (int k = 0; k < r->nlanes; k++)
             if (r->feeder[k] == i)
                 lanes[n++] = r->lanes[k];
-        if ((e = imm_chunker_start(r->opt->storage, r->task->req, lanes, n, &r->guard,
+        if ((e = imm_chunker_start(r->opt->storage, r->task->req, r->spans, lanes, n, &r->guard,
                                    &r->chunkers[i], err)))
             return e;
     }
@@ -297,7 +299,7 @@ static imm_err prepass(run *r, imm_error *err)
     imm_task *task = r->task;
     const imm_request *req = task->req;
     imm_target_plan *plans[IMM_MAX_TARGETS];
-    if (!req->ext.loudness && !req->ext.chapters)
+    if (!req->ext.loudness && !req->ext.chapters && !req->ext.trim)
         return IMM_OK;
     for (int t = 0; t < task->ntargets; t++)
         plans[t] = &task->targets[t].plan;
@@ -305,6 +307,8 @@ static imm_err prepass(run *r, imm_error *err)
                                 err);
     for (int t = 0; t < task->ntargets && !e && req->ext.loudness; t++)
         task->targets[t].loudness = r->pre.loudness[t];
+    for (int i = 0; i < req->nsources && !e && req->ext.trim; i++)
+        r->spans[i] = r->pre.span[i];
     for (int i = 0; i < req->nsources && !e && req->ext.chapters; i++)
         if (!req->sources[i].disable_audio)
             r->chapters[r->nchapters++] = (imm_chapter){r->pre.samples[i], r->pre.rate[i],
@@ -365,11 +369,13 @@ static imm_err merge_source(run *r, int index, imm_error *err)
     const imm_request *req = r->task->req;
     imm_source *src = r->sources[index];
     r->rate = imm_source_get_info(src)->sample_rate;
+    imm_source_narrow(src, &r->spans[index]);
     imm_join_meter_start(&r->meter);
     imm_err e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_read, r, err);
     source_result *res = &r->task->sources[index];
     res->samples = imm_source_samples(src);
     res->clip_start = imm_source_clip_start(src);
+    memcpy(res->silence, r->pre.silence[index], sizeof(res->silence));
     imm_source_trimmed(src, &res->trimmed_start, &res->trimmed_end);
     res->merged = 1;
     if (imm_join_meter_measure(&r->meter, &res->join))
@@ -516,6 +522,8 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
     imm_source_info primary = {0};
     imm_err e;
     task->req = req;
+    for (int i = 0; i < IMM_MAX_SOURCES; i++)
+        r.spans[i] = (imm_span){0, -1};
     if (!strcmp(task->status, "Queued")) {
         task->status = "Running";
         imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
@@ -613,6 +621,11 @@ static void add_report_json(cJSON *o, const imm_task *t)
         cJSON_AddNumberToObject(so, "ClipStartSample", (double)s->clip_start);
         cJSON_AddNumberToObject(so, "TrimmedStart", (double)s->trimmed_start);
         cJSON_AddNumberToObject(so, "TrimmedEnd", (double)s->trimmed_end);
+        if (req->ext.trim) { /* the silence dropped at either edge, in the source's samples */
+            cJSON *sil = cJSON_AddObjectToObject(so, "SilenceTrimmed");
+            cJSON_AddNumberToObject(sil, "Start", (double)s->silence[0]);
+            cJSON_AddNumberToObject(sil, "End", (double)s->silence[1]);
+        }
         cJSON_AddItemToArray(srcs, so);
         if (prev >= 0) {
             cJSON *j = cJSON_CreateObject();

@@ -124,17 +124,57 @@ run "$work/nochap.json"
 [ "$rc" = 2 ] && [ "$(jqo .Code)" = InvalidArgument ] && [[ "$(jqo .Message)" == *"cannot carry"* ]] \
   && ok "chapters: refused for a container that cannot carry them (ADTS AAC)" || not_ok "chapters: refused" "rc=$rc $(jqo .Message)"
 
+# ---- TrimSilence --------------------------------------------------------------------------------
+# Two 1 s tones padded with silence, all under a hiss at -66 dBFS. Above -50 dBFS is exactly the
+# tone but its first sample (sin 0 = 0): sox cuts that out of each source by sample count, and the
+# FLAC merge must be those two pieces, bit for bit.
+for s in "a 440 0.5 0.7 22050 30870" "b 660 1.2 0.3 52920 13230"; do
+  set -- $s
+  sox -n -r 44100 -c 2 -b 16 "$work/$1-tone.wav" synth 1 sine "$2" vol 0.5
+  sox "$work/$1-tone.wav" "$work/$1-pad.wav" pad "$3" "$4"
+  sox -n -r 44100 -c 2 -b 16 "$work/$1-hiss.wav" synth "$(echo "$3 + 1 + $4" | bc)" whitenoise vol 0.0005
+  sox -m "$work/$1-pad.wav" "$work/$1-hiss.wav" "$b/audio/padded-$1.wav"
+  sox "$b/audio/padded-$1.wav" "$work/$1-trim.wav" trim "$(($5 + 1))s" 44099s
+done
+sox "$work/a-trim.wav" "$work/b-trim.wav" "$work/trimmed.wav"
+req trim '[{"URI":"oss://test-bucket/audio/padded-a.wav"},{"URI":"oss://test-bucket/audio/padded-b.wav"}]' "[$(flac trim)]" '{"TrimSilence":{"Threshold":-50}}'
+run "$work/trim.json"
+ff -i "$b/output/trim.flac" -f s16le "$work/trim-ours.raw"; ff -i "$work/trimmed.wav" -f s16le "$work/trim-sox.raw"
+want=$(( $(soxi -s "$work/a-trim.wav") + $(soxi -s "$work/b-trim.wav") ))
+[ "$rc" = 0 ] && [ "$(jqo '.Targets[0].Samples')" = "$want" ] && cmp -s "$work/trim-ours.raw" "$work/trim-sox.raw" \
+  && ok "TrimSilence: each source's silent edges dropped: bit for bit the parts above -50 dBFS ($want samples)" \
+  || not_ok "TrimSilence" "rc=$rc $(jqo '.Targets[0].Samples') vs $want $(cat "$work/err")"
+got=$(jqo '[.ImmergeReport.Sources[] | "\(.SilenceTrimmed.Start)/\(.SilenceTrimmed.End)"] | join(" ")')
+[ "$got" = "22051/30870 52921/13230" ] && ok "TrimSilence: the report says what each edge lost ($got)" || not_ok "TrimSilence: report" "$got"
+req keep '[{"URI":"oss://test-bucket/audio/padded-a.wav"}]' "[$(flac keep)]" '{"TrimSilence":{"Threshold":-50,"Keep":0.25}}'
+run "$work/keep.json"
+[ "$(jqo '.Targets[0].Samples')" = $(( $(soxi -s "$work/a-trim.wav") + 2 * 11025 )) ] \
+  && ok "TrimSilence: Keep 0.25 keeps a quarter second of silence at each edge" || not_ok "TrimSilence: Keep" "$(jqo '.Targets[0].Samples')"
+
+# The chunk before the seam re-reads the sources itself: it must trim them the same way.
+sox "$b/audio/long.wav" "$b/audio/long-padded.wav" pad 3 2
+for mode in "--no-chunking" "--chunks 2"; do
+  req ltrim '[{"URI":"oss://test-bucket/audio/long-padded.wav"}]' '[{"URI":"oss://test-bucket/output/ltrim.{autoext}","Container":"mp4","Audio":{"TranscodeAudio":{"Codec":"aac"}}}]' '{"TrimSilence":{}}'
+  run $mode "$work/ltrim.json"
+  eval "n_${mode//[- ]/}=\$(jqo '.Targets[0].Samples')"
+  ff -i "$b/output/ltrim.mp4" -f s16le "$work/ltrim${mode// /}.raw"
+done
+lvl=$(sox -t s16 -r 44100 -c 2 "$work/ltrim--chunks2.raw" -n trim 0 0.05 stats 2>&1 | awk '/RMS lev dB/ { print $4 }')
+[ "$n_nochunking" = "$n_chunks2" ] && [ "$n_chunks2" -lt $((71 * 44100)) ] && [ "$(echo "$lvl > -30" | bc -l)" = 1 ] \
+  && ok "TrimSilence: in 2 chunks as with one encoder ($n_chunks2 samples, starting at once at $lvl dB)" \
+  || not_ok "TrimSilence: chunked" "$n_nochunking / $n_chunks2, first 50 ms at $lvl dB"
+
 # ---- what the request may say --------------------------------------------------------------------
 for bad in '{"FadeIn":31}' '{"FadeOut":-1}' '{"FadeCurve":"cubic"}' '{"Fadein":1}' \
            '{"Loudness":{}}' '{"Loudness":{"Target":-23,"Peak":-1}}' '{"Loudness":{"Target":-23,"MaxPeak":3}}' '[]' \
-           '{"TagsFrom":2}' '{"Chapters":1}'; do
+           '{"TagsFrom":2}' '{"Chapters":1}' '{"TrimSilence":{"Threshold":-10}}' '{"TrimSilence":{"Keep":9}}'; do
   req bad "$srcs" "[$(flac bad)]" "$bad"
   run "$work/bad.json"
   rc_bad=$rc; code=$(jqo .Code)
   [ "$rc_bad" = 2 ] && [ "$code" = InvalidArgument ] || { not_ok "extensions: $bad refused" "rc=$rc_bad $code $(jqo .Message)"; continue; }
   msgs+="$(jqo .Message | cut -c1-60); "
 done
-[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 10 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
+[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 12 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
 [ ! -e "$b/output/bad.flac" ] || not_ok "extensions: a refused request wrote nothing"
 # Without ImmergeExtensions nothing changes: the plain merge is the service's.
 req none "$srcs" "[$(flac none)]"
