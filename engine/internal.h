@@ -10,7 +10,8 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
-#define IMM_MAX_SOURCES 11
+#define IMM_SERVICE_MAX_SOURCES 11 /* the service's limit, and ours unless MaxSources raises it */
+#define IMM_MAX_SOURCES 256        /* ImmergeExtensions.MaxSources' ceiling */
 #define IMM_MAX_TARGETS 16
 #define IMM_MAX_STREAM_SELECT 16
 
@@ -71,6 +72,7 @@ typedef struct imm_extensions {
     double trim_threshold;    /* dBFS: quieter samples are silence */
     double trim_keep;         /* seconds of silence kept at each trimmed edge */
     int tags_from;            /* the source whose tags the outputs carry; -1: AlignmentIndex's */
+    int max_sources;          /* how many Sources the request may list (11, the service's) */
 } imm_extensions;
 
 struct imm_request {

@@ -577,7 +577,7 @@ static imm_err parse_trim(ctx *c, const cJSON *ext, imm_extensions *x)
 static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
 {
     static const char *const known[] = {"FadeIn", "FadeOut", "FadeCurve", "Loudness", "Chapters",
-                                        "TagsFrom", "TrimSilence"};
+                                        "TagsFrom", "TrimSilence", "MaxSources"};
     /* FFmpeg 5.1's FLAC and Ogg muxers write no chapters (Ogg only for Vorbis, and not here). */
     static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov"};
     imm_extensions *x = &req->ext;
@@ -721,6 +721,20 @@ static imm_err check_same_streams(ctx *c, const imm_request *req)
     return IMM_OK;
 }
 
+/* ImmergeExtensions.MaxSources, read before the Sources it admits. */
+static imm_err parse_max_sources(ctx *c, const cJSON *root, imm_request *req)
+{
+    const cJSON *ext = cJSON_GetObjectItemCaseSensitive(root, "ImmergeExtensions");
+    int64_t v = IMM_SERVICE_MAX_SOURCES;
+    req->ext.max_sources = IMM_SERVICE_MAX_SOURCES;
+    if (!cJSON_IsObject(ext))
+        return IMM_OK; /* parse_extensions says what is wrong with it */
+    at(c, "ImmergeExtensions.MaxSources");
+    imm_err e = get_int(c, ext, "MaxSources", 1, IMM_MAX_SOURCES, &v);
+    req->ext.max_sources = (int)v;
+    return e;
+}
+
 static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
 {
     imm_err e;
@@ -733,12 +747,14 @@ static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
     if (!req->project || !*req->project)
         return bad(c, "is required but not provided");
 
-    if ((e = parse_array(c, root, "Sources", &arr, &n)))
+    if ((e = parse_max_sources(c, root, req)) || (e = parse_array(c, root, "Sources", &arr, &n)))
         return e;
-    if (n > IMM_MAX_SOURCES)
+    if (n > req->ext.max_sources)
         return imm_error_set(c->err, IMM_ELIMIT,
                              "The parameter Sources has %d elements; at most %d media files can "
-                             "be merged in one task.", n, IMM_MAX_SOURCES);
+                             "be merged in one task%s.", n, req->ext.max_sources,
+                             n <= IMM_MAX_SOURCES ? " (ImmergeExtensions.MaxSources allows more)"
+                                                  : "");
     cJSON_ArrayForEach(item, arr) {
         if ((e = parse_source(c, item, i, &req->sources[i])))
             return e;

@@ -10,7 +10,8 @@
  * byte of a source is fetched twice from remote storage, and the next source's first bytes are
  * already in when the previous one ends. An open source holds its demuxer's probe data and its
  * store's read window (a few hundred KiB), not its audio, so memory does not grow with the
- * sources' length.
+ * sources' length. Past KEEP_OPEN sources (ImmergeExtensions.MaxSources allows up to 256), the
+ * rest are closed after their probe and opened again in their turn.
  *
  * A long target whose codec allows it is encoded in chunks on several cores (chunk.c): the
  * chunks before the last are fed by threads that read the sources again from the start; this
@@ -64,6 +65,8 @@ struct imm_task {
     char *notifications; /* JSON array: how the completion message was delivered */
     int not_started;     /* cancelled before it ran: Code NotStarted */
 };
+
+#define KEEP_OPEN 16 /* sources held open between their probe and their turn */
 
 /* Everything one run holds open; freed in one place whatever happened. */
 typedef struct run {
@@ -138,8 +141,8 @@ const char *imm_task_request_id(const imm_task *t)
 }
 
 /* Probes every source: it exists, it has audio, and how long it is. Keeps the primary's info and
- * the sources to merge open. */
-static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
+ * the sources to merge open (the first KEEP_OPEN of them, or all with keep_all). */
+static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm_error *err)
 {
     const imm_request *req = r->task->req;
     const imm_target_req *t0 = &req->targets[0];
@@ -178,8 +181,10 @@ static imm_err probe_sources(run *r, imm_source_info *primary, imm_error *err)
         }
         if (tags)
             av_dict_copy(&r->metadata, in->metadata, 0);
-        if (sr->disable_audio)
-            imm_source_close(src); /* probed for its parameters or tags only */
+        /* Sources wait open for their turn, up to KEEP_OPEN of them (file descriptors, demuxer
+         * buffers); the rest of a long list (MaxSources) is opened again when its turn comes. */
+        if (sr->disable_audio || (i >= KEEP_OPEN && !keep_all))
+            imm_source_close(src);
         else
             r->sources[i] = src;
     }
@@ -367,11 +372,16 @@ static imm_err on_read(void *opaque, const AVFrame *frame, int offset, int count
 static imm_err merge_source(run *r, int index, imm_error *err)
 {
     const imm_request *req = r->task->req;
+    imm_err e;
+    if (!r->sources[index] &&
+        (e = imm_source_open(r->opt->storage, &req->sources[index], &req->targets[0].select,
+                             &r->sources[index], err)))
+        return e;
     imm_source *src = r->sources[index];
     r->rate = imm_source_get_info(src)->sample_rate;
     imm_source_narrow(src, &r->spans[index]);
     imm_join_meter_start(&r->meter);
-    imm_err e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_read, r, err);
+    e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_read, r, err);
     source_result *res = &r->task->sources[index];
     res->samples = imm_source_samples(src);
     res->clip_start = imm_source_clip_start(src);
@@ -488,7 +498,7 @@ imm_err imm_task_plan(const imm_request *req, const imm_run_options *opt, char *
     imm_source_info primary = {0};
     imm_err e;
     *json = NULL;
-    if (!(e = probe_sources(&r, &primary, err)) && !(e = check_length(&r, err)) &&
+    if (!(e = probe_sources(&r, &primary, 1, err)) && !(e = check_length(&r, err)) &&
         !(e = plan_targets(&r, &primary, err))) {
         const imm_target_plan *plans[IMM_MAX_TARGETS];
         imm_preview_source ps[IMM_MAX_SOURCES] = {0};
@@ -528,7 +538,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         task->status = "Running";
         imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
     }
-    if (!(e = probe_sources(&r, &primary, err)) && !(e = check_length(&r, err)) &&
+    if (!(e = probe_sources(&r, &primary, 0, err)) && !(e = check_length(&r, err)) &&
         !(e = plan_targets(&r, &primary, err)) && !(e = prepass(&r, err)) &&
         !(e = open_targets(&r, err))) {
         for (int i = 0; i < req->nsources && !e; i++)

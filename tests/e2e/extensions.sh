@@ -164,17 +164,38 @@ lvl=$(sox -t s16 -r 44100 -c 2 "$work/ltrim--chunks2.raw" -n trim 0 0.05 stats 2
   && ok "TrimSilence: in 2 chunks as with one encoder ($n_chunks2 samples, starting at once at $lvl dB)" \
   || not_ok "TrimSilence: chunked" "$n_nochunking / $n_chunks2, first 50 ms at $lvl dB"
 
+# ---- MaxSources ----------------------------------------------------------------------------------
+# 30 short tones of different lengths: refused as the service would, merged when MaxSources says
+# so, exactly as long as they are (soxi), with no more than 40 file descriptors.
+many="" want=0
+for i in $(seq 0 29); do
+  sox -n -r 44100 -c 1 -b 16 "$b/audio/many$i.wav" synth "0.$((i % 9 + 1))" sine $((200 + i * 20)) vol 0.3
+  many+="${many:+,}{\"URI\":\"oss://test-bucket/audio/many$i.wav\"}"
+  want=$((want + $(soxi -s "$b/audio/many$i.wav")))
+done
+req many "[$many]" "[$(flac many)]"
+run "$work/many.json"
+[ "$rc" = 2 ] && [ "$(jqo .Code)" = LimitExceededError ] && ok "MaxSources: 30 sources without it: LimitExceededError, as the service" \
+  || not_ok "MaxSources: refused" "rc=$rc $(jqo .Code)"
+req many "[$many]" "[$(flac many)]" '{"MaxSources":30}'
+out=$(ulimit -n 40; "$bin" run --quiet --oss-root "$root" "$work/many.json" 2> "$work/err"); rc=$?
+[ "$rc" = 0 ] && [ "$(jqo '.Targets[0].Samples')" = "$want" ] && [ "$(samples "$b/output/many.flac")" = "$want" ] \
+  && [ "$(jqo '.ImmergeReport.Joins | length')" = 29 ] \
+  && ok "MaxSources 30: merged, $want samples (the sum of the sources), 29 joins, within 40 file descriptors" \
+  || not_ok "MaxSources: merged" "rc=$rc $(jqo '.Targets[0].Samples') vs $want $(cat "$work/err")"
+
 # ---- what the request may say --------------------------------------------------------------------
 for bad in '{"FadeIn":31}' '{"FadeOut":-1}' '{"FadeCurve":"cubic"}' '{"Fadein":1}' \
            '{"Loudness":{}}' '{"Loudness":{"Target":-23,"Peak":-1}}' '{"Loudness":{"Target":-23,"MaxPeak":3}}' '[]' \
-           '{"TagsFrom":2}' '{"Chapters":1}' '{"TrimSilence":{"Threshold":-10}}' '{"TrimSilence":{"Keep":9}}'; do
+           '{"TagsFrom":2}' '{"Chapters":1}' '{"TrimSilence":{"Threshold":-10}}' '{"TrimSilence":{"Keep":9}}' \
+           '{"MaxSources":257}'; do
   req bad "$srcs" "[$(flac bad)]" "$bad"
   run "$work/bad.json"
   rc_bad=$rc; code=$(jqo .Code)
   [ "$rc_bad" = 2 ] && [ "$code" = InvalidArgument ] || { not_ok "extensions: $bad refused" "rc=$rc_bad $code $(jqo .Message)"; continue; }
   msgs+="$(jqo .Message | cut -c1-60); "
 done
-[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 12 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
+[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 13 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
 [ ! -e "$b/output/bad.flac" ] || not_ok "extensions: a refused request wrote nothing"
 # Without ImmergeExtensions nothing changes: the plain merge is the service's.
 req none "$srcs" "[$(flac none)]"
