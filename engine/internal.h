@@ -73,6 +73,7 @@ typedef struct imm_extensions {
     double trim_keep;         /* seconds of silence kept at each trimmed edge */
     int tags_from;            /* the source whose tags the outputs carry; -1: AlignmentIndex's */
     int max_sources;          /* how many Sources the request may list (11, the service's) */
+    int cover_from;           /* the source whose attached picture the outputs carry; -1: none */
 } imm_extensions;
 
 struct imm_request {

@@ -79,6 +79,14 @@ int64_t imm_source_samples(const imm_source *src);
 typedef struct imm_span {
     int64_t from, to;
 } imm_span;
+/* An attached picture (cover art) and its stream's parameters. */
+typedef struct imm_cover {
+    AVPacket *pkt;
+    AVCodecParameters *par;
+} imm_cover;
+/* The source's cover art (CoverFrom), copied; InvalidMedia when it has none. */
+imm_err imm_source_cover(const imm_source *src, imm_cover *out, imm_error *err);
+void imm_cover_clear(imm_cover *c);
 /* Narrows the clip to span (TrimSilence), before the first read. */
 void imm_source_narrow(imm_source *src, const imm_span *span);
 /* The samples StartTime (and TrimSilence) drop. */
@@ -128,6 +136,7 @@ typedef struct imm_target_plan {
     double gain;
     const imm_chapter *chapters; /* one per merged source, in order (Chapters) */
     int nchapters;
+    const imm_cover *cover;      /* CoverFrom's picture, or NULL */
     /* Where the sample rate, channel count and bitrate came from, for `immerge plan`: the
      * request, the AlignmentIndex source, a *Option's outcome, Quality or a default. */
     const char *rate_from, *channels_from, *bitrate_from;

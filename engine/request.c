@@ -577,14 +577,17 @@ static imm_err parse_trim(ctx *c, const cJSON *ext, imm_extensions *x)
 static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
 {
     static const char *const known[] = {"FadeIn", "FadeOut", "FadeCurve", "Loudness", "Chapters",
-                                        "TagsFrom", "TrimSilence", "MaxSources"};
+                                        "TagsFrom", "TrimSilence", "MaxSources", "CoverFrom"};
+    /* The muxers that keep an attached picture as cover art (FFmpeg 5.1's MOV muxer drops it,
+     * Matroska would make it a video track). */
+    static const char *const covered[] = {"mp3", "mp4", "flac"};
     /* FFmpeg 5.1's FLAC and Ogg muxers write no chapters (Ogg only for Vorbis, and not here). */
     static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov"};
     imm_extensions *x = &req->ext;
     const cJSON *ext, *item, *loud;
     imm_err e;
     int64_t from = -1;
-    x->tags_from = -1;
+    x->tags_from = x->cover_from = -1;
     snprintf(c->path, sizeof(c->path), "ImmergeExtensions");
     if ((e = get_object(c, root, "ImmergeExtensions", &ext)) || !ext)
         return e;
@@ -613,6 +616,22 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     if ((e = get_int(c, ext, "TagsFrom", 0, req->nsources - 1, &from)))
         return e;
     x->tags_from = (int)from;
+    from = -1;
+    at(c, "ImmergeExtensions.CoverFrom");
+    if ((e = get_int(c, ext, "CoverFrom", 0, req->nsources - 1, &from)))
+        return e;
+    x->cover_from = (int)from;
+    for (int t = 0; t < req->ntargets && x->cover_from >= 0; t++) {
+        size_t k = 0;
+        while (k < sizeof(covered) / sizeof(*covered) &&
+               strcmp(req->targets[t].container, covered[k]))
+            k++;
+        if (k == sizeof(covered) / sizeof(*covered) || req->targets[t].segment)
+            return imm_error_set(c->err, IMM_EARG, "The parameter ImmergeExtensions.CoverFrom asks "
+                                 "for cover art, which Targets[%d] (%s%s) cannot carry; MP3, MP4 "
+                                 "and FLAC can.", t, req->targets[t].container,
+                                 req->targets[t].segment ? ", segmented" : "");
+    }
     at(c, "ImmergeExtensions.Chapters");
     if ((e = get_bool(c, ext, "Chapters", &x->chapters)))
         return e;

@@ -155,6 +155,29 @@ static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *
     s->stream = avformat_new_stream(s->mux, NULL);
     if (!s->stream)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    if (p->cover) { /* CoverFrom: a second stream holding the one picture */
+        AVStream *pic = avformat_new_stream(s->mux, NULL);
+        if (!pic || avcodec_parameters_copy(pic->codecpar, p->cover->par) < 0)
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        pic->disposition = AV_DISPOSITION_ATTACHED_PIC;
+        pic->time_base = (AVRational){1, 90000};
+    }
+    return IMM_OK;
+}
+
+/* CoverFrom's picture, right after the header: MP3 and FLAC write it before any audio. */
+static imm_err write_cover(imm_sink *s, imm_error *err)
+{
+    AVPacket *pkt = av_packet_clone(s->plan->cover->pkt);
+    if (!pkt)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    pkt->stream_index = 1;
+    pkt->pts = pkt->dts = 0;
+    int ret = av_interleaved_write_frame(s->mux, pkt);
+    av_packet_free(&pkt);
+    if (ret < 0)
+        return imm_error_set(err, IMM_EIO, "Cannot write the cover art of %s: %s", s->plan->uri,
+                             av_err2str(ret));
     return IMM_OK;
 }
 
@@ -182,7 +205,7 @@ static imm_err write_header(imm_sink *s, imm_error *err)
                              s->plan->container->name, s->plan->uri, av_err2str(ret));
     }
     s->header_written = 1;
-    return IMM_OK;
+    return s->plan->cover ? write_cover(s, err) : IMM_OK;
 }
 
 static const imm_chunk_window whole = {0, INT64_MIN, INT64_MAX, INT64_MAX, 0, 0};

@@ -252,6 +252,28 @@ int64_t imm_source_samples(const imm_source *src)
     return src->delivered;
 }
 
+imm_err imm_source_cover(const imm_source *src, imm_cover *out, imm_error *err)
+{
+    for (unsigned i = 0; i < src->fmt->nb_streams; i++) {
+        const AVStream *st = src->fmt->streams[i];
+        if (!(st->disposition & AV_DISPOSITION_ATTACHED_PIC) || !st->attached_pic.size)
+            continue;
+        if (!(out->pkt = av_packet_clone(&st->attached_pic)) ||
+            !(out->par = avcodec_parameters_alloc()) ||
+            avcodec_parameters_copy(out->par, st->codecpar) < 0)
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        return IMM_OK;
+    }
+    return imm_error_set(err, IMM_EMEDIA, "%s has no cover art (attached picture) for "
+                         "ImmergeExtensions.CoverFrom.", src->uri);
+}
+
+void imm_cover_clear(imm_cover *c)
+{
+    av_packet_free(&c->pkt);
+    avcodec_parameters_free(&c->par);
+}
+
 void imm_source_narrow(imm_source *src, const imm_span *span)
 {
     if (span->to < 0)

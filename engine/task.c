@@ -95,6 +95,7 @@ typedef struct run {
     imm_join_meter meter;  /* the joins between the sources this thread reads */
     imm_prepass pre;       /* what Loudness, Chapters and TrimSilence learnt before the merge */
     imm_span spans[IMM_MAX_SOURCES]; /* the part of each source merged (TrimSilence) */
+    imm_cover cover;       /* CoverFrom's picture */
     imm_chapter chapters[IMM_MAX_SOURCES];
     int nchapters;
     double started;        /* CLOCK_MONOTONIC seconds */
@@ -150,7 +151,7 @@ static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm
         const imm_source_req *sr = &req->sources[i];
         imm_source *src = NULL;
         int tags = req->ext.tags_from >= 0 ? i == req->ext.tags_from : i == req->alignment_index;
-        if (sr->disable_audio && i != req->alignment_index && !tags)
+        if (sr->disable_audio && i != req->alignment_index && !tags && i != req->ext.cover_from)
             continue;
         imm_err e = imm_source_open(r->opt->storage, sr, &t0->select, &src, err);
         if (e)
@@ -181,6 +182,10 @@ static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm
         }
         if (tags)
             av_dict_copy(&r->metadata, in->metadata, 0);
+        if (i == req->ext.cover_from && (e = imm_source_cover(src, &r->cover, err))) {
+            imm_source_close(src);
+            return e;
+        }
         /* Sources wait open for their turn, up to KEEP_OPEN of them (file descriptors, demuxer
          * buffers); the rest of a long list (MaxSources) is opened again when its turn comes. */
         if (sr->disable_audio || (i >= KEEP_OPEN && !keep_all))
@@ -287,6 +292,7 @@ static imm_err plan_targets(run *r, const imm_source_info *primary, imm_error *e
         tr->plan.fade_in = llround(req->ext.fade_in * tr->plan.sample_rate);
         tr->plan.fade_out = llround(req->ext.fade_out * tr->plan.sample_rate);
         tr->plan.fade_curve = req->ext.fade_curve;
+        tr->plan.cover = r->cover.pkt ? &r->cover : NULL;
         r->chunks[i] = imm_chunk_count(&tr->plan, r->total_seconds, r->opt->chunks);
         /* Only the last chunk sees the end: the fade-out (and the MP3 splice's reach before
          * it) must lie within it. */
@@ -485,6 +491,7 @@ static void release(run *r, imm_source_info *primary)
     for (int i = 0; i < IMM_MAX_SOURCES; i++)
         imm_source_close(r->sources[i]);
     av_dict_free(&r->metadata);
+    imm_cover_clear(&r->cover);
     av_channel_layout_uninit(&primary->layout);
 }
 

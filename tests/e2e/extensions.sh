@@ -164,6 +164,25 @@ lvl=$(sox -t s16 -r 44100 -c 2 "$work/ltrim--chunks2.raw" -n trim 0 0.05 stats 2
   && ok "TrimSilence: in 2 chunks as with one encoder ($n_chunks2 samples, starting at once at $lvl dB)" \
   || not_ok "TrimSilence: chunked" "$n_nochunking / $n_chunks2, first 50 ms at $lvl dB"
 
+# ---- CoverFrom -----------------------------------------------------------------------------------
+# seg1 with a PNG attached as its cover: each output carries that picture, byte for byte.
+ff -f lavfi -i testsrc=size=64x64:d=1 -frames:v 1 "$work/cover.png"
+ff -i "$b/audio/seg1.mp3" -i "$work/cover.png" -map 0 -map 1 -c copy -disposition:v attached_pic "$b/audio/covered.mp3"
+for c in "mp3 mp3" "mp4 aac" "flac flac"; do
+  set -- $c
+  printf '{"ProjectName":"p","AlignmentIndex":1,"Sources":[{"URI":"oss://test-bucket/audio/covered.mp3"},{"URI":"oss://test-bucket/audio/seg2.mp3"}],"Targets":[{"URI":"oss://test-bucket/output/cover.{autoext}","Container":"%s","Audio":{"TranscodeAudio":{"Codec":"%s"}}}],"ImmergeExtensions":{"CoverFrom":0}}' "$1" "$2" > "$work/cover.json"
+  run "$work/cover.json"
+  rm -f "$work/got.png"
+  ff -i "$b/output/cover.$1" -map 0:v -c copy -f image2 "$work/got.png"
+  disp=$(ffprobe -v error -select_streams v -show_entries stream_disposition=attached_pic -of csv=p=0 "$b/output/cover.$1")
+  [ "$rc" = 0 ] && cmp -s "$work/got.png" "$work/cover.png" && [ "$disp" = 1 ] && [ "$(samples "$b/output/cover.$1")" -ge "$(jqo '.Targets[0].Samples')" ] \
+    && ok "CoverFrom: $1 carries Sources[0]'s picture byte for byte, as cover art" || not_ok "CoverFrom: $1" "rc=$rc disp '$disp' $(cat "$work/err")"
+done
+printf '{"ProjectName":"p","Sources":[{"URI":"oss://test-bucket/audio/seg2.mp3"}],"Targets":[{"URI":"oss://test-bucket/output/nocover.{autoext}","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3"}}}],"ImmergeExtensions":{"CoverFrom":0}}' > "$work/nocover.json"
+run "$work/nocover.json"
+[ "$rc" = 1 ] && [ "$(jqo .Code)" = InvalidMedia ] && [ ! -e "$b/output/nocover.mp3" ] \
+  && ok "CoverFrom: a source without a picture fails the task (InvalidMedia), nothing written" || not_ok "CoverFrom: none" "rc=$rc $(jqo .Code)"
+
 # ---- MaxSources ----------------------------------------------------------------------------------
 # 30 short tones of different lengths: refused as the service would, merged when MaxSources says
 # so, exactly as long as they are (soxi), with no more than 40 file descriptors.
@@ -188,14 +207,14 @@ out=$(ulimit -n 40; "$bin" run --quiet --oss-root "$root" "$work/many.json" 2> "
 for bad in '{"FadeIn":31}' '{"FadeOut":-1}' '{"FadeCurve":"cubic"}' '{"Fadein":1}' \
            '{"Loudness":{}}' '{"Loudness":{"Target":-23,"Peak":-1}}' '{"Loudness":{"Target":-23,"MaxPeak":3}}' '[]' \
            '{"TagsFrom":2}' '{"Chapters":1}' '{"TrimSilence":{"Threshold":-10}}' '{"TrimSilence":{"Keep":9}}' \
-           '{"MaxSources":257}'; do
+           '{"MaxSources":257}' '{"CoverFrom":-1}' '{"CoverFrom":5}'; do
   req bad "$srcs" "[$(flac bad)]" "$bad"
   run "$work/bad.json"
   rc_bad=$rc; code=$(jqo .Code)
   [ "$rc_bad" = 2 ] && [ "$code" = InvalidArgument ] || { not_ok "extensions: $bad refused" "rc=$rc_bad $code $(jqo .Message)"; continue; }
   msgs+="$(jqo .Message | cut -c1-60); "
 done
-[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 13 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
+[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 15 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
 [ ! -e "$b/output/bad.flac" ] || not_ok "extensions: a refused request wrote nothing"
 # Without ImmergeExtensions nothing changes: the plain merge is the service's.
 req none "$srcs" "[$(flac none)]"
