@@ -543,6 +543,25 @@ static imm_err parse_curve(ctx *c, const cJSON *obj, const char *name, imm_curve
     return e;
 }
 
+/* An extension that puts `what` into every output: each target's container (NULL-terminated
+ * `can`, not segmented) must be able to hold it, or the request is refused rather than a target
+ * silently left without. */
+static imm_err every_target_carries(ctx *c, const imm_request *req, const char *field,
+                                    const char *what, const char *const *can, const char *names)
+{
+    for (int t = 0; t < req->ntargets; t++) {
+        const imm_target_req *tr = &req->targets[t];
+        int k = 0;
+        while (can[k] && strcmp(tr->container, can[k]))
+            k++;
+        if (!can[k] || tr->segment)
+            return imm_error_set(c->err, IMM_EARG, "The parameter ImmergeExtensions.%s asks for %s, "
+                                 "which Targets[%d] (%s%s) cannot carry; %s can.", field, what, t,
+                                 tr->container, tr->segment ? ", segmented" : "", names);
+    }
+    return IMM_OK;
+}
+
 /* TrimSilence: {"Threshold": dBFS, "Keep": seconds}, both optional. */
 static imm_err parse_trim(ctx *c, const cJSON *ext, imm_extensions *x)
 {
@@ -580,9 +599,9 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
                                         "TagsFrom", "TrimSilence", "MaxSources", "CoverFrom"};
     /* The muxers that keep an attached picture as cover art (FFmpeg 5.1's MOV muxer drops it,
      * Matroska would make it a video track). */
-    static const char *const covered[] = {"mp3", "mp4", "flac"};
+    static const char *const covered[] = {"mp3", "mp4", "flac", NULL};
     /* FFmpeg 5.1's FLAC and Ogg muxers write no chapters (Ogg only for Vorbis, and not here). */
-    static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov"};
+    static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov", NULL};
     imm_extensions *x = &req->ext;
     const cJSON *ext, *item, *loud;
     imm_err e;
@@ -621,33 +640,17 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     if ((e = get_int(c, ext, "CoverFrom", 0, req->nsources - 1, &from)))
         return e;
     x->cover_from = (int)from;
-    for (int t = 0; t < req->ntargets && x->cover_from >= 0; t++) {
-        size_t k = 0;
-        while (k < sizeof(covered) / sizeof(*covered) &&
-               strcmp(req->targets[t].container, covered[k]))
-            k++;
-        if (k == sizeof(covered) / sizeof(*covered) || req->targets[t].segment)
-            return imm_error_set(c->err, IMM_EARG, "The parameter ImmergeExtensions.CoverFrom asks "
-                                 "for cover art, which Targets[%d] (%s%s) cannot carry; MP3, MP4 "
-                                 "and FLAC can.", t, req->targets[t].container,
-                                 req->targets[t].segment ? ", segmented" : "");
-    }
+    if (x->cover_from >= 0 &&
+        (e = every_target_carries(c, req, "CoverFrom", "cover art", covered, "MP3, MP4 and FLAC")))
+        return e;
     at(c, "ImmergeExtensions.Chapters");
     if ((e = get_bool(c, ext, "Chapters", &x->chapters)))
         return e;
+    if (x->chapters &&
+        (e = every_target_carries(c, req, "Chapters", "chapters", chaptered, "MP3, MP4, MKV and MOV")))
+        return e;
     if ((e = parse_trim(c, ext, x)))
         return e;
-    for (int t = 0; t < req->ntargets && x->chapters; t++) {
-        size_t k = 0;
-        while (k < sizeof(chaptered) / sizeof(*chaptered) &&
-               strcmp(req->targets[t].container, chaptered[k]))
-            k++;
-        if (k == sizeof(chaptered) / sizeof(*chaptered) || req->targets[t].segment)
-            return imm_error_set(c->err, IMM_EARG, "The parameter ImmergeExtensions.Chapters asks "
-                                 "for chapters, which Targets[%d] (%s%s) cannot carry; MP3, MP4, "
-                                 "MKV and MOV can.", t, req->targets[t].container,
-                                 req->targets[t].segment ? ", segmented" : "");
-    }
     at(c, "ImmergeExtensions.Loudness");
     if ((e = get_object(c, ext, "Loudness", &loud)) || !loud)
         return e;
