@@ -298,12 +298,13 @@ imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err)
     return e;
 }
 
-double imm_sample_value(const AVFrame *f, int channel, int i)
+double imm_sample_get(uint8_t *const *planes, enum AVSampleFormat fmt, int channels, int channel,
+                      int i)
 {
-    int planar = av_sample_fmt_is_planar(f->format), channels = f->ch_layout.nb_channels;
-    const uint8_t *p = f->extended_data[planar ? channel : 0];
+    int planar = av_sample_fmt_is_planar(fmt);
+    const uint8_t *p = planes[planar ? channel : 0];
     int k = planar ? i : i * channels + channel;
-    switch (av_get_packed_sample_fmt(f->format)) {
+    switch (av_get_packed_sample_fmt(fmt)) {
     case AV_SAMPLE_FMT_U8: return (p[k] - 128) / 128.0;
     case AV_SAMPLE_FMT_S16: return ((const int16_t *)p)[k] / 32768.0;
     case AV_SAMPLE_FMT_S32: return ((const int32_t *)p)[k] / 2147483648.0;
@@ -312,6 +313,28 @@ double imm_sample_value(const AVFrame *f, int channel, int i)
     case AV_SAMPLE_FMT_DBL: return ((const double *)p)[k];
     default: return 0;
     }
+}
+
+void imm_sample_put(uint8_t *const *planes, enum AVSampleFormat fmt, int channels, int channel,
+                    int i, double v)
+{
+    int planar = av_sample_fmt_is_planar(fmt);
+    uint8_t *p = planes[planar ? channel : 0];
+    int k = planar ? i : i * channels + channel;
+    switch (av_get_packed_sample_fmt(fmt)) {
+    case AV_SAMPLE_FMT_U8: p[k] = (uint8_t)av_clip_uint8((int)lrint(v * 128) + 128); break;
+    case AV_SAMPLE_FMT_S16: ((int16_t *)p)[k] = (int16_t)av_clip_int16((int)lrint(v * 32768)); break;
+    case AV_SAMPLE_FMT_S32: ((int32_t *)p)[k] = av_clipl_int32(llrint(v * 2147483648.0)); break;
+    case AV_SAMPLE_FMT_S64: ((int64_t *)p)[k] = llrint(av_clipd(v, -1, 1) * 9223372036854775807.0); break;
+    case AV_SAMPLE_FMT_FLT: ((float *)p)[k] = (float)v; break;
+    case AV_SAMPLE_FMT_DBL: ((double *)p)[k] = v; break;
+    default: break;
+    }
+}
+
+double imm_sample_value(const AVFrame *f, int channel, int i)
+{
+    return imm_sample_get(f->extended_data, f->format, f->ch_layout.nb_channels, channel, i);
 }
 
 void imm_convert_free(imm_convert *cv)

@@ -74,6 +74,8 @@ typedef struct imm_extensions {
     int tags_from;            /* the source whose tags the outputs carry; -1: AlignmentIndex's */
     int max_sources;          /* how many Sources the request may list (11, the service's) */
     int cover_from;           /* the source whose attached picture the outputs carry; -1: none */
+    double crossfade;         /* seconds each join overlaps; 0: none */
+    imm_curve crossfade_curve;
 } imm_extensions;
 
 struct imm_request {

@@ -28,6 +28,7 @@ typedef struct item {
 struct imm_lane {
     imm_sink *sink;
     imm_convert *convert;
+    imm_crossfade *xfade; /* between the converter and the sink, when asked */
     pthread_t thread;
     int started;
     pthread_mutex_t lock;
@@ -49,7 +50,8 @@ struct imm_lane {
 static imm_err handle(imm_lane *l, item *it)
 {
     imm_err e = IMM_OK;
-    AVAudioFifo *fifo = imm_sink_fifo(l->sink);
+    AVAudioFifo *sink = imm_sink_fifo(l->sink);
+    AVAudioFifo *fifo = l->xfade ? imm_crossfade_input(l->xfade) : sink;
     if (it->kind != ITEM_FINISH && imm_sink_full(l->sink))
         return IMM_OK; /* a chunk past its window: nothing more to convert */
     switch (it->kind) {
@@ -58,20 +60,21 @@ static imm_err handle(imm_lane *l, item *it)
         e = imm_convert_push(l->convert, it->frame, it->offset, it->count,
                              imm_sink_unneeded(l->sink), &skipped, fifo, &l->error);
         imm_sink_pass(l->sink, skipped);
-        if (!e)
-            e = imm_sink_drain(l->sink, &l->error);
+        if (!e && l->xfade)
+            e = imm_crossfade_flow(l->xfade, sink, &l->error);
         break;
     }
     case ITEM_END_SOURCE:
         e = imm_convert_finish(l->convert, fifo, &l->error);
-        if (!e)
-            e = imm_sink_drain(l->sink, &l->error);
+        if (!e && l->xfade)
+            e = imm_crossfade_end_source(l->xfade, sink, &l->error);
         break;
     case ITEM_FINISH:
-        e = imm_sink_finish(l->sink, &l->error);
-        break;
+        if (l->xfade)
+            e = imm_crossfade_finish(l->xfade, sink, &l->error);
+        return e ? e : imm_sink_finish(l->sink, &l->error);
     }
-    return e;
+    return e ? e : imm_sink_drain(l->sink, &l->error);
 }
 
 static void *run(void *opaque)
@@ -116,11 +119,17 @@ static void *run(void *opaque)
     return NULL;
 }
 
-imm_err imm_lane_start(imm_sink *sink, imm_convert *convert, imm_lane **out, imm_error *err)
+imm_err imm_lane_start(const imm_target_plan *plan, imm_sink *sink, imm_convert *convert,
+                       imm_lane **out, imm_error *err)
 {
     imm_lane *l = calloc(1, sizeof(*l));
     if (!l)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    imm_err e = plan->xfade ? imm_crossfade_new(plan, &l->xfade, err) : IMM_OK;
+    if (e) {
+        free(l);
+        return e;
+    }
     l->sink = sink;
     l->convert = convert;
     pthread_condattr_t attr;
@@ -292,5 +301,6 @@ void imm_lane_free(imm_lane *l)
     }
     pthread_cond_destroy(&l->changed);
     pthread_mutex_destroy(&l->lock);
+    imm_crossfade_free(l->xfade);
     free(l);
 }

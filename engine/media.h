@@ -137,6 +137,8 @@ typedef struct imm_target_plan {
     const imm_chapter *chapters; /* one per merged source, in order (Chapters) */
     int nchapters;
     const imm_cover *cover;      /* CoverFrom's picture, or NULL */
+    int64_t xfade;               /* Crossfade: samples each join overlaps (0: none) */
+    imm_curve xfade_curve;
     /* Where the sample rate, channel count and bitrate came from, for `immerge plan`: the
      * request, the AlignmentIndex source, a *Option's outcome, Quality or a default. */
     const char *rate_from, *channels_from, *bitrate_from;
@@ -160,8 +162,27 @@ imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int 
  * round(input samples * out rate / in rate) long. */
 imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err);
 void imm_convert_free(imm_convert *cv);
-/* Sample i of channel `channel` of f, in any sample format, full scale 1.0. */
+/* Sample i of channel `channel` of f (or of planes in fmt), in any sample format, full scale
+ * 1.0; and the same written, clipped to the format's range. */
 double imm_sample_value(const AVFrame *f, int channel, int i);
+double imm_sample_get(uint8_t *const *planes, enum AVSampleFormat fmt, int channels, int channel,
+                      int i);
+void imm_sample_put(uint8_t *const *planes, enum AVSampleFormat fmt, int channels, int channel,
+                    int i, double v);
+
+/* ---- crossfade.c ---- */
+typedef struct imm_crossfade imm_crossfade;
+
+/* A target's crossfades (plan->xfade samples each): the converter writes into
+ * imm_crossfade_input; flow passes on to out all that is settled. */
+imm_err imm_crossfade_new(const imm_target_plan *plan, imm_crossfade **out, imm_error *err);
+AVAudioFifo *imm_crossfade_input(imm_crossfade *x);
+imm_err imm_crossfade_flow(imm_crossfade *x, AVAudioFifo *out, imm_error *err);
+/* A source has ended (after its converter's finish): its last samples become the next join's. */
+imm_err imm_crossfade_end_source(imm_crossfade *x, AVAudioFifo *out, imm_error *err);
+/* The merge has ended: the last source's held samples go out. */
+imm_err imm_crossfade_finish(imm_crossfade *x, AVAudioFifo *out, imm_error *err);
+void imm_crossfade_free(imm_crossfade *x);
 
 /* ---- amrnb.c ---- */
 #define IMM_AMRNB_FRAME 160 /* samples of 8 kHz mono per frame */
@@ -311,8 +332,10 @@ char *imm_preview_json(const imm_request *req, const imm_preview_source *sources
 /* ---- lane.c ---- */
 typedef struct imm_lane imm_lane;
 
-/* A thread that converts and encodes for one target (its sink and converter stay the caller's). */
-imm_err imm_lane_start(imm_sink *sink, imm_convert *convert, imm_lane **out, imm_error *err);
+/* A thread that converts and encodes for one target, crossfading its sources when plan says so
+ * (its sink and converter stay the caller's). */
+imm_err imm_lane_start(const imm_target_plan *plan, imm_sink *sink, imm_convert *convert,
+                       imm_lane **out, imm_error *err);
 /* Queues samples [offset, offset + count) of frame (by reference), waiting while the queue is
  * full; fails with the lane's own error once it has failed. */
 imm_err imm_lane_push(imm_lane *l, const AVFrame *frame, int offset, int count, imm_error *err);

@@ -101,7 +101,7 @@ static void add_target(cJSON *arr, const imm_request *req, const imm_target_plan
     }
     cJSON_AddNumberToObject(o, "Chunks", chunks);
     int64_t total = 0;
-    int exact = 1;
+    int exact = 1, merged = 0;
     for (int i = 0; i < req->nsources; i++) {
         int64_t start, n;
         const imm_preview_source *ps = &sources[i];
@@ -110,6 +110,8 @@ static void add_target(cJSON *arr, const imm_request *req, const imm_target_plan
         if ((n = clip_samples(&req->sources[i], ps->info->sample_rate, ps->samples, &start)) < 0)
             return; /* a source of unknown length: no prediction */
         total += av_rescale_rnd(n, p->sample_rate, ps->info->sample_rate, AV_ROUND_NEAR_INF);
+        if (merged++)
+            total -= p->xfade; /* each join overlaps the sources by the crossfade */
         /* A clip that ends before the source does is exact whatever the source's length. */
         exact &= ps->exact || (req->sources[i].duration > 0 && ps->samples > start + n);
     }

@@ -562,22 +562,71 @@ static imm_err every_target_carries(ctx *c, const imm_request *req, const char *
     return IMM_OK;
 }
 
+/* Every key of obj (ImmergeExtensions`where`) is one of `keys` (NULL-terminated), or the request
+ * is refused: a typo must not silently switch a setting off. */
+static imm_err only_keys(ctx *c, const cJSON *obj, const char *where, const char *const *keys,
+                         const char *what)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach(item, obj) {
+        int k = 0;
+        while (keys[k] && strcmp(item->string, keys[k]))
+            k++;
+        if (!keys[k]) {
+            at(c, "ImmergeExtensions%s.%.100s", where, item->string);
+            return bad(c, what);
+        }
+    }
+    return IMM_OK;
+}
+
+/* ImmergeExtensions.name, an object of settings that must all be among `keys` (NULL-terminated);
+ * *out is NULL when it is absent. */
+static imm_err get_settings(ctx *c, const cJSON *ext, const char *name, const char *const *keys,
+                            const cJSON **out)
+{
+    char where[64], what[160];
+    int n = snprintf(what, sizeof(what), "is not a %s setting (", name);
+    at(c, "ImmergeExtensions.%s", name);
+    imm_err e = get_object(c, ext, name, out);
+    if (e || !*out)
+        return e;
+    for (int k = 0; keys[k] && n < (int)sizeof(what); k++)
+        n += snprintf(what + n, sizeof(what) - (size_t)n, "%s%s", k ? ", " : "", keys[k]);
+    if (n < (int)sizeof(what))
+        snprintf(what + n, sizeof(what) - (size_t)n, ")");
+    snprintf(where, sizeof(where), ".%s", name);
+    return only_keys(c, *out, where, keys, what);
+}
+
+/* Crossfade: {"Duration": seconds, "Curve": "sine" (equal power, the default) or "linear"}. */
+static imm_err parse_crossfade(ctx *c, const cJSON *ext, imm_extensions *x)
+{
+    static const char *const keys[] = {"Duration", "Curve", NULL};
+    const cJSON *xf;
+    imm_err e = get_settings(c, ext, "Crossfade", keys, &xf);
+    if (e || !xf)
+        return e;
+    x->crossfade_curve = IMM_CURVE_SINE;
+    at(c, "ImmergeExtensions.Crossfade.Duration");
+    if ((e = get_number(c, xf, "Duration", &x->crossfade)))
+        return e;
+    if (!(x->crossfade > 0 && x->crossfade <= 10))
+        return bad(c, "is required: the seconds each join overlaps, above 0 and at most 10");
+    at(c, "ImmergeExtensions.Crossfade.Curve");
+    return parse_curve(c, xf, "Curve", &x->crossfade_curve);
+}
+
 /* TrimSilence: {"Threshold": dBFS, "Keep": seconds}, both optional. */
 static imm_err parse_trim(ctx *c, const cJSON *ext, imm_extensions *x)
 {
-    const cJSON *trim, *item;
-    imm_err e;
-    at(c, "ImmergeExtensions.TrimSilence");
-    if ((e = get_object(c, ext, "TrimSilence", &trim)) || !trim)
+    static const char *const keys[] = {"Threshold", "Keep", NULL};
+    const cJSON *trim;
+    imm_err e = get_settings(c, ext, "TrimSilence", keys, &trim);
+    if (e || !trim)
         return e;
     x->trim = true;
     x->trim_threshold = -50;
-    cJSON_ArrayForEach(item, trim) {
-        if (strcmp(item->string, "Threshold") && strcmp(item->string, "Keep")) {
-            at(c, "ImmergeExtensions.TrimSilence.%.100s", item->string);
-            return bad(c, "is not a TrimSilence setting (Threshold, Keep)");
-        }
-    }
     at(c, "ImmergeExtensions.TrimSilence.Threshold");
     if ((e = get_number(c, trim, "Threshold", &x->trim_threshold)))
         return e;
@@ -596,29 +645,24 @@ static imm_err parse_trim(ctx *c, const cJSON *ext, imm_extensions *x)
 static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
 {
     static const char *const known[] = {"FadeIn", "FadeOut", "FadeCurve", "Loudness", "Chapters",
-                                        "TagsFrom", "TrimSilence", "MaxSources", "CoverFrom"};
+                                        "TagsFrom", "TrimSilence", "MaxSources", "CoverFrom",
+                                        "Crossfade", NULL};
     /* The muxers that keep an attached picture as cover art (FFmpeg 5.1's MOV muxer drops it,
      * Matroska would make it a video track). */
     static const char *const covered[] = {"mp3", "mp4", "flac", NULL};
     /* FFmpeg 5.1's FLAC and Ogg muxers write no chapters (Ogg only for Vorbis, and not here). */
     static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov", NULL};
     imm_extensions *x = &req->ext;
-    const cJSON *ext, *item, *loud;
+    const cJSON *ext, *loud;
     imm_err e;
     int64_t from = -1;
     x->tags_from = x->cover_from = -1;
     snprintf(c->path, sizeof(c->path), "ImmergeExtensions");
     if ((e = get_object(c, root, "ImmergeExtensions", &ext)) || !ext)
         return e;
-    cJSON_ArrayForEach(item, ext) {
-        size_t k = 0;
-        while (k < sizeof(known) / sizeof(*known) && strcmp(item->string, known[k]))
-            k++;
-        if (k == sizeof(known) / sizeof(*known)) {
-            at(c, "ImmergeExtensions.%.100s", item->string);
-            return bad(c, "is not an extension this immerge knows (see README, \"Extensions\")");
-        }
-    }
+    if ((e = only_keys(c, ext, "", known,
+                       "is not an extension this immerge knows (see README, \"Extensions\")")))
+        return e;
     const char *fades[] = {"FadeIn", "FadeOut"};
     double *fade[] = {&x->fade_in, &x->fade_out};
     for (int i = 0; i < 2; i++) {
@@ -649,10 +693,10 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     if (x->chapters &&
         (e = every_target_carries(c, req, "Chapters", "chapters", chaptered, "MP3, MP4, MKV and MOV")))
         return e;
-    if ((e = parse_trim(c, ext, x)))
+    if ((e = parse_trim(c, ext, x)) || (e = parse_crossfade(c, ext, x)))
         return e;
-    at(c, "ImmergeExtensions.Loudness");
-    if ((e = get_object(c, ext, "Loudness", &loud)) || !loud)
+    static const char *const loudness[] = {"Target", "MaxPeak", NULL};
+    if ((e = get_settings(c, ext, "Loudness", loudness, &loud)) || !loud)
         return e;
     x->loudness = true;
     x->loudness_target = NAN;
@@ -667,12 +711,6 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
         return e;
     if (x->max_peak < -20 || x->max_peak > 0)
         return bad(c, "must be between -20 and 0 dBFS");
-    cJSON_ArrayForEach(item, loud) {
-        if (strcmp(item->string, "Target") && strcmp(item->string, "MaxPeak")) {
-            at(c, "ImmergeExtensions.Loudness.%.100s", item->string);
-            return bad(c, "is not a Loudness setting (Target, MaxPeak)");
-        }
-    }
     return IMM_OK;
 }
 

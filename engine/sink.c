@@ -121,7 +121,7 @@ static imm_err add_chapters(imm_sink *s, imm_error *err)
         ch->id = i + 1;
         ch->time_base = (AVRational){1, p->sample_rate};
         ch->start = llround((double)at / p->speed);
-        ch->end = llround((double)next / p->speed);
+        ch->end = llround((double)(i + 1 < p->nchapters ? next - p->xfade : next) / p->speed);
         if (av_dict_set(&ch->metadata, "title", c->title, 0) < 0 ||
             av_dynarray_add_nofree(&s->mux->chapters, &n, ch) < 0) {
             av_dict_free(&ch->metadata);
@@ -129,7 +129,7 @@ static imm_err add_chapters(imm_sink *s, imm_error *err)
             return imm_error_set(err, IMM_EINTERNAL, "out of memory");
         }
         s->mux->nb_chapters = (unsigned)n;
-        at = next;
+        at = next - p->xfade; /* the next source begins as this one fades out */
     }
     return IMM_OK;
 }

@@ -226,7 +226,8 @@ static imm_err add_lane(run *r, int t, int c, int feeder, imm_error *err)
     if (!(r->converts[t][c] = imm_convert_new(&r->task->targets[t].plan)))
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     r->feeder[r->nlanes] = feeder;
-    return imm_lane_start(r->sinks[t][c], r->converts[t][c], &r->lanes[r->nlanes++], err);
+    return imm_lane_start(&r->task->targets[t].plan, r->sinks[t][c], r->converts[t][c],
+                          &r->lanes[r->nlanes++], err);
 }
 
 /* Every chunk of every target has a lane of its own, so the encoders spread over the cores and,
@@ -293,12 +294,16 @@ static imm_err plan_targets(run *r, const imm_source_info *primary, imm_error *e
         tr->plan.fade_out = llround(req->ext.fade_out * tr->plan.sample_rate);
         tr->plan.fade_curve = req->ext.fade_curve;
         tr->plan.cover = r->cover.pkt ? &r->cover : NULL;
+        tr->plan.xfade = llround(req->ext.crossfade * tr->plan.sample_rate);
+        tr->plan.xfade_curve = req->ext.crossfade_curve;
         r->chunks[i] = imm_chunk_count(&tr->plan, r->total_seconds, r->opt->chunks);
         /* Only the last chunk sees the end: the fade-out (and the MP3 splice's reach before
          * it) must lie within it. */
         while (req->ext.fade_out > 0 && r->chunks[i] > 1 &&
                r->total_seconds / r->chunks[i] < req->ext.fade_out + 10)
             r->chunks[i]--;
+        if (tr->plan.xfade) /* the chunks' windows are positions on a timeline it reshapes */
+            r->chunks[i] = 1;
     }
     return IMM_OK;
 }
@@ -627,7 +632,7 @@ static void add_report_json(cJSON *o, const imm_task *t)
     cJSON *srcs = cJSON_AddArrayToObject(rep, "Sources");
     cJSON *joins = cJSON_AddArrayToObject(rep, "Joins");
     int64_t before[IMM_MAX_TARGETS] = {0}; /* each target's samples before source i */
-    for (int i = 0, prev = -1; i < req->nsources; i++) {
+    for (int i = 0, prev = -1, njoins = 0; i < req->nsources; i++) {
         const source_result *s = &t->sources[i];
         if (!s->merged)
             continue;
@@ -649,9 +654,12 @@ static void add_report_json(cJSON *o, const imm_task *t)
             cJSON_AddNumberToObject(j, "After", prev);
             cJSON_AddNumberToObject(j, "Before", i);
             cJSON *at = cJSON_AddArrayToObject(j, "TargetSamples");
-            for (int k = 0; k < t->ntargets; k++)
-                cJSON_AddItemToArray(at, cJSON_CreateNumber(
-                    (double)llround((double)before[k] / t->targets[k].plan.speed)));
+            njoins++; /* each crossfade pulls what follows it back by its overlap */
+            for (int k = 0; k < t->ntargets; k++) {
+                const imm_target_plan *p = &t->targets[k].plan;
+                int64_t pos = before[k] - njoins * p->xfade;
+                cJSON_AddItemToArray(at, cJSON_CreateNumber((double)llround(pos / p->speed)));
+            }
             if (s->joined) {
                 const imm_join_measure *m = &s->join;
                 cJSON_AddNumberToObject(j, "Jump", rounded(m->jump));

@@ -183,6 +183,30 @@ run "$work/nocover.json"
 [ "$rc" = 1 ] && [ "$(jqo .Code)" = InvalidMedia ] && [ ! -e "$b/output/nocover.mp3" ] \
   && ok "CoverFrom: a source without a picture fails the task (InvalidMedia), nothing written" || not_ok "CoverFrom: none" "rc=$rc $(jqo .Code)"
 
+# ---- Crossfade -----------------------------------------------------------------------------------
+# 2 s at 440 Hz, then 2 s at 660 Hz, overlapping by 0.5 s: against the ffmpeg CLI's acrossfade
+# with the same curves (tri is linear, qsin the quarter sine), the FLAC differs by rounding only.
+sox -n -r 44100 -c 2 -b 16 "$b/audio/xa.wav" synth 2 sine 440 vol 0.5
+sox -n -r 44100 -c 2 -b 16 "$b/audio/xb.wav" synth 2 sine 660 vol 0.5
+xsrcs='[{"URI":"oss://test-bucket/audio/xa.wav"},{"URI":"oss://test-bucket/audio/xb.wav"}]'
+for curve in "linear tri" "sine qsin"; do
+  set -- $curve
+  req xfade "$xsrcs" "[$(flac "xfade-$1"),{\"URI\":\"oss://test-bucket/output/xfade-$1.{autoext}\",\"Container\":\"mp3\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]" "{\"Crossfade\":{\"Duration\":0.5,\"Curve\":\"$1\"}}"
+  run --chunks 2 "$work/xfade.json"
+  ff -i "$b/audio/xa.wav" -i "$b/audio/xb.wav" -filter_complex "acrossfade=d=0.5:c1=$2:c2=$2" -c:a pcm_s16le "$work/xref.wav"
+  diff=$(sox -m -v 1 "$b/output/xfade-$1.flac" -v -1 "$work/xref.wav" -n stats 2>&1 | awk '/Pk lev dB/ { print $4 }')
+  [ "$rc" = 0 ] && [ "$(jqo '[.Targets[].Samples] | join(" ")')" = "154350 154350" ] && [ "$(samples "$b/output/xfade-$1.flac")" = 154350 ] \
+    && [ "$(echo "$diff < -80" | bc -l)" = 1 ] && [ "$(jqo '.ImmergeReport.Joins[0].TargetSamples[0]')" = 66150 ] \
+    && [ "$(jqo '[.Targets[].Seams // [] | length] | add')" = 0 ] \
+    && ok "Crossfade $1: 4 s - 0.5 s = 154350 samples in both targets, the join at 66150, within $diff dB of ffmpeg's acrossfade ($2), one encoder" \
+    || not_ok "Crossfade $1" "rc=$rc $(jqo -c '[.Targets[].Samples, .ImmergeReport.Joins[0].TargetSamples, .Message]' 2>/dev/null) diff $diff"
+done
+sox -n -r 44100 -c 2 -b 16 "$b/audio/blip.wav" synth 0.3 sine 880 vol 0.5
+req short "[{\"URI\":\"oss://test-bucket/audio/xa.wav\"},{\"URI\":\"oss://test-bucket/audio/blip.wav\"}]" "[$(flac blip)]" '{"Crossfade":{"Duration":0.5}}'
+run "$work/short.json"
+[ "$rc" = 2 ] && [ "$(jqo .Code)" = InvalidArgument ] && [[ "$(jqo .Message)" == *"shorter than the crossfade"* ]] && [ ! -e "$b/output/blip.flac" ] \
+  && ok "Crossfade: a source shorter than it fails (InvalidArgument), nothing written" || not_ok "Crossfade: short source" "rc=$rc $(jqo .Message)"
+
 # ---- MaxSources ----------------------------------------------------------------------------------
 # 30 short tones of different lengths: refused as the service would, merged when MaxSources says
 # so, exactly as long as they are (soxi), with no more than 40 file descriptors.
@@ -207,14 +231,15 @@ out=$(ulimit -n 40; "$bin" run --quiet --oss-root "$root" "$work/many.json" 2> "
 for bad in '{"FadeIn":31}' '{"FadeOut":-1}' '{"FadeCurve":"cubic"}' '{"Fadein":1}' \
            '{"Loudness":{}}' '{"Loudness":{"Target":-23,"Peak":-1}}' '{"Loudness":{"Target":-23,"MaxPeak":3}}' '[]' \
            '{"TagsFrom":2}' '{"Chapters":1}' '{"TrimSilence":{"Threshold":-10}}' '{"TrimSilence":{"Keep":9}}' \
-           '{"MaxSources":257}' '{"CoverFrom":-1}' '{"CoverFrom":5}'; do
+           '{"MaxSources":257}' '{"CoverFrom":-1}' '{"CoverFrom":5}' '{"Crossfade":{}}' \
+           '{"Crossfade":{"Duration":11}}' '{"Crossfade":{"Duration":1,"Shape":"x"}}'; do
   req bad "$srcs" "[$(flac bad)]" "$bad"
   run "$work/bad.json"
   rc_bad=$rc; code=$(jqo .Code)
   [ "$rc_bad" = 2 ] && [ "$code" = InvalidArgument ] || { not_ok "extensions: $bad refused" "rc=$rc_bad $code $(jqo .Message)"; continue; }
   msgs+="$(jqo .Message | cut -c1-60); "
 done
-[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 15 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
+[ -n "${msgs:-}" ] && [ "$fail" = 0 ] && ok "extensions: 18 wrong settings refused with InvalidArgument, exit 2, nothing written" || true
 [ ! -e "$b/output/bad.flac" ] || not_ok "extensions: a refused request wrote nothing"
 # Without ImmergeExtensions nothing changes: the plain merge is the service's.
 req none "$srcs" "[$(flac none)]"
