@@ -650,8 +650,8 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     /* The muxers that keep an attached picture as cover art (FFmpeg 5.1's MOV muxer drops it,
      * Matroska would make it a video track). */
     static const char *const covered[] = {"mp3", "mp4", "flac", NULL};
-    /* FFmpeg 5.1's FLAC and Ogg muxers write no chapters (Ogg only for Vorbis, and not here). */
-    static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov", NULL};
+    static const char *const chaptered[] = {"mp3", "mp4", "mkv", "mov", "oga", "opus", "flac",
+                                            NULL};
     imm_extensions *x = &req->ext;
     const cJSON *ext, *loud;
     imm_err e;
@@ -691,7 +691,8 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     if ((e = get_bool(c, ext, "Chapters", &x->chapters)))
         return e;
     if (x->chapters &&
-        (e = every_target_carries(c, req, "Chapters", "chapters", chaptered, "MP3, MP4, MKV and MOV")))
+        (e = every_target_carries(c, req, "Chapters", "chapters", chaptered,
+                                  "MP3, MP4, MKV, MOV, Ogg and FLAC")))
         return e;
     if ((e = parse_trim(c, ext, x)) || (e = parse_crossfade(c, ext, x)))
         return e;

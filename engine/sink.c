@@ -105,15 +105,42 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
     return IMM_OK;
 }
 
+/* Ogg and FLAC hold chapters as Vorbis comments (CHAPTER000=HH:MM:SS.mmm, CHAPTER000NAME=...),
+ * which FFmpeg 5.1's muxers do not write from AVChapters: they go in as tags. */
+static imm_err add_chapter_comment(imm_sink *s, int i, int64_t start, const char *title,
+                                   imm_error *err)
+{
+    char key[32], when[32];
+    int64_t ms = av_rescale(start, 1000, s->plan->sample_rate);
+    snprintf(key, sizeof(key), "CHAPTER%03d", i); /* numbered from 000, as the spec does */
+    snprintf(when, sizeof(when), "%02d:%02d:%02d.%03d", (int)(ms / 3600000),
+             (int)(ms / 60000 % 60), (int)(ms / 1000 % 60), (int)(ms % 1000));
+    if (av_dict_set(&s->mux->metadata, key, when, 0) < 0)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    snprintf(key, sizeof(key), "CHAPTER%03dNAME", i);
+    if (av_dict_set(&s->mux->metadata, key, title, 0) < 0)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    return IMM_OK;
+}
+
 /* Chapters: each source starts where the samples before it, converted to this target's rate
  * as the merge converts them (and stretched by Speed), end. */
 static imm_err add_chapters(imm_sink *s, imm_error *err)
 {
     const imm_target_plan *p = s->plan;
+    const char *muxer = p->container->muxer;
+    int comments = !strcmp(muxer, "ogg") || !strcmp(muxer, "opus") || !strcmp(muxer, "flac");
     int64_t at = 0;
+    imm_err e;
     for (int i = 0; i < p->nchapters; i++) {
         const imm_chapter *c = &p->chapters[i];
         int64_t next = at + av_rescale_rnd(c->samples, p->sample_rate, c->rate, AV_ROUND_NEAR_INF);
+        if (comments) {
+            if ((e = add_chapter_comment(s, i, llround((double)at / p->speed), c->title, err)))
+                return e;
+            at = next - p->xfade;
+            continue;
+        }
         AVChapter *ch = av_mallocz(sizeof(*ch));
         int n = (int)s->mux->nb_chapters;
         if (!ch)
@@ -150,6 +177,9 @@ static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *
     s->mux->strict_std_compliance = FF_COMPLIANCE_EXPERIMENTAL;
     if (metadata)
         av_dict_copy(&s->mux->metadata, metadata, 0);
+    /* The muxer sets its own "encoder"; replacing a key moves the dictionary's last entry into
+     * its place, which would put a chapter's name before the chapter it names. */
+    av_dict_set(&s->mux->metadata, "encoder", NULL, 0);
     if ((e = add_chapters(s, err)))
         return e;
     s->stream = avformat_new_stream(s->mux, NULL);

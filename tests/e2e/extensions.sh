@@ -97,14 +97,14 @@ ff -i "$b/audio/seg1.mp3" -c copy -metadata artist=First "$b/audio/first.mp3"
 ff -i "$b/audio/seg2.mp3" -c copy -metadata title=Chorus -metadata artist=Second "$b/audio/second.mp3"
 three='[{"URI":"oss://test-bucket/audio/first.mp3"},{"URI":"oss://test-bucket/audio/second.mp3"},{"URI":"oss://test-bucket/audio/seg3.mp3"}]'
 targets=""
-for c in "mp3 mp3" "mp4 aac" "mkv opus" "mov aac"; do
+for c in "mp3 mp3" "mp4 aac" "mkv opus" "mov aac" "oga vorbis" "opus opus" "flac flac"; do
   set -- $c
   targets+="${targets:+,}{\"URI\":\"oss://test-bucket/output/chapters.{autoext}\",\"Container\":\"$1\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"$2\",\"SampleRate\":48000,\"Channel\":2}}}"
 done
 printf '{"ProjectName":"p","AlignmentIndex":1,"Sources":%s,"Targets":[%s],"ImmergeExtensions":{"Chapters":true,"TagsFrom":0}}' "$three" "$targets" > "$work/chapters.json"
 run "$work/chapters.json"
 j1=$(jqo '.ImmergeReport.Joins[0].TargetSamples[0]'); j2=$(jqo '.ImmergeReport.Joins[1].TargetSamples[0]')
-for c in mp3 mp4 mkv mov; do
+for c in mp3 mp4 mkv mov oga opus flac; do
   want=$(awk -v a="$j1" -v b="$j2" 'BEGIN { printf "%.3f %.3f", a / 48000, b / 48000 }')
   set -- $want
   starts=$(ffprobe -v error -show_chapters -show_entries chapter=start_time -of csv=p=0 "$b/output/chapters.$c" | awk '{ printf "%.3f ", $1 }')
