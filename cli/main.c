@@ -543,7 +543,13 @@ static int run(const cli *c)
         imm_request_free(req);
         return fail_request(&err, NULL);
     }
-    task = imm_task_new(req);
+    if (!(task = imm_task_new(req))) {
+        imm_records_close(records);
+        imm_storage_free(st);
+        imm_request_free(req);
+        imm_error_set(&err, IMM_EINTERNAL, "out of memory");
+        return fail_request(&err, NULL);
+    }
     if (records && imm_records_save(records, task, &err) && !c->quiet)
         fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err.message);
     imm_notify_config ncfg = notify_config(c);

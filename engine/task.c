@@ -61,7 +61,7 @@ struct imm_task {
     const imm_request *req;
     target_result targets[IMM_MAX_TARGETS];
     int ntargets;
-    source_result sources[IMM_MAX_SOURCES];
+    source_result *sources; /* one per request source (up to 256 with MaxSources) */
     char *notifications; /* JSON array: how the completion message was delivered */
     int not_started;     /* cancelled before it ran: Code NotStarted */
 };
@@ -123,8 +123,10 @@ imm_task *imm_task_new(const imm_request *req)
 {
     char uuid[37];
     imm_task *t = calloc(1, sizeof(*t));
-    if (!t)
+    if (!t || !(t->sources = calloc((size_t)req->nsources, sizeof(*t->sources)))) {
+        free(t);
         return NULL;
+    }
     t->req = req;
     imm_request_id_new(t->request_id);
     imm_uuid_lower(uuid);
@@ -795,6 +797,7 @@ void imm_task_free(imm_task *t)
     if (!t)
         return;
     free(t->notifications);
+    free(t->sources);
     for (int i = 0; i < IMM_MAX_TARGETS; i++)
         imm_plan_clear(&t->targets[i].plan);
     free(t);
