@@ -25,7 +25,15 @@ typedef struct io_handle {
     imm_storage *st;
     imm_object *obj;
     imm_error *failure; /* inputs: where the store's reason for a failed read goes */
+    int64_t served;     /* bytes read since the last seek to the start */
+    int playlist;       /* it starts with #EXTM3U */
+    int ended;          /* the playlist's end, and ENDLIST after it, has been read */
 } io_handle;
+
+/* Appended to every playlist: without it FFmpeg takes a list for a live one and, having read
+ * every segment, waits a target duration or the last segment's length for it to grow, however
+ * long that is (a fuzzed list waited 167 s). A merge takes what a list holds when it is read. */
+static const char endlist[] = "\n#EXT-X-ENDLIST\n";
 
 /* What io_open needs to map FFmpeg's segment URLs back to storage URIs. */
 typedef struct io_scope {
@@ -52,6 +60,14 @@ static int io_read(void *opaque, uint8_t *buf, int size)
             h->st->ops->last_error(h->obj, h->failure);
         return AVERROR(e);
     }
+    if (h->served == 0 && n >= 7 && !memcmp(buf, "#EXTM3U", 7))
+        h->playlist = 1;
+    h->served += n;
+    if (n == 0 && h->playlist && !h->ended && size >= (int)sizeof(endlist) - 1) {
+        h->ended = 1;
+        memcpy(buf, endlist, sizeof(endlist) - 1);
+        return (int)sizeof(endlist) - 1;
+    }
     return n == 0 ? AVERROR_EOF : (int)n;
 }
 
@@ -66,10 +82,15 @@ static int64_t io_seek(void *opaque, int64_t offset, int whence)
     io_handle *h = opaque;
     int64_t r;
     whence &= ~AVSEEK_FORCE;
-    if (whence == AVSEEK_SIZE)
+    if (whence == AVSEEK_SIZE) {
         r = h->st->ops->seek(h->obj, 0, IMM_SEEK_SIZE);
-    else
+    } else {
         r = h->st->ops->seek(h->obj, offset, whence);
+        if (r >= 0) { /* from the start again: a playlist is told apart, and ended, anew */
+            h->served = r;
+            h->ended = 0;
+        }
+    }
     return r < 0 ? AVERROR(errno ? errno : EIO) : r;
 }
 

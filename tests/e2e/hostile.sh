@@ -62,6 +62,21 @@ merge wrong-ext oss://test-bucket/audio/hostile/really-mp3.wav
   && ok "an MP3 named .wav: the content decides, all $n1 samples merged" || not_ok "wrong extension" "rc=$rc $(jqo .Message)"
 rm -f "$b/output"/*
 
+# A playlist without #EXT-X-ENDLIST whose segments claim 2 minutes each: FFmpeg would take it for
+# a live one and, having read it all, wait minutes for it to grow (fuzzing found one of 167 s).
+mkdir -p "$h/live"
+ff -f lavfi -i "sine=f=440:d=4:sample_rate=44100" -c:a aac -f hls -hls_time 2 -hls_list_size 0 \
+   -hls_flags omit_endlist -hls_segment_filename "$h/live/s%d.ts" "$h/live/list.m3u8"
+sed -i 's/^#EXT-X-TARGETDURATION:.*/#EXT-X-TARGETDURATION:120/; s/^#EXTINF:[0-9.]*,/#EXTINF:120.0,/' "$h/live/list.m3u8"
+merge live oss://test-bucket/audio/hostile/live/list.m3u8
+{ cat "$h/live/list.m3u8"; echo '#EXT-X-ENDLIST'; } > "$h/live/vod.m3u8"
+want=$(samples "$h/live/vod.m3u8") # the ffmpeg CLI, once the list says it is complete
+[ "$rc" = 0 ] && bounded 20 128 && ! grep -q ENDLIST "$h/live/list.m3u8" \
+  && [ "$(jqo '.Sources[0].Samples')" = "$want" ] \
+  && ok "a playlist without ENDLIST: every segment merged ($(jqo '.Sources[0].Samples') samples) in $(printf '%.1f' "$secs") s, no wait for it to grow" \
+  || not_ok "playlist without ENDLIST" "rc=$rc ${secs}s $(jqo '.Sources[0].Samples') vs $want $(jqo .Message)"
+rm -f "$b/output"/*
+
 : > "$h/empty.mp3"
 merge empty oss://test-bucket/audio/hostile/empty.mp3
 refused "zero-length object" 1 InvalidMedia empty.mp3 10 128
