@@ -10,6 +10,7 @@
 #include "job.h"
 #include "server.h"
 #include "notify.h"
+#include "tasks.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -29,10 +30,10 @@ static const char usage[] =
     "usage: immerge run [options] REQUEST.json   (- reads the request from stdin)\n"
     "       immerge plan [options] REQUEST.json\n"
     "       immerge compare [options] A B   (URIs or paths of two audio files)\n"
-    "       immerge get-task [--state DIR] [--project P] TASK_ID\n"
-    "       immerge list-tasks [--state DIR] [--project P] [--status S] [--tag KEY=VALUE]\n"
+    "       immerge get-task [--tasks WHERE] [--project P] TASK_ID\n"
+    "       immerge list-tasks [--tasks WHERE] [--project P] [--status S] [--tag KEY=VALUE]\n"
     "                          [--max N] [--next-token T]\n"
-    "       immerge serve --listen HOST:PORT [--workers N] [--queue N]\n"
+    "       immerge serve --listen HOST:PORT [--workers N] [--queue N] [--lease S]\n"
     "                     [--access-key-id ID --access-key-secret SECRET] [run's options]\n"
     "\n"
     "run: runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
@@ -47,9 +48,15 @@ static const char usage[] =
     "HTTP; with keys, only calls signed by them (ACS3-HMAC-SHA256 or RPC signatures); without,\n"
     "on loopback only. SIGTERM drains: running tasks finish, queued ones are not started.\n"
     "\n"
-    "options:\n"
-    "  --state DIR           where task records are kept (default $IMMERGE_STATE, else\n"
-    "                        $XDG_DATA_HOME/immerge or ~/.local/share/immerge)\n"
+    "task records and queue:\n"
+    "  --tasks WHERE         postgres://USER@HOST:PORT/DB: every server and run pointed at\n"
+    "                        that database is one service (shared queue, shared records);\n"
+    "                        a SQLite file or folder: this machine's (default $IMMERGE_TASKS,\n"
+    "                        else --state)\n"
+    "  --state DIR           the SQLite records' folder, DIR/tasks.db (default $IMMERGE_STATE,\n"
+    "                        else $XDG_DATA_HOME/immerge or ~/.local/share/immerge)\n"
+    "  --lease S             PostgreSQL: a task whose server is silent this long is taken\n"
+    "                        over by another and run again (default 30)\n"
     "\n"
     "completion messages (the service's envelope; delivery never fails a task):\n"
     "  --mns-endpoint URL    publish to the request's Notification.MNS.TopicName there\n"
@@ -126,6 +133,8 @@ typedef struct cli {
     command cmd;
     imm_oss_options storage;
     const char *state;
+    const char *tasks; /* --tasks */
+    double lease;
     const char *arg; /* run: the request; get-task: the TaskId; compare: A */
     const char *arg2; /* compare: B */
     imm_compare_options compare;
@@ -233,10 +242,13 @@ static void show_progress_json(void *opaque, const imm_progress *p)
     fflush(stderr);
 }
 
-/* --state, else $IMMERGE_STATE, else the per-user data folder; *explicit says which. */
-static const char *state_dir(const cli *c, char *buf, size_t len, int *explicit)
+/* --tasks, else --state, else $IMMERGE_TASKS, else $IMMERGE_STATE, else the per-user data
+ * folder; *explicit says whether one was named. */
+static const char *tasks_where(const cli *c, char *buf, size_t len, int *explicit)
 {
-    const char *v = c->state ? c->state : getenv("IMMERGE_STATE");
+    const char *env_tasks = getenv("IMMERGE_TASKS"), *env_state = getenv("IMMERGE_STATE");
+    const char *v = c->tasks ? c->tasks : c->state ? c->state
+                    : env_tasks && *env_tasks ? env_tasks : env_state;
     *explicit = v && *v;
     if (*explicit)
         return v;
@@ -250,15 +262,17 @@ static const char *state_dir(const cli *c, char *buf, size_t len, int *explicit)
     return buf;
 }
 
-static imm_err open_records(const cli *c, imm_records **out, int required, imm_error *err)
+static imm_err open_tasks(const cli *c, imm_tasks **out, int required, imm_error *err)
 {
     char buf[4096];
     int explicit;
-    const char *dir = state_dir(c, buf, sizeof(buf), &explicit);
+    const char *where = tasks_where(c, buf, sizeof(buf), &explicit);
+    imm_tasks_options opt = {.lease_seconds = c->lease, .quiet = c->quiet};
     *out = NULL;
-    if (!dir)
-        return imm_error_set(err, IMM_EARG, "No state folder: pass --state DIR or set HOME.");
-    imm_err e = imm_records_open(dir, out, err);
+    if (!where)
+        return imm_error_set(err, IMM_EARG, "No task records: pass --tasks, --state DIR or set "
+                             "HOME.");
+    imm_err e = imm_tasks_open(where, &opt, out, err);
     if (e && !explicit && !required) {
         /* The merge is the job: an unusable default folder costs the record, not the task. */
         if (!c->quiet)
@@ -280,7 +294,7 @@ static int parse_args(int argc, char **argv, cli *c)
            OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION, OPT_LISTEN, OPT_WORKERS,
            OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING, OPT_MAX_DURATION,
            OPT_TIMEOUT, OPT_SEARCH, OPT_WINDOW, OPT_MIN_SNR, OPT_MAX_LOUDNESS_DIFF,
-           OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET };
+           OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET, OPT_TASKS, OPT_LEASE };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -289,7 +303,8 @@ static int parse_args(int argc, char **argv, cli *c)
         {"oss-timeout", required_argument, NULL, 8},   {"oss-part-size", required_argument, NULL, 9},
         {"temp-dir", required_argument, NULL, 10},     {"progress", optional_argument, NULL, 'p'},
         {"quiet", no_argument, NULL, 'q'},             {"verbose", no_argument, NULL, 'v'},
-        {"state", required_argument, NULL, OPT_STATE}, {"project", required_argument, NULL, OPT_PROJECT},
+        {"state", required_argument, NULL, OPT_STATE},
+        {"tasks", required_argument, NULL, OPT_TASKS}, {"lease", required_argument, NULL, OPT_LEASE}, {"project", required_argument, NULL, OPT_PROJECT},
         {"status", required_argument, NULL, OPT_STATUS}, {"tag", required_argument, NULL, OPT_TAG},
         {"max", required_argument, NULL, OPT_MAX},     {"next-token", required_argument, NULL, OPT_NEXT},
         {"mns-endpoint", required_argument, NULL, OPT_MNS},
@@ -357,6 +372,7 @@ static int parse_args(int argc, char **argv, cli *c)
         case 'q': c->quiet = 1; break;
         case 'v': c->verbose = 1; break;
         case OPT_STATE: c->state = optarg; break;
+        case OPT_TASKS: c->tasks = optarg; break;
         case OPT_PROJECT: c->project = c->list.project = optarg; break;
         case OPT_STATUS: c->list.status = optarg; break;
         case OPT_TAG: {
@@ -387,6 +403,7 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_AK: c->access_key_id = optarg; break;
         case OPT_SK: c->access_key_secret = optarg; break;
         case OPT_NO_CHUNKING: c->chunks = 1; break;
+        case OPT_LEASE:
         case OPT_MAX_DURATION:
         case OPT_TIMEOUT:
         case OPT_SEARCH:
@@ -396,7 +413,10 @@ static int parse_args(int argc, char **argv, cli *c)
             double v = strtod(optarg, &end);
             if (end == optarg || *end || !(v >= 0) || v > 1e9)
                 return -1;
-            *(ch == OPT_TIMEOUT ? &c->timeout_seconds
+            if (ch == OPT_LEASE && v < 1)
+                return -1;
+            *(ch == OPT_LEASE ? &c->lease
+              : ch == OPT_TIMEOUT ? &c->timeout_seconds
               : ch == OPT_MAX_DURATION ? &c->max_seconds
               : ch == OPT_SEARCH ? &c->compare.search_seconds
               : ch == OPT_WINDOW ? &c->compare.window_seconds
@@ -537,25 +557,30 @@ static int run(const cli *c)
     imm_err e = load(c, &req, &st, &err);
     if (e)
         return fail_request(&err, NULL);
-    imm_records *records = NULL;
-    if ((e = open_records(c, &records, 0, &err))) {
+    imm_tasks *tasks = NULL;
+    imm_claim *claim = NULL;
+    if ((e = open_tasks(c, &tasks, 0, &err))) {
         imm_storage_free(st);
         imm_request_free(req);
         return fail_request(&err, NULL);
     }
     if (!(task = imm_task_new(req))) {
-        imm_records_close(records);
+        imm_tasks_close(tasks);
         imm_storage_free(st);
         imm_request_free(req);
         imm_error_set(&err, IMM_EINTERNAL, "out of memory");
         return fail_request(&err, NULL);
     }
-    if (records && imm_records_save(records, task, &err) && !c->quiet)
-        fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err.message);
+    if (tasks && imm_tasks_start(tasks, task, req, &claim, &err)) {
+        if (!c->quiet)
+            fprintf(stderr, "immerge: warning: the task is not recorded: %s\n", err.message);
+        imm_tasks_close(tasks);
+        tasks = NULL;
+    }
     imm_notify_config ncfg = notify_config(c);
     int tty = isatty(STDERR_FILENO);
     int show = !c->quiet && (c->progress != PROGRESS_AUTO || tty);
-    imm_job_env env = {.run = run_options(c, st), .records = records, .notify = &ncfg,
+    imm_job_env env = {.run = run_options(c, st), .tasks = tasks, .notify = &ncfg,
                        .progress = !show ? NULL
                                    : c->progress == PROGRESS_JSON ? show_progress_json
                                                                   : show_progress_line,
@@ -566,7 +591,7 @@ static int run(const cli *c)
     sigaction(SIGTERM, &sa, NULL);
     /* A file-size limit (ulimit -f) then fails the write (EFBIG) and the task, cleanly. */
     signal(SIGXFSZ, SIG_IGN);
-    e = imm_job_run(&env, task, req, &err);
+    e = imm_job_run(&env, task, req, claim, &err);
     if (e && imm_err_is_request_error(e)) {
         status = fail_request(&err, imm_task_request_id(task));
     } else {
@@ -577,7 +602,8 @@ static int run(const cli *c)
                     imm_err_code(e), err.message);
         status = e ? EXIT_FAILED : EXIT_OK;
     }
-    imm_records_close(records);
+    imm_tasks_release(tasks, claim);
+    imm_tasks_close(tasks);
     imm_task_free(task);
     imm_storage_free(st);
     imm_request_free(req);
@@ -588,11 +614,11 @@ static int serve(const cli *c)
 {
     imm_error err = {0};
     imm_storage *st = NULL;
-    imm_records *records = NULL;
+    imm_tasks *tasks = NULL;
     char describe[256];
     imm_err e = imm_oss_open(&c->storage, &st, describe, &err);
     if (!e)
-        e = open_records(c, &records, 1, &err);
+        e = open_tasks(c, &tasks, 1, &err);
     if (e) {
         imm_storage_free(st);
         return fail_request(&err, NULL);
@@ -608,10 +634,10 @@ static int serve(const cli *c)
     imm_server_options opt = {.listen = c->listen, .workers = c->workers, .queue = c->queue,
                               .access_key_id = c->access_key_id,
                               .access_key_secret = c->access_key_secret,
-                              .run = run_options(c, st), .records = records, .notify = &ncfg,
+                              .run = run_options(c, st), .tasks = tasks, .notify = &ncfg,
                               .stop = &cancel_requested, .quiet = c->quiet};
     e = imm_server_run(&opt, &err);
-    imm_records_close(records);
+    imm_tasks_close(tasks);
     imm_storage_free(st);
     if (e)
         return fail_request(&err, NULL);
@@ -624,13 +650,13 @@ static int serve(const cli *c)
 static int query(const cli *c)
 {
     imm_error err = {0};
-    imm_records *records = NULL;
+    imm_tasks *tasks = NULL;
     char *json = NULL;
-    imm_err e = open_records(c, &records, 1, &err);
+    imm_err e = open_tasks(c, &tasks, 1, &err);
     if (!e)
-        e = c->cmd == CMD_GET_TASK ? imm_records_get(records, c->project, c->arg, &json, &err)
-                                   : imm_records_list(records, &c->list, &json, &err);
-    imm_records_close(records);
+        e = c->cmd == CMD_GET_TASK ? imm_tasks_get(tasks, c->project, c->arg, &json, &err)
+                                   : imm_tasks_list(tasks, &c->list, &json, &err);
+    imm_tasks_close(tasks);
     if (e)
         return fail_request(&err, NULL);
     print_json(json);

@@ -54,9 +54,6 @@ typedef struct imm_target_req {
  * malloc'd; NULL when out of memory. */
 char *imm_target_uri(const imm_target_req *t);
 
-/* The current time as the service writes it (RFC 3339 UTC with milliseconds); task.c. */
-void imm_now_rfc3339(char buf[32]);
-
 typedef enum imm_curve { IMM_CURVE_LINEAR, IMM_CURVE_SINE } imm_curve;
 
 /* ImmergeExtensions: immerge's own additions, under a key the service never sends; each is off

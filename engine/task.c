@@ -138,6 +138,22 @@ imm_task *imm_task_new(const imm_request *req)
     return t;
 }
 
+imm_task *imm_task_restore(const imm_request *req, const char *record_json)
+{
+    cJSON *o = cJSON_Parse(record_json);
+    const char *ids[3] = {cJSON_GetStringValue(cJSON_GetObjectItem(o, "TaskId")),
+                          cJSON_GetStringValue(cJSON_GetObjectItem(o, "RequestId")),
+                          cJSON_GetStringValue(cJSON_GetObjectItem(o, "EventId"))};
+    imm_task *t = ids[0] && ids[1] && ids[2] ? imm_task_new(req) : NULL;
+    if (t) {
+        snprintf(t->task_id, sizeof(t->task_id), "%s", ids[0]);
+        snprintf(t->request_id, sizeof(t->request_id), "%s", ids[1]);
+        snprintf(t->event_id, sizeof(t->event_id), "%s", ids[2]);
+    }
+    cJSON_Delete(o);
+    return t;
+}
+
 const char *imm_task_request_id(const imm_task *t)
 {
     return t->request_id;
@@ -471,6 +487,11 @@ static imm_err finish_targets(run *r, imm_error *err)
             if (seam >= 0)
                 tr->seams[tr->nseams++] = seam;
         }
+    }
+    if (r->opt->may_commit && (e = r->opt->may_commit(r->opt->may_commit_opaque, err)))
+        return e;
+    for (int t = 0; t < task->ntargets; t++) {
+        target_result *tr = &task->targets[t];
         if ((e = imm_sink_commit(r->sinks[t][0], err)))
             return e;
         tr->samples = imm_sink_samples(r->sinks[t][0]);

@@ -30,22 +30,13 @@
 #define MAX_PARAMS 64
 #define API_VERSION "2020-09-30"
 
-typedef struct queued {
-    imm_request *req;
-    imm_task *task;
-} queued;
-
 typedef struct server {
     const imm_server_options *opt;
     imm_auth *auth;
     imm_job_env env;
-    pthread_mutex_t lock;
-    pthread_cond_t work;
-    queued *ring;
-    int cap, head, count;
-    int stopping;
+    volatile int stopping; /* the workers take no more tasks */
     pthread_t *threads;
-    int nthreads;
+    int nthreads, queue;
 } server;
 
 typedef struct conn {
@@ -68,43 +59,20 @@ static void *worker(void *opaque)
 {
     server *s = opaque;
     for (;;) {
-        pthread_mutex_lock(&s->lock);
-        while (!s->stopping && s->count == 0)
-            pthread_cond_wait(&s->work, &s->lock);
-        if (s->stopping) {
-            pthread_mutex_unlock(&s->lock);
+        imm_claim *c = NULL;
+        imm_error err = {0};
+        if (imm_tasks_claim(s->opt->tasks, &s->stopping, &c, &err) || !c) {
+            if (!c && !s->stopping) { /* not a stop: the tasks failed; wait, then again */
+                if (!s->opt->quiet)
+                    fprintf(stderr, "immerge: warning: %s\n", err.message);
+                sleep(1);
+                continue;
+            }
             return NULL;
         }
-        queued q = s->ring[s->head];
-        s->head = (s->head + 1) % s->cap;
-        s->count--;
-        pthread_mutex_unlock(&s->lock);
-        imm_error err = {0};
-        imm_job_run(&s->env, q.task, q.req, &err);
-        imm_task_free(q.task);
-        imm_request_free(q.req);
+        imm_job_run(&s->env, imm_claim_task(c), imm_claim_request(c), c, &err);
+        imm_tasks_release(s->opt->tasks, c);
     }
-}
-
-/* Records the task as Queued and queues it: 0, or -1 (nothing recorded) when the queue is full,
- * and a record error in *err. Both under the pool's lock, so no worker can start the task (and
- * record it Running) before its Queued record is written. */
-static int enqueue(server *s, imm_request *req, imm_task *task, imm_error *err)
-{
-    int ret = -1;
-    pthread_mutex_lock(&s->lock);
-    if (s->count < s->cap && !s->stopping) {
-        if (s->opt->records && imm_records_save(s->opt->records, task, err)) {
-            ret = -2;
-        } else {
-            s->ring[(s->head + s->count) % s->cap] = (queued){req, task};
-            s->count++;
-            ret = 0;
-            pthread_cond_signal(&s->work);
-        }
-    }
-    pthread_mutex_unlock(&s->lock);
-    return ret;
 }
 
 /* ---- answers ----------------------------------------------------------------------------------- */
@@ -138,6 +106,18 @@ static unsigned http_status(imm_err e)
 static enum MHD_Result fail(struct MHD_Connection *c, const imm_error *err)
 {
     return answer(c, http_status(err->code), imm_error_to_json(err, NULL));
+}
+
+static enum MHD_Result fail_code(struct MHD_Connection *c, unsigned status, const char *code,
+                                 const char *message);
+
+/* A failure of the task records: one they cannot answer now (a database that is down) is the
+ * service's 503, to be tried again. */
+static enum MHD_Result fail_tasks(struct MHD_Connection *c, const imm_error *err)
+{
+    if (err->code == IMM_EIO)
+        return fail_code(c, 503, "ServiceUnavailable", err->message);
+    return fail(c, err);
 }
 
 /* An error with a Code that is not one of imm_err's (signatures, throttling). */
@@ -279,15 +259,13 @@ static enum MHD_Result create_task(server *s, struct MHD_Connection *c, const pa
     cJSON_Delete(t);
     char *body = cJSON_Print(o);
     cJSON_Delete(o);
-    int queued = enqueue(s, req, task, &err);
-    if (queued) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "The task queue is full (%d waiting, %d running); try again "
-                 "later.", s->cap, s->nthreads);
+    int full = 0;
+    if (imm_tasks_enqueue(s->opt->tasks, task, req, s->queue, &full, &err) || full) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "The task queue is full (%d waiting%s); try again later.",
+                 s->queue, imm_tasks_shared(s->opt->tasks) ? " across the servers" : "");
         free(body);
-        imm_task_free(task);
-        imm_request_free(req);
-        return queued == -2 ? fail(c, &err) : fail_code(c, 429, "Throttling", msg);
+        return full ? fail_code(c, 429, "Throttling", msg) : fail_tasks(c, &err);
     }
     return answer(c, 200, body);
 }
@@ -301,8 +279,8 @@ static enum MHD_Result get_task(server *s, struct MHD_Connection *c, const param
         imm_error_set(&err, IMM_EARG, "The parameter TaskId is required but not provided.");
         return fail(c, &err);
     }
-    if (imm_records_get(s->opt->records, get(p, "ProjectName"), id, &json, &err))
-        return fail(c, &err);
+    if (imm_tasks_get(s->opt->tasks, get(p, "ProjectName"), id, &json, &err))
+        return fail_tasks(c, &err);
     return answer(c, 200, json);
 }
 
@@ -333,8 +311,8 @@ static enum MHD_Result list_tasks(server *s, struct MHD_Connection *c, const par
         q.tag_key = tag;
         q.tag_value = eq + 1;
     }
-    if (imm_records_list(s->opt->records, &q, &json, &err))
-        return fail(c, &err);
+    if (imm_tasks_list(s->opt->tasks, &q, &json, &err))
+        return fail_tasks(c, &err);
     return answer(c, 200, json);
 }
 
@@ -468,25 +446,21 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
     imm_err e = parse_listen(opt->listen, &addr, keys, err);
     if (e)
         return e;
-    if (!opt->records)
-        return imm_error_set(err, IMM_EARG, "The server needs task records (--state).");
+    if (!opt->tasks)
+        return imm_error_set(err, IMM_EARG, "The server needs task records (--tasks).");
     server s = {.opt = opt};
-    s.env = (imm_job_env){.run = opt->run, .records = opt->records, .notify = opt->notify,
+    s.env = (imm_job_env){.run = opt->run, .tasks = opt->tasks, .notify = opt->notify,
                           .quiet = opt->quiet};
-    s.cap = opt->queue > 0 ? opt->queue : 64;
+    s.queue = opt->queue > 0 ? opt->queue : 64;
     s.nthreads = opt->workers > 0 ? opt->workers : imm_cores();
-    s.ring = calloc((size_t)s.cap, sizeof(*s.ring));
     s.threads = calloc((size_t)s.nthreads, sizeof(*s.threads));
     if (keys)
         s.auth = imm_auth_new(opt->access_key_id, opt->access_key_secret);
-    if (!s.ring || !s.threads || (keys && !s.auth)) {
-        free(s.ring);
+    if (!s.threads || (keys && !s.auth)) {
         free(s.threads);
         imm_auth_free(s.auth);
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     }
-    pthread_mutex_init(&s.lock, NULL);
-    pthread_cond_init(&s.work, NULL);
     int started = 0;
     for (; started < s.nthreads; started++)
         if (pthread_create(&s.threads[started], NULL, worker, &s))
@@ -507,33 +481,19 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
         fflush(stdout);
         if (!opt->quiet)
             fprintf(stderr, "immerge: listening on %s:%u (%d workers, queue %d%s)\n", host,
-                    info ? info->port : 0, s.nthreads, s.cap,
+                    info ? info->port : 0, s.nthreads, s.queue,
                     keys ? ", signed calls only" : "");
         while (!*opt->stop)
             usleep(100 * 1000);
         MHD_stop_daemon(d); /* no new calls; the answers under way are finished */
     }
-    /* Drain: running tasks finish; queued ones are recorded as never started. */
-    pthread_mutex_lock(&s.lock);
+    /* Drain: running tasks finish; queued ones are left to the other servers, or recorded as
+     * never started where there are none. */
     s.stopping = 1;
-    pthread_cond_broadcast(&s.work);
-    pthread_mutex_unlock(&s.lock);
     for (int i = 0; i < started; i++)
         pthread_join(s.threads[i], NULL);
-    for (; s.count > 0; s.count--) {
-        queued q = s.ring[s.head];
-        s.head = (s.head + 1) % s.cap;
-        imm_error ignored;
-        imm_task_set_not_started(q.task, "The server stopped before this task started; submit "
-                                         "it again.");
-        imm_records_save(opt->records, q.task, &ignored);
-        imm_task_free(q.task);
-        imm_request_free(q.req);
-    }
-    pthread_cond_destroy(&s.work);
-    pthread_mutex_destroy(&s.lock);
+    imm_tasks_drain(opt->tasks);
     imm_auth_free(s.auth);
-    free(s.ring);
     free(s.threads);
     return e;
 }

@@ -7,22 +7,24 @@
 
 #include "immerge.h"
 #include "notify.h"
+#include "tasks.h"
 
 typedef struct imm_server_options {
     const char *listen;   /* "HOST:PORT"; PORT 0 picks a free one */
     int workers;          /* tasks run at once; 0: the number of cores */
-    int queue;            /* tasks waiting at most; 0: 64 */
+    int queue;            /* tasks waiting at most (across the servers sharing tasks); 0: 64 */
     const char *access_key_id; /* with the secret: only calls signed by this key are served */
     const char *access_key_secret;
     imm_run_options run;  /* how every task runs: storage, chunks, limits (see imm_job_env) */
-    imm_records *records;
+    imm_tasks *tasks;     /* records and queue */
     const imm_notify_config *notify;
     const volatile int *stop; /* set (by SIGTERM, SIGINT) to stop: see imm_server_run */
     int quiet;
 } imm_server_options;
 
 /* Serves until *stop is set, then drains: no new calls, running tasks finish, queued ones are
- * recorded Cancelled with Code NotStarted. Prints {"Listen": "HOST:PORT"} on stdout once ready. */
+ * left to the other servers sharing the tasks, or recorded Cancelled with Code NotStarted where
+ * none share them. Prints {"Listen": "HOST:PORT"} on stdout once ready. */
 imm_err imm_server_run(const imm_server_options *opt, imm_error *err);
 
 #endif

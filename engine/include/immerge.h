@@ -4,7 +4,8 @@
  * libimmerge runs an Alibaba Cloud IMM CreateMediaConvertTask audio merge locally: it parses and
  * validates the service's request JSON, reads the sources through a caller-supplied storage, merges
  * them into one continuous output per target and writes each output atomically through the same
- * storage. The command line tool (cli/) and later the HTTP service are thin clients of this header.
+ * storage. The command line tool (cli/) and the HTTP service (service/) are thin clients of this
+ * header; where tasks are recorded and queued is the service's business, not the engine's.
  *
  * Conventions: functions return an imm_err (0 = IMM_OK); on failure they fill the caller-owned
  * imm_error with the service's error Code and a human message. Each _new or _parse function has
@@ -149,10 +150,19 @@ typedef struct imm_run_options {
      * IMM_ETIMEOUT. */
     double max_seconds;
     double timeout_seconds;
+    /* Asked once every output is complete and before the first is committed (may be NULL): a
+     * non-zero answer (with err set) discards them all and fails the task with it. A server
+     * whose lease on the task may have passed to another uses it to fence its commit. */
+    imm_err (*may_commit)(void *opaque, imm_error *err);
+    void *may_commit_opaque;
 } imm_run_options;
 
 /* A task record with a fresh TaskId and RequestId, status Running. */
 imm_task *imm_task_new(const imm_request *req);
+/* The task of a record made by imm_task_to_json (its TaskId, RequestId and EventId), for req
+ * (parsed from the record's TaskRequestDefinition), taken up to run again now: status Running,
+ * StartTime now. NULL when the record lacks the ids, or out of memory. */
+imm_task *imm_task_restore(const imm_request *req, const char *record_json);
 /* A task waiting for a worker: status Queued until imm_task_run starts it (StartTime then). */
 void imm_task_set_queued(imm_task *task);
 /* A queued task that will never run (the server stopped): status Cancelled, Code NotStarted. */
@@ -199,40 +209,12 @@ typedef struct imm_compare_options {
 imm_err imm_compare(const char *a, const char *b, const imm_compare_options *opt, char **json,
                     int *match, imm_error *err);
 
-/* ---- Task records ------------------------------------------------------------------------------
- * Every task's state, kept in DIR/tasks.db (SQLite) across runs and restarts, answered in the
- * service's GetTask and ListTasks shapes. Safe to use from several threads and processes.
- */
-typedef struct imm_records imm_records;
-
-/* Opens (creating) the records in dir. Tasks left Running by a process that is gone are marked
- * Failed with Code TaskInterrupted. */
-imm_err imm_records_open(const char *dir, imm_records **out, imm_error *err);
-void imm_records_close(imm_records *r);
-/* Saves the task as it is now (a new record, or an update of its own). */
-imm_err imm_records_save(imm_records *r, const imm_task *task, imm_error *err);
-/* GetTask: *json (free()) gets the task with a fresh RequestId; ResourceNotFound when unknown.
- * project may be NULL (any). */
-imm_err imm_records_get(imm_records *r, const char *project, const char *task_id, char **json,
-                        imm_error *err);
-
-typedef struct imm_list_query {
-    const char *project;    /* NULL: any */
-    const char *status;     /* NULL: any */
-    const char *tag_key;    /* NULL: any; else Tags[tag_key] must equal tag_value */
-    const char *tag_value;
-    int max;                /* 1..100; 0: 100 */
-    const char *next_token; /* NULL or "": from the start; else the NextToken of the last page */
-} imm_list_query;
-
-/* ListTasks: *json (free()) gets {RequestId, ProjectName, NextToken, Tasks[]} in submission order;
- * NextToken is "" on the last page. */
-imm_err imm_records_list(imm_records *r, const imm_list_query *q, char **json, imm_error *err);
-
 /* The service's error body {RequestId, HostId, Code, Message, Recommend}; free with free(). */
 char *imm_error_to_json(const imm_error *err, const char *request_id);
 /* A fresh upper-case UUID as the service uses for RequestId; buf holds at least 37 bytes. */
 void imm_request_id_new(char buf[37]);
+/* The current time as the service writes it (RFC 3339 UTC with milliseconds). */
+void imm_now_rfc3339(char buf[32]);
 
 #ifdef __cplusplus
 }

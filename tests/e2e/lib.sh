@@ -9,7 +9,11 @@ bin=$(realpath "$1")
 top=$(cd "$here/../.." && pwd)
 work=$(mktemp -d "/tmp/immerge-$(basename "$0" .sh).XXXXXX")
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"; }
+on_exit=() # commands run on exit, before the servers are killed (a database to stop)
+cleanup() {
+  local c; for c in "${on_exit[@]}"; do eval "$c" > /dev/null 2>&1; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"
+}
 trap cleanup EXIT
 root="$work/root"
 b="$root/test-bucket"
@@ -55,4 +59,28 @@ start_server() {
     sleep 0.1
   done
   echo "Bail out! server did not start: $*"; cat "$log"; exit 1
+}
+
+# start_postgres: a PostgreSQL server of Debian's packages for this suite alone: initdb into a
+# scratch folder (as `nobody` when we are root: postgres refuses to run as root), listening on
+# 127.0.0.1 at a free high port, stopped on exit. Sets pg_url (postgres://immerge@127.0.0.1:PORT/
+# immerge), and pg_ctl_as (`pg_ctl_as -o "$pg_opts" start`, `pg_ctl_as -m fast stop`) and psql_db
+# to drive it.
+start_postgres() {
+  local bindir; bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$bindir/initdb" ] || { echo "Bail out! no PostgreSQL server (run tests/deps.sh)"; exit 1; }
+  pg_dir=$(mktemp -d /tmp/immerge-pg.XXXXXX)
+  pg_as=()
+  if [ "$(id -u)" = 0 ]; then chown nobody "$pg_dir"; pg_as=(runuser -u nobody --); fi
+  "${pg_as[@]}" "$bindir/initdb" -D "$pg_dir/data" -U immerge -A trust -E UTF8 --no-instructions \
+    > "$pg_dir/initdb.log" 2>&1 || { echo "Bail out! initdb"; cat "$pg_dir/initdb.log"; exit 1; }
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  pg_bin=$bindir
+  pg_ctl_as() { "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w "$@"; }
+  pg_opts="-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+  pg_ctl_as -o "$pg_opts" start > /dev/null || { echo "Bail out! postgres"; cat "$pg_dir/log"; exit 1; }
+  on_exit+=("pg_ctl_as -m immediate stop; rm -rf '$pg_dir'")
+  "$bindir/createdb" -h 127.0.0.1 -p "$pg_port" -U immerge immerge || { echo "Bail out! createdb"; exit 1; }
+  pg_url="postgres://immerge@127.0.0.1:$pg_port/immerge"
+  psql_db() { psql -X -q -At -h 127.0.0.1 -p "$pg_port" -U immerge immerge "$@"; }
 }

@@ -202,8 +202,9 @@ test_serve() {
 
   # Load: two long tasks occupy both workers, then 50 more arrive at once: all are accepted and
   # finish, none is lost, and GetTask answers at once while they wait.
-  ff -f lavfi -i "sine=f=440:d=600:sample_rate=44100" -ac 2 -c:a flac "$b/audio/ten-min.flac"
-  local long='{"ProjectName":"test-project","Sources":[{"URI":"oss://test-bucket/audio/ten-min.flac"}],"Targets":[{"URI":"oss://test-bucket/output/load/long-%d.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":64000}}}]}'
+  # Long enough (30 min of input) that both workers are still busy when the 50th call is answered.
+  ff -f lavfi -i "sine=f=440:d=1800:sample_rate=44100" -ac 2 -c:a flac "$b/audio/half-hour.flac"
+  local long='{"ProjectName":"test-project","Sources":[{"URI":"oss://test-bucket/audio/half-hour.flac"}],"Targets":[{"URI":"oss://test-bucket/output/load/long-%d.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":64000}}}]}'
   call "$ep" "$AK" "$SK" CreateMediaConvertTask "$(printf "$long" 1)" > /dev/null
   call "$ep" "$AK" "$SK" CreateMediaConvertTask "$(printf "$long" 2)" > /dev/null
   local ids=() callers=() k mp3
@@ -232,7 +233,7 @@ test_serve() {
   start_server "$work/serve2.log" "$bin" serve --listen 127.0.0.1:0 --workers 1 --queue 2 \
     --no-chunking --oss-root "$root" --state "$work/serve-state"
   ep="127.0.0.1:$port"; spid=${pids[-1]}
-  local slow='{"ProjectName":"drain","Sources":[{"URI":"oss://test-bucket/audio/ten-min.flac"}],"Targets":[{"URI":"oss://test-bucket/output/drain-%d.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":64000}}}]}'
+  local slow='{"ProjectName":"drain","Sources":[{"URI":"oss://test-bucket/audio/half-hour.flac"}],"Targets":[{"URI":"oss://test-bucket/output/drain-%d.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"mp3","Bitrate":64000}}}]}'
   local codes=() body
   for k in 1 2 3 4 5; do
     body=$(printf "$slow" "$k" | jq -c .)
@@ -275,7 +276,7 @@ test_serve() {
   kill -TERM "${pids[-1]}"
   out=$("$bin" serve --listen 0.0.0.0:0 --oss-root "$root" --state "$work/serve-state" 2>/dev/null); rc=$?
   expect_error "serve: without keys, listening beyond loopback is refused" 2 InvalidArgument "loopback"
-  rm -f "$b/audio/ten-min.flac"
+  rm -f "$b/audio/half-hour.flac"
 }
 
 # The server under valgrind: signed calls, two tasks on two workers, a refused call, a drain with

@@ -1,0 +1,101 @@
+/*
+ * tasks.h - where tasks live from their creation to their end: the records GetTask and ListTasks
+ * answer from, and the queue the workers take them from, behind one interface with two
+ * implementations.
+ *
+ * - SQLite (the embedded default, one machine): DIR/tasks.db holds the records, several
+ *   processes may record at once, and a server's queue lives in that server. A task whose process
+ *   is gone is reported Failed/TaskInterrupted (Running) or Cancelled/NotStarted (Queued).
+ * - PostgreSQL (many servers, one service): one table is records and queue at once. A worker
+ *   claims the next task with SELECT ... FOR UPDATE SKIP LOCKED and holds a lease on it that a
+ *   heartbeat renews; a task whose lease expires is claimed again by any server and runs again
+ *   from the start. Only the run that holds the lease when its outputs are complete may commit
+ *   them (imm_tasks_fence) and record the end (imm_tasks_finish).
+ *
+ * Which task comes next, in both: the oldest queued task of the project with the fewest tasks
+ * running now, so that one project's thousand tasks do not starve another project's one.
+ */
+#ifndef IMM_TASKS_H
+#define IMM_TASKS_H
+
+#include "immerge.h"
+
+typedef struct imm_tasks imm_tasks;
+typedef struct imm_claim imm_claim;
+
+typedef struct imm_tasks_options {
+    double lease_seconds; /* PostgreSQL: how long a claim holds without a heartbeat; 0: 30 */
+    int connections;      /* PostgreSQL: connections kept open at most; 0: 8 */
+    int quiet;            /* no warnings on stderr (a lost database, a lost lease) */
+} imm_tasks_options;
+
+/* Opens (creating or migrating) the tasks at `where`: a postgres:// or postgresql:// URI (libpq's
+ * connection URI), a SQLite file, or a folder that holds (or will hold) tasks.db. */
+imm_err imm_tasks_open(const char *where, const imm_tasks_options *opt, imm_tasks **out,
+                       imm_error *err);
+void imm_tasks_close(imm_tasks *t);
+/* Non-zero when the tasks are shared by servers on other machines (PostgreSQL). */
+int imm_tasks_shared(const imm_tasks *t);
+
+/* ---- records ---------------------------------------------------------------------------------- */
+
+/* GetTask: *json (free()) gets the task with a fresh RequestId; ResourceNotFound when unknown.
+ * project may be NULL (any). */
+imm_err imm_tasks_get(imm_tasks *t, const char *project, const char *task_id, char **json,
+                      imm_error *err);
+
+typedef struct imm_list_query {
+    const char *project;    /* NULL: any */
+    const char *status;     /* NULL: any */
+    const char *tag_key;    /* NULL: any; else Tags[tag_key] must equal tag_value */
+    const char *tag_value;
+    int max;                /* 1..100; 0: 100 */
+    const char *next_token; /* NULL or "": from the start; else the NextToken of the last page */
+} imm_list_query;
+
+/* ListTasks: *json (free()) gets {RequestId, ProjectName, NextToken, Tasks[]} in submission order;
+ * NextToken is "" on the last page. */
+imm_err imm_tasks_list(imm_tasks *t, const imm_list_query *q, char **json, imm_error *err);
+
+/* ---- running a task ---------------------------------------------------------------------------
+ * A claim is one run's hold on one task, from imm_tasks_start or imm_tasks_claim to
+ * imm_tasks_release. While it holds, imm_claim_lost stays 0; it turns 1 when another run has
+ * taken the task over (its lease expired), and a run that sees it should stop: nothing it does
+ * after that is recorded.
+ */
+
+/* A task this process runs at once (`immerge run`): recorded Running under a claim. The claim
+ * does not own task or req. */
+imm_err imm_tasks_start(imm_tasks *t, imm_task *task, const imm_request *req, imm_claim **out,
+                        imm_error *err);
+/* A task for any worker (`immerge serve`): recorded Queued, and owned by the tasks from now on
+ * (freed here on failure too). *full is set, and nothing recorded, when `queue` tasks already
+ * wait (across every server sharing the tasks). */
+imm_err imm_tasks_enqueue(imm_tasks *t, imm_task *task, imm_request *req, int queue, int *full,
+                          imm_error *err);
+/* The next task to run, waiting for one until *stop is set (then *out is NULL). The claim owns
+ * its task and request. A lost database is waited out, not an error. */
+imm_err imm_tasks_claim(imm_tasks *t, const volatile int *stop, imm_claim **out,
+                        imm_error *err);
+
+imm_task *imm_claim_task(const imm_claim *c);
+const imm_request *imm_claim_request(const imm_claim *c);
+const volatile int *imm_claim_lost(const imm_claim *c);
+
+/* Records the task's progress, if the claim still holds. */
+imm_err imm_tasks_progress(imm_tasks *t, imm_claim *c, imm_error *err);
+/* Just before the outputs are committed: IMM_OK when the claim holds (and now holds for a whole
+ * lease more), else IMM_ECANCELED: another run has the task, and these outputs must not land. */
+imm_err imm_tasks_fence(imm_tasks *t, imm_claim *c, imm_error *err);
+/* Records the task's end. *won is 1 when this run's end is the task's (its completion message is
+ * then this run's to send), 0 when another run has the task: nothing was recorded. */
+imm_err imm_tasks_finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err);
+/* Updates a finished task's record (its Notifications), for the run that won it. */
+imm_err imm_tasks_annotate(imm_tasks *t, imm_claim *c, imm_error *err);
+/* Ends the claim (freeing what it owns). */
+void imm_tasks_release(imm_tasks *t, imm_claim *c);
+/* A stopping server's queued tasks: where they live in the server (SQLite), recorded Cancelled
+ * with Code NotStarted; where they are shared, left for the other servers. */
+void imm_tasks_drain(imm_tasks *t);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * tasks_internal.h - what the two implementations of tasks.h share: the operations each
+ * provides, the claim, a task's record as columns, and the shapes of GetTask's and ListTasks'
+ * answers.
+ */
+#ifndef IMM_TASKS_INTERNAL_H
+#define IMM_TASKS_INTERNAL_H
+
+#include "tasks.h"
+
+#include <cjson/cJSON.h>
+
+#define IMM_TASKS_MAX_LIST 100
+
+typedef struct tasks_ops {
+    imm_err (*get)(imm_tasks *t, const char *project, const char *task_id, char **stored,
+                   imm_error *err);
+    /* Up to max + 1 stored records after sequence number `after`, oldest first: each row's
+     * sequence number and JSON go to add(). */
+    imm_err (*list)(imm_tasks *t, const imm_list_query *q, long long after, int max,
+                    void (*add)(void *opaque, long long seq, const char *stored), void *opaque,
+                    imm_error *err);
+    imm_err (*start)(imm_tasks *t, imm_claim *c, imm_error *err);
+    imm_err (*enqueue)(imm_tasks *t, imm_claim *c, int queue, int *full, imm_error *err);
+    imm_err (*claim)(imm_tasks *t, const volatile int *stop, imm_claim **out, imm_error *err);
+    imm_err (*progress)(imm_tasks *t, imm_claim *c, imm_error *err);
+    imm_err (*fence)(imm_tasks *t, imm_claim *c, imm_error *err);
+    imm_err (*finish)(imm_tasks *t, imm_claim *c, int *won, imm_error *err);
+    imm_err (*annotate)(imm_tasks *t, imm_claim *c, imm_error *err);
+    void (*release)(imm_tasks *t, imm_claim *c); /* before the claim is freed */
+    void (*drain)(imm_tasks *t);
+    void (*close)(imm_tasks *t);
+} tasks_ops;
+
+struct imm_tasks {
+    const tasks_ops *ops;
+    int shared;
+};
+
+struct imm_claim {
+    imm_task *task;
+    imm_request *req;
+    int owns;           /* task and req are freed with the claim */
+    volatile int lost;  /* another run has the task now */
+    int ending;         /* PostgreSQL: its end is being recorded; the heartbeat leaves it be */
+    long long attempt;  /* PostgreSQL: which run of the task this is */
+    double renewed;     /* PostgreSQL: when the lease was last renewed (monotonic seconds) */
+    char *project;      /* the task's ProjectName: which project's share it takes */
+    char task_id[64];
+    imm_claim *next;    /* the implementation's list (a queue, the claims a heartbeat renews) */
+};
+
+imm_claim *imm_claim_new(imm_task *task, imm_request *req, int owns);
+void imm_claim_free(imm_claim *c);
+
+/* A task's record: its JSON (imm_task_to_json) and the columns a query filters on. */
+typedef struct task_row {
+    char *json;
+    cJSON *parsed;
+    const char *task_id, *project, *status, *start;
+    char *tags; /* JSON object, or NULL */
+} task_row;
+
+imm_err imm_task_row(const imm_task *task, task_row *row, imm_error *err);
+void imm_task_row_clear(task_row *row);
+
+/* A Running or Queued record whose run is gone, as GetTask then reports it: Failed with Code
+ * TaskInterrupted (running) or Cancelled with Code NotStarted (queued), `who` naming the run.
+ * malloc'd JSON, or NULL. *status gets the new Status. */
+char *imm_task_interrupted(const char *stored, const char *who, int queued, const char **status);
+
+/* Monotonic seconds. */
+double imm_tasks_clock(void);
+
+/* The SQLite implementation (tasks_sqlite.c) and the PostgreSQL one (tasks_pg.c). */
+imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, imm_tasks **out,
+                              imm_error *err);
+imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tasks **out,
+                          imm_error *err);
+
+#endif

@@ -1,0 +1,400 @@
+/*
+ * tasks_sqlite.c - tasks.h on one machine: every task's record in a SQLite file (by default
+ * STATE/tasks.db), so that GetTask and ListTasks answer for tasks run by `immerge run` and by the
+ * server alike, across restarts; a server's queue in the server's memory.
+ *
+ * A record is the task's JSON as the service reports it (imm_task_to_json), plus the columns a
+ * query filters on. Several processes may write at once: WAL mode and a busy timeout serialise
+ * them. Each Running or Queued record names its process (pid and start time, so a reused pid is
+ * not mistaken for it); opening the records marks the Running tasks of a process that is gone as
+ * Failed with Code TaskInterrupted, and its Queued ones Cancelled with Code NotStarted, so a crash
+ * never leaves a task Running or Queued forever.
+ */
+#include "tasks_internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct sqlite_tasks {
+    imm_tasks base;
+    sqlite3 *db;
+    /* The server's queue: claims waiting, oldest first, and the ones running (for fairness). */
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    imm_claim *queued, *running;
+} sqlite_tasks;
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " task_id TEXT UNIQUE NOT NULL,"
+    " project TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " start_time TEXT,"
+    " owner_pid INTEGER,"
+    " owner_start INTEGER,"
+    " tags TEXT,"
+    " json TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS tasks_project ON tasks(project, seq);";
+
+static imm_err db_error(sqlite_tasks *s, imm_error *err, const char *what)
+{
+    return imm_error_set(err, IMM_EIO, "Task records: %s failed: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* The start time of a process in clock ticks since boot (field 22 of /proc/PID/stat); 0 when it
+ * does not exist. With the pid it names a process even after the pid is reused. */
+static long long process_start(long pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    long long start = 0;
+    for (int field = 2; p && *p; p++)
+        if (*p == ' ' && ++field == 22) {
+            start = strtoll(p + 1, NULL, 10);
+            break;
+        }
+    return start;
+}
+
+static void mark_interrupted(sqlite_tasks *s, sqlite3_int64 seq, const char *json, long pid,
+                             int queued)
+{
+    char who[64];
+    const char *status;
+    snprintf(who, sizeof(who), "immerge process (pid %ld)", pid);
+    char *out = imm_task_interrupted(json, who, queued, &status);
+    sqlite3_stmt *st = NULL;
+    if (out && sqlite3_prepare_v2(s->db, "UPDATE tasks SET status=?3, json=?1, owner_pid=NULL "
+                                  "WHERE seq=?2 AND status IN ('Running', 'Queued')",
+                                  -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, out, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, seq);
+        sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    free(out);
+}
+
+static void recover(sqlite_tasks *s)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT seq, owner_pid, owner_start, json, status FROM tasks "
+                           "WHERE status IN ('Running', 'Queued')", -1, &st, NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        long pid = (long)sqlite3_column_int64(st, 1);
+        long long start = sqlite3_column_int64(st, 2);
+        if (pid > 0 && process_start(pid) == start && start != 0)
+            continue; /* its process is alive */
+        mark_interrupted(s, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 3),
+                         pid, !strcmp((const char *)sqlite3_column_text(st, 4), "Queued"));
+    }
+    sqlite3_finalize(st);
+}
+
+static int mkdirs(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof(path), "%s", dir) >= (int)sizeof(path))
+        return -1;
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0700) && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    return mkdir(path, 0700) && errno != EEXIST ? -1 : 0;
+}
+
+/* Saves the task as it is now (a new record, or an update of its own). */
+static imm_err save(sqlite_tasks *s, const imm_task *task, imm_error *err)
+{
+    task_row row;
+    imm_err e = imm_task_row(task, &row, err);
+    if (e)
+        return e;
+    int running = !strcmp(row.status, "Running") || !strcmp(row.status, "Queued");
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO tasks (task_id, project, status, start_time, owner_pid, "
+                           "owner_start, tags, json) VALUES (?1,?2,?3,?4,?5,?6,?7,?8) "
+                           "ON CONFLICT(task_id) DO UPDATE SET status=excluded.status, "
+                           "owner_pid=excluded.owner_pid, owner_start=excluded.owner_start, "
+                           "json=excluded.json", -1, &st, NULL) != SQLITE_OK) {
+        e = db_error(s, err, "saving a task");
+    } else {
+        sqlite3_bind_text(st, 1, row.task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, row.project, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, row.status, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, row.start, -1, SQLITE_STATIC);
+        if (running) {
+            sqlite3_bind_int64(st, 5, getpid());
+            sqlite3_bind_int64(st, 6, process_start(getpid()));
+        }
+        if (row.tags)
+            sqlite3_bind_text(st, 7, row.tags, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 8, row.json, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            e = db_error(s, err, "saving a task");
+    }
+    sqlite3_finalize(st);
+    imm_task_row_clear(&row);
+    return e;
+}
+
+static imm_err get(imm_tasks *t, const char *project, const char *task_id, char **stored,
+                   imm_error *err)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    sqlite3_stmt *st = NULL;
+    imm_err e = IMM_OK;
+    if (sqlite3_prepare_v2(s->db, "SELECT json FROM tasks WHERE task_id=?1 AND "
+                           "(?2 IS NULL OR project=?2)", -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "reading a task");
+    sqlite3_bind_text(st, 1, task_id, -1, SQLITE_STATIC);
+    if (project)
+        sqlite3_bind_text(st, 2, project, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (!(*stored = strdup((const char *)sqlite3_column_text(st, 0))))
+            e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    } else if (rc != SQLITE_DONE) {
+        e = db_error(s, err, "reading a task");
+    }
+    sqlite3_finalize(st);
+    return e;
+}
+
+static imm_err list(imm_tasks *t, const imm_list_query *q, long long after, int max,
+                    void (*add)(void *opaque, long long seq, const char *stored), void *opaque,
+                    imm_error *err)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    sqlite3_stmt *st = NULL;
+    char tag_path[300] = "";
+    if (q->tag_key)
+        snprintf(tag_path, sizeof(tag_path), "$.\"%s\"", q->tag_key);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT seq, json FROM tasks WHERE seq > ?1 "
+                           "AND (?2 IS NULL OR project=?2) AND (?3 IS NULL OR status=?3) "
+                           "AND (?4 IS NULL OR json_extract(tags, ?4) = ?5) "
+                           "ORDER BY seq LIMIT ?6", -1, &st, NULL) != SQLITE_OK)
+        return db_error(s, err, "listing tasks");
+    sqlite3_bind_int64(st, 1, after);
+    if (q->project)
+        sqlite3_bind_text(st, 2, q->project, -1, SQLITE_STATIC);
+    if (q->status)
+        sqlite3_bind_text(st, 3, q->status, -1, SQLITE_STATIC);
+    if (q->tag_key) {
+        sqlite3_bind_text(st, 4, tag_path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, q->tag_value ? q->tag_value : "", -1, SQLITE_STATIC);
+    }
+    sqlite3_bind_int(st, 6, max + 1);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        add(opaque, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+    imm_err e = rc == SQLITE_DONE ? IMM_OK : db_error(s, err, "listing tasks");
+    sqlite3_finalize(st);
+    return e;
+}
+
+static imm_err start(imm_tasks *t, imm_claim *c, imm_error *err)
+{
+    return save((sqlite_tasks *)t, c->task, err);
+}
+
+/* The record is written under the queue's lock, so no worker can start the task (and record it
+ * Running) before its Queued record is there. */
+static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_error *err)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    int waiting = 0;
+    imm_claim **tail = &s->queued;
+    imm_err e = IMM_OK;
+    task_row row;
+    if ((e = imm_task_row(c->task, &row, err)) || !(c->project = strdup(row.project))) {
+        if (!e)
+            imm_task_row_clear(&row);
+        imm_claim_free(c);
+        return e ? e : imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    imm_task_row_clear(&row);
+    pthread_mutex_lock(&s->lock);
+    for (; *tail; tail = &(*tail)->next)
+        waiting++;
+    if (waiting >= queue) {
+        *full = 1;
+    } else if (!(e = save(s, c->task, err))) {
+        *tail = c;
+        c = NULL;
+        pthread_cond_signal(&s->work);
+    }
+    pthread_mutex_unlock(&s->lock);
+    imm_claim_free(c);
+    return e;
+}
+
+static int running_in(const sqlite_tasks *s, const char *project)
+{
+    int n = 0;
+    for (const imm_claim *r = s->running; r; r = r->next)
+        n += !strcmp(r->project, project);
+    return n;
+}
+
+/* The fairness rule of tasks.h over the queue in memory. */
+static imm_claim *take_next(sqlite_tasks *s)
+{
+    imm_claim **best = NULL;
+    int fewest = 0;
+    for (imm_claim **q = &s->queued; *q; q = &(*q)->next) {
+        int n = running_in(s, (*q)->project);
+        if (!best || n < fewest) {
+            best = q;
+            fewest = n;
+        }
+    }
+    if (!best)
+        return NULL;
+    imm_claim *c = *best;
+    *best = c->next;
+    c->next = s->running;
+    s->running = c;
+    return c;
+}
+
+static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, imm_error *err)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    (void)err;
+    pthread_mutex_lock(&s->lock);
+    while (!*stop && !(*out = take_next(s))) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 200 * 1000 * 1000; /* *stop is set by a signal handler: look again */
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->work, &s->lock, &until);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return IMM_OK;
+}
+
+static imm_err progress(imm_tasks *t, imm_claim *c, imm_error *err)
+{
+    return save((sqlite_tasks *)t, c->task, err);
+}
+
+static imm_err fence(imm_tasks *t, imm_claim *c, imm_error *err)
+{
+    (void)t, (void)c, (void)err;
+    return IMM_OK; /* nobody else can hold a task of this process */
+}
+
+static imm_err finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err)
+{
+    *won = 1;
+    return save((sqlite_tasks *)t, c->task, err);
+}
+
+static void release(imm_tasks *t, imm_claim *c)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    pthread_mutex_lock(&s->lock);
+    for (imm_claim **r = &s->running; *r; r = &(*r)->next)
+        if (*r == c) {
+            *r = c->next;
+            break;
+        }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void drain(imm_tasks *t)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    pthread_mutex_lock(&s->lock);
+    imm_claim *q = s->queued;
+    s->queued = NULL;
+    pthread_mutex_unlock(&s->lock);
+    while (q) {
+        imm_claim *next = q->next;
+        imm_error ignored;
+        imm_task_set_not_started(q->task, "The server stopped before this task started; submit "
+                                          "it again.");
+        save(s, q->task, &ignored);
+        imm_claim_free(q);
+        q = next;
+    }
+}
+
+static void close_tasks(imm_tasks *t)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    drain(t);
+    sqlite3_close(s->db);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static const tasks_ops sqlite_ops = {
+    .get = get, .list = list, .start = start, .enqueue = enqueue, .claim = claim,
+    .progress = progress, .fence = fence, .finish = finish, .annotate = progress,
+    .release = release, .drain = drain, .close = close_tasks,
+};
+
+imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, imm_tasks **out,
+                              imm_error *err)
+{
+    char dir[4096];
+    (void)opt;
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdirs(dir))
+            return imm_error_set(err, IMM_EIO, "Cannot create the state folder %s: %s", dir,
+                                 strerror(errno));
+    }
+    sqlite_tasks *s = calloc(1, sizeof(*s));
+    if (!s)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    s->base.ops = &sqlite_ops;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->work, NULL);
+    imm_err e = IMM_OK;
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                        SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK)
+        e = imm_error_set(err, IMM_EIO, "Cannot open the task records %s: %s", path,
+                          s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    else if (sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK ||
+             sqlite3_exec(s->db, "PRAGMA journal_mode=WAL;", NULL, NULL, NULL) != SQLITE_OK ||
+             sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK)
+        e = db_error(s, err, "setting up");
+    if (e) {
+        close_tasks(&s->base);
+        return e;
+    }
+    recover(s);
+    *out = &s->base;
+    return IMM_OK;
+}

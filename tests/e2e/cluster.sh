@@ -1,0 +1,268 @@
+#!/usr/bin/env bash
+# Cluster suite: three `immerge serve` processes sharing one PostgreSQL database (Debian's server,
+# initdb'd and started here) and one S3-compatible store (s3rver) are one service. Calls go
+# through Alibaba's own OpenAPI client (tests/oss/cluster-client.js); outputs are decoded by the
+# ffmpeg CLI; completion messages are counted at a real HTTP receiver.
+#   tests/e2e/cluster.sh BIN
+#   IMMERGE_E2E_QUICK=1 tests/e2e/cluster.sh BIN     60 tasks instead of 300 (under ASan)
+# It also prints what it measured as '#' lines: tasks per second through the API, the delay from
+# Create to Running, the recovery time after kill -9, each server's RSS.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh" "$@"
+
+AK=LTAI5tClusterTestKey SK=cluster-test-secret-71c2
+nodemods="$top/tests/oss/node_modules"
+[ -d "$nodemods/s3rver" ] && [ -d "$nodemods/@alicloud/openapi-client" ] || { echo "Bail out! run tests/deps.sh"; exit 1; }
+n_many=300; [ -n "${IMMERGE_E2E_QUICK:-}" ] && n_many=60
+lease=4
+workers=2
+
+start_postgres
+mkdir -p "$work/s3"
+start_server "$work/s3rver.log" "$nodemods/.bin/s3rver" -d "$work/s3" -a 127.0.0.1 -p 0 -s --configure-bucket test-bucket
+s3="http://127.0.0.1:$port"
+export OSS_ACCESS_KEY_ID=S3RVER OSS_ACCESS_KEY_SECRET=S3RVER
+unset OSS_ENDPOINT OSS_SESSION_TOKEN IMMERGE_OSS_ROOT IMMERGE_TASKS
+"$top/testdata/gen-media.sh" "$root" > /dev/null || { echo "Bail out! fixtures"; exit 1; }
+for k in seg1 seg2 seg3; do curl -s -f -T "$b/audio/$k.mp3" "$s3/test-bucket/audio/$k.mp3" || { echo "Bail out! upload"; exit 1; }; done
+ff -f lavfi -i "sine=f=440:d=1800:sample_rate=44100" -ac 2 -c:a flac "$work/long.flac"
+curl -s -f -T "$work/long.flac" "$s3/test-bucket/audio/long.flac" || { echo "Bail out! upload"; exit 1; }
+start_server "$work/recv.log" node "$top/tests/oss/notify-receiver.js" --ak unused --sk unused
+recv="http://127.0.0.1:$port"
+
+# start_serve I [options]: server I (1..3) on the shared database and store.
+srv_pid=() srv_ep=()
+start_serve() {
+  local i=$1; shift
+  start_server "$work/serve-$i.log" "$bin" serve --listen 127.0.0.1:0 --tasks "$pg_url" --lease "$lease" \
+    --oss-endpoint "$s3" --oss-signature s3v4 --access-key-id "$AK" --access-key-secret "$SK" \
+    --notify-url "$recv/hook" "$@"
+  srv_pid[$i]=${pids[-1]} srv_ep[$i]=127.0.0.1:$port
+}
+endpoints() { printf '%s\n' "${srv_ep[@]}" | paste -sd,; }
+stop_serve() { kill -TERM "${srv_pid[$1]}"; wait "${srv_pid[$1]}"; }
+client() { node "$top/tests/oss/cluster-client.js" --endpoints "$(endpoints)" --ak "$AK" --sk "$SK" "$@"; }
+call() { node "$top/tests/oss/openapi-call.js" "$1" "$AK" "$SK" "$2" "$3"; }
+# requests N NAME PROJECT [SOURCE CONTAINER]: N requests, outputs under output/NAME/
+requests() {
+  local src=${4:-} container=${5:-mp3}
+  for k in $(seq "$1"); do
+    jq -c --arg k "$k" --arg n "$2" --arg p "$3" --arg s "$src" --arg c "$container" \
+      '{ProjectName: $p, Sources, Targets} | .Targets[0].URI = "oss://test-bucket/output/\($n)/\($k).{autoext}"
+       | if $s != "" then .Sources = [{URI: $s}] | .Targets[0].Container = $c | .Targets[0].Audio.TranscodeAudio = {Codec: $c} else . end' \
+      "$top/testdata/example-mp3.json"
+  done
+}
+# How many completion messages each TaskId got: {TaskId: n}.
+messages() { curl -s "$recv/__messages" | jq -c '[.[] | select(.kind == "hook") | .body | fromjson | .content | fromjson | .TaskId] | group_by(.) | map({key: .[0], value: length}) | from_entries'; }
+# Objects under a prefix of the bucket.
+keys_under() { curl -s "$s3/test-bucket?prefix=$1" | grep -o '<Key>[^<]*</Key>' | sed 's/<[^>]*>//g'; }
+rss_all() { local i; for i in "${!srv_pid[@]}"; do ps -o rss= -p "${srv_pid[$i]}" | tr -d ' '; done | paste -sd' '; }
+now_ms() { date +%s%3N; }
+
+for i in 1 2 3; do start_serve "$i" --workers "$workers" --queue 2000; done
+
+test_many_tasks() {
+  requests "$n_many" many test-project > "$work/many.jsonl"
+  client --requests "$work/many.jsonl" --concurrency 16 --wait --timeout 600 > "$work/many.json"
+  local r="$work/many.json" accepted succeeded
+  accepted=$(jq .accepted "$r"); succeeded=$(jq '[.tasks[] | select(.status == "Succeeded")] | length' "$r")
+  local once; once=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE json LIKE '%output/many/%' AND status = 'Succeeded' AND attempt = 1")
+  [ "$accepted" = "$n_many" ] && [ "$succeeded" = "$n_many" ] && [ "$once" = "$n_many" ] \
+    && ok "$n_many tasks round-robin over 3 servers: all accepted, all Succeeded, each run exactly once (attempt 1)" \
+    || not_ok "many tasks" "accepted=$accepted succeeded=$succeeded once=$once $(jq -c .errors "$r")"
+  local by; by=$(psql_db -c "SELECT count(DISTINCT owner) FROM immerge_tasks WHERE json LIKE '%output/many/%'")
+  [ "$by" = 3 ] && ok "every server ran some of them (3 owners)" || not_ok "owners" "$by"
+  local msgs bad; msgs=$(messages)
+  bad=$(jq -r --argjson m "$msgs" '[.tasks[].id | select(($m[.] // 0) != 1)] | length' "$r")
+  [ "$bad" = 0 ] && ok "one completion message per task, none twice, none missing" || not_ok "messages" "$bad tasks without exactly one"
+  # Every output present and whole: decoded, its length is the merge's.
+  local want k n_ok=0 n_keys; want=$(psql_db -c "SELECT json FROM immerge_tasks WHERE json LIKE '%output/many/1.mp3%'" | jq '.Targets[0].Samples')
+  for k in $(seq "$n_many"); do
+    curl -s -f -o "$work/out.mp3" "$s3/test-bucket/output/many/$k.mp3" && [ "$(samples "$work/out.mp3")" = "$want" ] && n_ok=$((n_ok + 1))
+  done
+  n_keys=$(keys_under output/many/ | wc -l)
+  [ "$n_ok" = "$n_many" ] && [ "$n_keys" = "$n_many" ] && [ "$want" -gt 0 ] \
+    && ok "all $n_many outputs decode to the merge's $want samples; the store holds exactly those $n_many objects" \
+    || not_ok "outputs" "decoded right: $n_ok, objects: $n_keys, want $want"
+  local id; id=$(jq -r '.tasks[0].id' "$r")
+  local answers; answers=$(for i in 1 2 3; do call "${srv_ep[$i]}" GetTask "{\"TaskId\":\"$id\"}" | jq -c '.body | {Status, EndTime, Targets}'; done | sort -u | wc -l)
+  out=$("$bin" get-task --tasks "$pg_url" "$id"); rc=$?
+  [ "$answers" = 1 ] && [ "$rc" = 0 ] && [ "$(jqo .Status)" = Succeeded ] \
+    && ok "GetTask on each server and get-task --tasks give the same answer" || not_ok "same answers" "$answers $rc"
+  out=$("$bin" list-tasks --tasks "$pg_url" --project test-project --status Succeeded --max 100); rc=$?
+  local total=0 token page=0
+  while :; do
+    total=$((total + $(jqo '.Tasks | length'))); token=$(jqo .NextToken); page=$((page + 1))
+    [ -z "$token" ] && break
+    out=$("$bin" list-tasks --tasks "$pg_url" --project test-project --status Succeeded --max 100 --next-token "$token")
+  done
+  [ "$total" -ge "$n_many" ] && ok "list-tasks --tasks pages through them all ($total in $page pages)" || not_ok "list" "$total"
+  jq -r '"# cluster: \(.accepted) tasks through the API in \(.seconds) s: \((.accepted / .seconds * 100 | floor) / 100) tasks/s, 3 servers x '"$workers"' workers"' "$r"
+  jq -r '[.tasks[] | .start - .created] | sort | "# cluster: Create to Running with \(length) submitted at once: median \(.[length/2|floor]) ms, worst \(.[-1]) ms"' "$r"
+  # With the servers idle, one at a time: the NOTIFY path alone.
+  requests 10 idle test-project > "$work/idle.jsonl"
+  local d=()
+  for k in $(seq 10); do
+    sed -n "${k}p" "$work/idle.jsonl" > "$work/one.jsonl"
+    client --requests "$work/one.jsonl" --wait > "$work/one.json"
+    d+=("$(jq '.tasks[0] | .start - .created' "$work/one.json")")
+  done
+  printf '%s\n' "${d[@]}" | sort -n | awk '{a[NR]=$1} END {printf "# cluster: Create to Running with idle servers, one at a time: median %d ms, worst %d ms\n", a[int((NR+1)/2)], a[NR]}'
+  echo "# cluster: server RSS after the tasks (KiB): $(rss_all)"
+}
+
+test_kill_9() {
+  requests 1 kill long oss://test-bucket/audio/long.flac mp3 > "$work/kill.jsonl"
+  client --requests "$work/kill.jsonl" > "$work/kill.json"
+  local id owner="" pid t_kill t_take="" status="" i
+  id=$(jq -r '.tasks[0].id' "$work/kill.json")
+  for _ in $(seq 100); do
+    owner=$(psql_db -c "SELECT owner FROM immerge_tasks WHERE task_id = '$id' AND status = 'Running'")
+    [ -n "$owner" ] && break; sleep 0.1
+  done
+  sleep 2 # well into the merge
+  pid=$(echo "$owner" | cut -d/ -f2)
+  for i in 1 2 3; do [ "${srv_pid[$i]}" = "$pid" ] && break; done
+  t_kill=$(now_ms); kill -9 "$pid"; wait "$pid" 2>/dev/null
+  for _ in $(seq 300); do
+    [ "$(psql_db -c "SELECT attempt FROM immerge_tasks WHERE task_id = '$id' AND status = 'Running'")" = 2 ] && { t_take=$(now_ms); break; }
+    sleep 0.1
+  done
+  for _ in $(seq 1200); do
+    status=$(psql_db -c "SELECT status FROM immerge_tasks WHERE task_id = '$id'")
+    [ "$status" = Succeeded ] && break; sleep 0.1
+  done
+  local recovery=$(( ${t_take:-999999999999999} - t_kill ))
+  local last; last=$(psql_db -c "SELECT owner || ' ' || attempt FROM immerge_tasks WHERE task_id = '$id'")
+  [ -n "$t_take" ] && [ "$recovery" -le $(( (lease + 3) * 1000 )) ] && [ "$status" = Succeeded ] && [ "${last% *}" != "$owner" ] && [ "${last#* }" = 2 ] \
+    && ok "kill -9 of the server running a 30-min merge: another took it over in $recovery ms (lease ${lease} s) and it Succeeded on its 2nd run" \
+    || not_ok "kill -9 takeover" "recovery=$recovery status=$status last=$last killed=$owner"
+  echo "# cluster: recovery after kill -9 (kill to Running on another server): $recovery ms with a ${lease} s lease"
+  curl -s -f -o "$work/long.mp3" "$s3/test-bucket/output/kill/1.mp3"
+  local n; n=$(samples "$work/long.mp3")
+  [ "$(keys_under output/kill/ | wc -l)" = 1 ] && [ "$n" = $((1800 * 44100)) ] && [ "$(messages | jq --arg id "$id" '.[$id]')" = 1 ] \
+    && ok "its output is whole ($n samples = 30 min), the only object under its prefix, and announced once" \
+    || not_ok "kill -9 output" "samples=$n keys=$(keys_under output/kill/ | paste -sd,) messages=$(messages | jq --arg id "$id" '.[$id]')"
+  start_serve "$i" --workers "$workers" --queue 2000
+}
+
+test_database_outage() {
+  requests 40 outage test-project > "$work/outage.jsonl"
+  client --requests "$work/outage.jsonl" --concurrency 8 > "$work/outage.json"
+  local ids; ids=$(jq -r '.tasks[].id' "$work/outage.json")
+  sleep 0.5
+  local t0; t0=$(now_ms)
+  pg_ctl_as -m fast stop > /dev/null
+  sleep 1
+  local answers="" i
+  for i in 1 2 3; do
+    answers+=$(call "${srv_ep[$i]}" GetTask "{\"TaskId\":\"$(echo "$ids" | head -1)\"}" | jq -r '"\(.error.statusCode) \(.error.code)"')" "
+    answers+=$(call "${srv_ep[$i]}" CreateMediaConvertTask "$(head -1 "$work/outage.jsonl")" | jq -r '"\(.error.statusCode) \(.error.code)"')" "
+  done
+  local alive=0; for i in 1 2 3; do kill -0 "${srv_pid[$i]}" 2>/dev/null && alive=$((alive + 1)); done
+  [ "$(echo $answers | tr ' ' '\n' | sort -u | paste -sd' ')" = "503 ServiceUnavailable" ] && [ "$alive" = 3 ] \
+    && ok "database stopped: every server answers GetTask and Create with 503 ServiceUnavailable, and stays up" \
+    || not_ok "outage answers" "$answers alive=$alive"
+  local left=$(( 10000 - ($(now_ms) - t0) )); [ "$left" -gt 0 ] && sleep "$((left / 1000)).$(printf %03d $((left % 1000)))"
+  pg_ctl_as -o "$pg_opts" start > /dev/null
+  local done_n=0
+  for _ in $(seq 1200); do
+    done_n=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE json LIKE '%output/outage/%' AND status = 'Succeeded'")
+    [ "$done_n" = 40 ] && break; sleep 0.1
+  done
+  local msgs bad; msgs=$(messages)
+  bad=$(echo "$ids" | jq -R -s --argjson m "$msgs" '[split("\n")[] | select(. != "") | select(($m[.] // 0) != 1)] | length')
+  [ "$done_n" = 40 ] && [ "$(keys_under output/outage/ | wc -l)" = 40 ] && [ "$bad" = 0 ] \
+    && ok "after 10 s without the database: all 40 tasks Succeeded, 40 outputs, one message each" \
+    || not_ok "after outage" "succeeded=$done_n outputs=$(keys_under output/outage/ | wc -l) without one message: $bad"
+  echo "# cluster: after the outage, runs per task: $(psql_db -c "SELECT string_agg(attempt || ' run(s): ' || n, ', ') FROM (SELECT attempt, count(*) n FROM immerge_tasks WHERE json LIKE '%output/outage/%' GROUP BY 1 ORDER BY 1) x")"
+}
+
+test_fairness_and_drain() {
+  requests 1000 bulk bulk oss://test-bucket/audio/seg3.mp3 flac > "$work/bulk.jsonl"
+  requests 1 solo solo > "$work/solo.jsonl"
+  client --requests "$work/bulk.jsonl" --concurrency 16 > "$work/bulk.json"
+  client --requests "$work/solo.jsonl" --wait > "$work/solo.json"
+  local solo created
+  solo=$(jq -r '.tasks[0].id' "$work/solo.json"); created=$(jq '.tasks[0].created' "$work/solo.json")
+  local between waiting
+  between=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE project = 'bulk' AND status <> 'Queued' AND (json::json->>'StartTime')::timestamptz > to_timestamp($created / 1000.0) AND (json::json->>'StartTime')::timestamptz < (SELECT (json::json->>'StartTime')::timestamptz FROM immerge_tasks WHERE task_id = '$solo')")
+  waiting=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE project = 'bulk' AND (status = 'Queued' OR (json::json->>'StartTime')::timestamptz > (SELECT (json::json->>'StartTime')::timestamptz FROM immerge_tasks WHERE task_id = '$solo'))")
+  [ "$(jq .accepted "$work/bulk.json")" = 1000 ] && [ "$(jq -r '.tasks[0].status' "$work/solo.json")" = Succeeded ] \
+    && [ "$between" -le $((3 * workers)) ] && [ "$waiting" -gt 100 ] \
+    && ok "fairness: project bulk queued 1000, then solo's one task started after $between bulk starts (<= the 6 workers) while $waiting bulk tasks still waited" \
+    || not_ok "fairness" "accepted=$(jq .accepted "$work/bulk.json") solo=$(jq -r '.tasks[0].status' "$work/solo.json") between=$between waiting=$waiting"
+
+  # SIGTERM on server 1 mid-queue: its running tasks finish, it exits 0, the others go on.
+  local owner1 mine_running rc queued_before queued_after
+  owner1=$(psql_db -c "SELECT owner FROM immerge_tasks WHERE owner LIKE '%/${srv_pid[1]}/%' LIMIT 1")
+  kill -TERM "${srv_pid[1]}"; wait "${srv_pid[1]}"; rc=$?
+  mine_running=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE owner = '$owner1' AND status <> 'Succeeded'")
+  queued_before=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE project = 'bulk' AND status = 'Queued'")
+  sleep 2
+  queued_after=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE project = 'bulk' AND status = 'Queued'")
+  [ "$rc" = 0 ] && [ -n "$owner1" ] && [ "$mine_running" = 0 ] && [ "$queued_before" -gt 0 ] && [ "$queued_after" -lt "$queued_before" ] \
+    && ok "SIGTERM on one server: exit 0, every task it ran Succeeded, the queue ($queued_before waiting) goes on draining on the others ($queued_after 2 s later)" \
+    || not_ok "graceful stop" "rc=$rc owner=$owner1 unfinished=$mine_running queued $queued_before -> $queued_after"
+  unset 'srv_pid[1]' 'srv_ep[1]'
+  psql_db -c "DELETE FROM immerge_tasks WHERE project = 'bulk' AND status = 'Queued'" # the rest is not this test's
+  for _ in $(seq 300); do [ "$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE status = 'Running'")" = 0 ] && break; sleep 0.1; done
+}
+
+test_queue_bound() {
+  local i
+  for i in 2 3; do stop_serve "$i"; done
+  srv_pid=() srv_ep=()
+  for i in 1 2 3; do start_serve "$i" --workers 1 --queue 20; done
+  requests 3 block block oss://test-bucket/audio/long.flac mp3 > "$work/block.jsonl"
+  client --requests "$work/block.jsonl" > /dev/null
+  for _ in $(seq 100); do [ "$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE project = 'block' AND status = 'Running'")" = 3 ] && break; sleep 0.1; done
+  requests 30 burst test-project > "$work/burst.jsonl"
+  client --requests "$work/burst.jsonl" --concurrency 30 > "$work/burst.json"
+  local r="$work/burst.json"
+  [ "$(jq .accepted "$r")" = 20 ] && [ "$(jq '.refused.Throttling // 0' "$r")" = 10 ] && [ "$(jq '.refusedBy | length' "$r")" -ge 2 ] \
+    && ok "queue bound across servers: every worker busy, 30 calls over 3 servers with --queue 20: 20 accepted, 10 refused 429 Throttling by $(jq '.refusedBy | length' "$r") servers" \
+    || not_ok "queue bound" "$(jq -c '{accepted, refused, refusedBy}' "$r")"
+  local done_n=0
+  for _ in $(seq 1800); do
+    done_n=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE (json LIKE '%output/burst/%' OR project = 'block') AND status = 'Succeeded'")
+    [ "$done_n" = 23 ] && break; sleep 0.1
+  done
+  [ "$done_n" = 23 ] && [ "$(keys_under output/burst/ | wc -l)" = 20 ] \
+    && ok "then the 3 blockers and the 20 accepted all Succeeded (20 outputs; the refused left no record)" \
+    || not_ok "after the burst" "succeeded=$done_n"
+  echo "# cluster: server RSS at the end (KiB): $(rss_all)"
+}
+
+# The PostgreSQL implementation under valgrind: a server of its own (the others stopped) runs
+# three tasks, then `run` and `list-tasks` on the same database, then SIGTERM. Zero errors and
+# no definite leaks. (Not for the sanitizer build.)
+test_valgrind() {
+  local i vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99)
+  for i in "${!srv_pid[@]}"; do stop_serve "$i"; done
+  srv_pid=() srv_ep=()
+  start_server "$work/vg-serve.log" "${vg[@]}" --log-file="$work/vg-serve.txt" "$bin" serve --listen 127.0.0.1:0 \
+    --tasks "$pg_url" --lease "$lease" --oss-endpoint "$s3" --oss-signature s3v4 --access-key-id "$AK" \
+    --access-key-secret "$SK" --notify-url "$recv/hook" --workers 2
+  srv_pid[1]=${pids[-1]} srv_ep[1]=127.0.0.1:$port
+  requests 3 vg test-project > "$work/vg.jsonl"
+  client --requests "$work/vg.jsonl" --wait --timeout 300 > "$work/vg.json"
+  "${vg[@]}" --log-file="$work/vg-run.txt" "$bin" run --quiet --tasks "$pg_url" --oss-endpoint "$s3" \
+    --oss-signature s3v4 "$top/testdata/example-aac.json" > "$work/vg-run.json"; local rc_run=$?
+  "${vg[@]}" --log-file="$work/vg-list.txt" "$bin" list-tasks --tasks "$pg_url" --max 5 > /dev/null; local rc_list=$?
+  kill -TERM "${srv_pid[1]}"; wait "${srv_pid[1]}"; local rc=$?
+  [ "$rc" = 0 ] && [ "$rc_run" = 0 ] && [ "$rc_list" = 0 ] && [ "$(jq '[.tasks[] | select(.status == "Succeeded")] | length' "$work/vg.json")" = 3 ] \
+    && ok "valgrind: clean over serve, run and list-tasks on PostgreSQL (3 tasks, a drain)" \
+    || { not_ok "valgrind on PostgreSQL" "serve=$rc run=$rc_run list=$rc_list"; cat "$work"/vg-*.txt | grep -v '^--[0-9]*-- ' | head -30; }
+}
+
+test_many_tasks
+test_kill_9
+test_database_outage
+test_fairness_and_drain
+test_queue_bound
+[[ "$bin" == */asan/* ]] || test_valgrind
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
