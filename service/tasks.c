@@ -51,6 +51,16 @@ double imm_tasks_clock(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+void imm_tasks_wait(pthread_cond_t *cond, pthread_mutex_t *lock, double seconds)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long long ns = until.tv_nsec + (long long)(seconds * 1e9);
+    until.tv_sec += (time_t)(ns / 1000000000LL);
+    until.tv_nsec = (long)(ns % 1000000000LL);
+    pthread_cond_timedwait(cond, lock, &until);
+}
+
 /* ---- records ---------------------------------------------------------------------------------- */
 
 /* The stored JSON with this answer's RequestId, and without TaskRequestDefinition unless asked. */

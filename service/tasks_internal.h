@@ -9,6 +9,7 @@
 #include "tasks.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 
 #define IMM_TASKS_MAX_LIST 100
 
@@ -71,6 +72,8 @@ char *imm_task_interrupted(const char *stored, const char *who, int queued, cons
 
 /* Monotonic seconds. */
 double imm_tasks_clock(void);
+/* Waits on cond (lock held) for at most `seconds`. */
+void imm_tasks_wait(pthread_cond_t *cond, pthread_mutex_t *lock, double seconds);
 
 /* The SQLite implementation (tasks_sqlite.c) and the PostgreSQL one (tasks_pg.c). */
 imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, imm_tasks **out,

@@ -304,15 +304,7 @@ static void *heartbeat(void *opaque)
     double every = p->lease / 3 < 0.5 ? 0.5 : p->lease / 3;
     pthread_mutex_lock(&p->lock);
     while (!p->closing) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)every;
-        until.tv_nsec += (long)((every - (double)(time_t)every) * 1e9);
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&p->beat, &p->lock, &until);
+        imm_tasks_wait(&p->beat, &p->lock, every);
         /* The claims may go while a renewal is under way: each is looked up again after it. */
         for (int i = 0; !p->closing; i++) {
             imm_claim *c = p->claims;
@@ -655,16 +647,8 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
         PQclear(r);
         /* Nothing to take (or no database): wait for a NOTIFY, a lease to run out, or *stop. */
         pthread_mutex_lock(&p->lock);
-        for (int i = 0; i < 4 && p->wakes == seen && !*stop && !p->closing; i++) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 250 * 1000 * 1000;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&p->wake, &p->lock, &until);
-        }
+        for (int i = 0; i < 4 && p->wakes == seen && !*stop && !p->closing; i++)
+            imm_tasks_wait(&p->wake, &p->lock, 0.25);
         pthread_mutex_unlock(&p->lock);
     }
     return IMM_OK;

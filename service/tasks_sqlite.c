@@ -285,16 +285,8 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
     sqlite_tasks *s = (sqlite_tasks *)t;
     (void)err;
     pthread_mutex_lock(&s->lock);
-    while (!*stop && !(*out = take_next(s))) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 200 * 1000 * 1000; /* *stop is set by a signal handler: look again */
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&s->work, &s->lock, &until);
-    }
+    while (!*stop && !(*out = take_next(s)))
+        imm_tasks_wait(&s->work, &s->lock, 0.2); /* a signal handler sets *stop: look again */
     pthread_mutex_unlock(&s->lock);
     return IMM_OK;
 }

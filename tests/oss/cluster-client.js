@@ -14,9 +14,7 @@
 'use strict';
 
 const fs = require('fs');
-const OpenApi = require('@alicloud/openapi-client');
-const OpenApiUtil = require('@alicloud/openapi-util').default;
-const Util = require('@alicloud/tea-util');
+const rpc = require('./openapi-rpc.js');
 
 const args = { concurrency: '8', timeout: '600' };
 for (let i = 2; i < process.argv.length; i++) {
@@ -25,26 +23,8 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a.startsWith('--')) args[a.slice(2)] = process.argv[++i];
 }
 const endpoints = args.endpoints.split(',');
-const clients = endpoints.map((endpoint) => new OpenApi.default(new OpenApi.Config({
-  accessKeyId: args.ak, accessKeySecret: args.sk, endpoint, protocol: 'http', readTimeout: 60000,
-})));
-
-async function call(k, action, params) {
-  const query = {};
-  for (const [key, v] of Object.entries(params))
-    query[key] = typeof v === 'object' ? JSON.stringify(v) : String(v);
-  const p = new OpenApi.Params({
-    action, version: '2020-09-30', protocol: 'HTTP', pathname: '/', method: 'POST',
-    authType: 'AK', style: 'RPC', reqBodyType: 'formData', bodyType: 'json',
-  });
-  const request = new OpenApi.OpenApiRequest({ query: OpenApiUtil.query(query) });
-  try {
-    const r = await clients[k].callApi(p, request, new Util.RuntimeOptions({}));
-    return { status: r.statusCode, body: r.body };
-  } catch (e) {
-    return { error: { code: e.code, message: e.message, statusCode: e.statusCode } };
-  }
-}
+const clients = endpoints.map((endpoint) => rpc.client(endpoint, args.ak, args.sk));
+const call = (k, action, params) => rpc.call(clients[k], action, params);
 
 // Runs fn(i) for i in 0..n-1, at most `limit` at once.
 async function pool(n, limit, fn) {

@@ -10,28 +10,11 @@
 // {"error": {code, message, statusCode}}.
 'use strict';
 
-const OpenApi = require('@alicloud/openapi-client');
-const OpenApiUtil = require('@alicloud/openapi-util').default;
-const Util = require('@alicloud/tea-util');
+const { client, call } = require('./openapi-rpc.js');
 
 async function main() {
   const [endpoint, ak, sk, action, paramsJson] = process.argv.slice(2);
-  const client = new OpenApi.default(new OpenApi.Config({
-    accessKeyId: ak, accessKeySecret: sk, endpoint, protocol: 'http', readTimeout: 60000,
-  }));
-  const query = {};
-  for (const [k, v] of Object.entries(JSON.parse(paramsJson || '{}')))
-    query[k] = typeof v === 'object' ? JSON.stringify(v) : String(v);
-  const params = new OpenApi.Params({
-    action, version: '2020-09-30', protocol: 'HTTP', pathname: '/', method: 'POST',
-    authType: 'AK', style: 'RPC', reqBodyType: 'formData', bodyType: 'json',
-  });
-  const request = new OpenApi.OpenApiRequest({ query: OpenApiUtil.query(query) });
-  try {
-    const r = await client.callApi(params, request, new Util.RuntimeOptions({}));
-    process.stdout.write(JSON.stringify({ status: r.statusCode, body: r.body }) + '\n');
-  } catch (e) {
-    process.stdout.write(JSON.stringify({ error: { code: e.code, message: e.message, statusCode: e.statusCode } }) + '\n');
-  }
+  const r = await call(client(endpoint, ak, sk), action, JSON.parse(paramsJson || '{}'));
+  process.stdout.write(JSON.stringify(r) + '\n');
 }
 main();
