@@ -25,7 +25,7 @@ CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps example test unit asan asan-test e2e valgrind bench fuzz clean
+.PHONY: all deps example test unit asan asan-test e2e valgrind bench bench-cluster fuzz clean
 
 all: $(BUILD)/immerge
 
@@ -158,6 +158,12 @@ fuzz: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/bench.sh $(BUILD)/immerge
+
+# Three servers on one PostgreSQL queue (tests/e2e/cluster.sh): its measurements only (tasks per
+# second through the API, Create to Running, recovery after kill -9, RSS).
+bench-cluster: deps
+	@$(MAKE) --no-print-directory all
+	@tests/e2e/cluster.sh $(BUILD)/immerge | grep '^# cluster'
 
 clean:
 	rm -rf build

@@ -808,6 +808,7 @@ imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tas
         close_tasks(&p->base);
         return e;
     }
+    sweep(p); /* as the SQLite records recover on open: get-task sees a dead run as such */
     *out = &p->base;
     return IMM_OK;
 }

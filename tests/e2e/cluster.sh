@@ -236,6 +236,25 @@ test_queue_bound() {
   echo "# cluster: server RSS at the end (KiB): $(rss_all)"
 }
 
+# `immerge run --tasks postgres://...` killed mid-task: no server runs it again (its storage is the
+# run's own); once its lease has run out, the next to open the tasks records it interrupted.
+test_run_interrupted() {
+  requests 1 runkill runs oss://test-bucket/audio/long.flac mp3 > "$work/runkill.jsonl"
+  "$bin" run --quiet --tasks "$pg_url" --lease 2 --oss-endpoint "$s3" --oss-signature s3v4 "$work/runkill.jsonl" > /dev/null &
+  local pid=$! id=""
+  for _ in $(seq 100); do
+    id=$(psql_db -c "SELECT task_id FROM immerge_tasks WHERE project = 'runs' AND status = 'Running'")
+    [ -n "$id" ] && break; sleep 0.1
+  done
+  sleep 1; kill -9 "$pid"; wait "$pid" 2>/dev/null
+  sleep 3
+  out=$("$bin" get-task --tasks "$pg_url" "$id"); rc=$?
+  [ "$rc" = 0 ] && [ "$(jqo .Status)" = Failed ] && [ "$(jqo .Code)" = TaskInterrupted ] && [[ "$(jqo .Message)" == *"/$pid/"* ]] \
+    && [ "$(psql_db -c "SELECT attempt FROM immerge_tasks WHERE task_id = '$id'")" = 1 ] && [ -z "$(keys_under output/runkill/)" ] \
+    && ok "run --tasks killed mid-task: Failed/TaskInterrupted naming its process once its lease ran out, not run again, no output" \
+    || not_ok "run interrupted" "$out"
+}
+
 # The PostgreSQL implementation under valgrind: a server of its own (the others stopped) runs
 # three tasks, then `run` and `list-tasks` on the same database, then SIGTERM. Zero errors and
 # no definite leaks. (Not for the sanitizer build.)
@@ -263,6 +282,7 @@ test_kill_9
 test_database_outage
 test_fairness_and_drain
 test_queue_bound
+test_run_interrupted
 [[ "$bin" == */asan/* ]] || test_valgrind
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
