@@ -211,7 +211,6 @@ imm_claim *imm_claim_new(imm_task *task, imm_request *req, int owns)
         c->req = req;
         c->owns = owns;
         c->attempt = 1;
-        c->renewed = imm_tasks_clock();
     } else if (owns) {
         imm_task_free(task);
         imm_request_free(req);

@@ -45,7 +45,6 @@ struct imm_claim {
     volatile int lost;  /* another run has the task now */
     int ending;         /* PostgreSQL: its end is being recorded; the heartbeat leaves it be */
     long long attempt;  /* PostgreSQL: which run of the task this is */
-    double renewed;     /* PostgreSQL: when the lease was last renewed (monotonic seconds) */
     char *project;      /* the task's ProjectName: which project's share it takes */
     char task_id[64];
     imm_claim *next;    /* the implementation's list (a queue, the claims a heartbeat renews) */

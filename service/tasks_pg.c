@@ -282,7 +282,6 @@ static int renew(pg_tasks *p, imm_claim *c, double patience, imm_error *err)
     snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
     snprintf(lease, sizeof(lease), "%.3f", p->lease);
     const char *v[] = {c->task_id, attempt, lease};
-    double asked = imm_tasks_clock();
     PGresult *r = exec_patiently(p, patience, "renewing a lease",
                                  "UPDATE immerge_tasks SET lease_until = now() + "
                                  "make_interval(secs => $3::float8) WHERE task_id = $1 AND "
@@ -291,9 +290,7 @@ static int renew(pg_tasks *p, imm_claim *c, double patience, imm_error *err)
         return -1;
     int held = atoi(PQcmdTuples(r)) == 1;
     PQclear(r);
-    if (held)
-        c->renewed = asked;
-    else
+    if (!held)
         c->lost = 1;
     return held;
 }
@@ -319,9 +316,11 @@ static void *heartbeat(void *opaque)
             pthread_mutex_unlock(&p->lock);
             int held = renew(p, &copy, 0, &err);
             pthread_mutex_lock(&p->lock);
-            if (held >= 0 && claim_held(p, c) && c->attempt == copy.attempt) {
-                c->renewed = copy.renewed;
-                if (!held && !c->lost) {
+            /* The same run (not a claim that came to live at the same address since) that has
+             * not begun to record its end. */
+            if (held == 0 && claim_held(p, c) && c->attempt == copy.attempt &&
+                !strcmp(c->task_id, copy.task_id) && !c->ending) {
+                if (!c->lost) {
                     c->lost = 1;
                     if (!p->quiet)
                         fprintf(stderr, "immerge: warning: task %s was taken over by another "
