@@ -2,7 +2,7 @@
 # (Debian packages, and the npm packages of the storage tests' servers), builds, and runs the unit
 # tests (also under ASan+UBSan), valgrind, the end-to-end suites under ASan+UBSan and normally
 # (merge, targets, service with a 200-task soak, seams, hostile input, plan/report/compare/progress,
-# ImmergeExtensions, three servers sharing one PostgreSQL queue,
+# ImmergeExtensions, decoded lengths of every codec, three servers sharing one PostgreSQL queue,
 # and storage against servers on 127.0.0.1), and a 60 s libFuzzer run of each fuzz target.
 
 PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3 libmicrohttpd libpq
@@ -80,6 +80,7 @@ e2e: all
 	@tests/e2e/hostile.sh $(BUILD)/immerge
 	@tests/e2e/report.sh $(BUILD)/immerge
 	@tests/e2e/extensions.sh $(BUILD)/immerge
+	@tests/e2e/lengths.sh $(BUILD)/immerge
 	@tests/e2e/cluster.sh $(BUILD)/immerge
 
 # valgrind: the unit tests, both examples, testdata/features.json (Speed, Mixing, Quality, HLS
@@ -118,6 +119,7 @@ test: deps
 	@tests/e2e/hostile.sh build/asan/immerge
 	@tests/e2e/report.sh build/asan/immerge
 	@tests/e2e/extensions.sh build/asan/immerge
+	@tests/e2e/lengths.sh build/asan/immerge
 	@IMMERGE_E2E_QUICK=1 tests/e2e/cluster.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
 	@tests/e2e/targets.sh build/immerge
@@ -126,6 +128,7 @@ test: deps
 	@tests/e2e/hostile.sh build/immerge
 	@tests/e2e/report.sh build/immerge
 	@tests/e2e/extensions.sh build/immerge
+	@tests/e2e/lengths.sh build/immerge
 	@tests/e2e/cluster.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60

@@ -14,6 +14,7 @@
  */
 #include "media.h"
 
+#include <libavutil/intreadwrite.h>
 #include <math.h>
 #include <string.h>
 
@@ -47,6 +48,9 @@ struct imm_sink {
     int hold;    /* samples kept back until the end: the fade-out needs to know where it is */
     int full;    /* the timeline went on past win.limit: a later chunk holds its end */
     int64_t encoded; /* samples given to the encoder (atomic: the task's thread reports it) */
+    /* The MP3 muxer's LAME tag: see deliver. */
+    AVPacket *last;  /* the latest packet, held back until the next or the end */
+    int64_t muxed;   /* packets muxed before it */
     int64_t size;
     int header_written;
     int trailer_written;
@@ -337,6 +341,44 @@ AVAudioFifo *imm_sink_fifo(imm_sink *sink)
     return sink->input;
 }
 
+static imm_err mux(imm_sink *s, AVPacket *pkt, imm_error *err)
+{
+    pkt->stream_index = s->stream->index;
+    av_packet_rescale_ts(pkt, (AVRational){1, s->plan->sample_rate}, s->stream->time_base);
+    int ret = av_interleaved_write_frame(s->mux, pkt);
+    if (ret < 0)
+        return imm_error_set(err, IMM_EIO, "Writing %s failed: %s", s->plan->uri,
+                             av_err2str(ret));
+    return IMM_OK;
+}
+
+/* FFmpeg 5.1's MP3 muxer writes into the LAME tag the end padding of the last packet only, as
+ * the encoder signalled it for that packet; libmp3lame signals it packet by packet as if there
+ * were no encoder delay, so when the padding spans two packets the tag is short by what the
+ * packet before carried, and decoders give up to a frame too much. The last packet therefore
+ * waits for the end (or for the next), and then carries the exact padding of the whole stream:
+ * its packets' samples less the delay less the samples merged. */
+static int lame_tag(const imm_sink *s)
+{
+    return s->mux && !s->seg && !strcmp(s->mux->oformat->name, "mp3") && s->enc;
+}
+
+static imm_err mux_last(imm_sink *s, int at_end, imm_error *err)
+{
+    if (!s->last || !s->last->data)
+        return IMM_OK;
+    if (at_end) {
+        int64_t padding = (s->muxed + 1) * s->frame_size - s->delay - s->pos;
+        uint8_t *skip = av_packet_new_side_data(s->last, AV_PKT_DATA_SKIP_SAMPLES, 10);
+        if (!skip)
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        AV_WL32(skip, (uint32_t)s->delay);
+        AV_WL32(skip + 4, (uint32_t)FFMAX(padding, 0));
+    }
+    s->muxed++;
+    return mux(s, s->last, err);
+}
+
 /* Muxes or spools pkt (in time base 1/rate); it is left blank either way. */
 static imm_err deliver(imm_sink *s, AVPacket *pkt, imm_error *err)
 {
@@ -345,13 +387,13 @@ static imm_err deliver(imm_sink *s, AVPacket *pkt, imm_error *err)
         av_packet_unref(pkt);
         return e;
     }
-    pkt->stream_index = s->stream->index;
-    av_packet_rescale_ts(pkt, (AVRational){1, s->plan->sample_rate}, s->stream->time_base);
-    int ret = av_interleaved_write_frame(s->mux, pkt);
-    if (ret < 0)
-        return imm_error_set(err, IMM_EIO, "Writing %s failed: %s", s->plan->uri,
-                             av_err2str(ret));
-    return IMM_OK;
+    if (!lame_tag(s))
+        return mux(s, pkt, err);
+    if (!s->last && !(s->last = av_packet_alloc()))
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    imm_err e = mux_last(s, 0, err);
+    av_packet_move_ref(s->last, pkt);
+    return e;
 }
 
 static void free_packets(AVPacket **pkts, int *n)
@@ -595,8 +637,10 @@ imm_err imm_sink_commit(imm_sink *s, imm_error *err)
     if (s->full)
         return imm_error_set(err, IMM_EINTERNAL, "The chunks of %s do not reach its end.",
                              s->plan->uri);
+    imm_err e = mux_last(s, 1, err);
+    if (e)
+        return e;
     int ret = av_write_trailer(s->mux);
-    imm_err e;
     s->trailer_written = 1;
     if (s->seg && (e = imm_segmenter_check(s->seg, err)))
         return e;
@@ -624,6 +668,7 @@ void imm_sink_free(imm_sink *s)
         return;
     av_frame_free(&s->frame);
     av_packet_free(&s->pkt);
+    av_packet_free(&s->last);
     free_packets(s->held, &s->nheld);
     imm_spool_free(s->spool);
     if (s->input != s->fifo)

@@ -77,10 +77,8 @@ imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *r
             return e;
         won = 1;
     }
-    if (!won) {
-        warn(env, "another run took this task over; this one's end is not recorded", NULL);
-        return e;
-    }
+    if (!won)
+        return e; /* another run has the task (the tasks said so): its end is that run's */
     if (env->notify) {
         notify(env, task, req);
         if (j.claim && imm_tasks_annotate(env->tasks, j.claim, &note))

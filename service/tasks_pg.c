@@ -274,8 +274,25 @@ static int claim_held(pg_tasks *p, const imm_claim *c)
     return 0;
 }
 
-/* Renews c's lease; 1 when it holds, 0 when another run has the task (c is then lost), -1 when
- * the database cannot say. Called with c held in p->claims. */
+/* Another run has the task: this one stops, and says so once. Called with p->lock held. */
+static void lose_locked(const pg_tasks *p, imm_claim *c)
+{
+    if (!c->lost && !p->quiet)
+        fprintf(stderr, "immerge: warning: task %s was taken over by another server (this run's "
+                "lease ran out); this run stops\n", c->task_id);
+    c->lost = 1;
+}
+
+/* The same, from the claim's own run. */
+static void lose(pg_tasks *p, imm_claim *c)
+{
+    pthread_mutex_lock(&p->lock);
+    lose_locked(p, c);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Renews c's lease: 1 when it holds, 0 when another run has the task, -1 when the database
+ * cannot say. */
 static int renew(pg_tasks *p, imm_claim *c, double patience, imm_error *err)
 {
     char attempt[24], lease[32];
@@ -290,8 +307,6 @@ static int renew(pg_tasks *p, imm_claim *c, double patience, imm_error *err)
         return -1;
     int held = atoi(PQcmdTuples(r)) == 1;
     PQclear(r);
-    if (!held)
-        c->lost = 1;
     return held;
 }
 
@@ -320,12 +335,7 @@ static void *heartbeat(void *opaque)
              * not begun to record its end. */
             if (held == 0 && claim_held(p, c) && c->attempt == copy.attempt &&
                 !strcmp(c->task_id, copy.task_id) && !c->ending) {
-                if (!c->lost) {
-                    c->lost = 1;
-                    if (!p->quiet)
-                        fprintf(stderr, "immerge: warning: task %s was taken over by another "
-                                "server (its lease ran out); this run stops\n", c->task_id);
-                }
+                lose_locked(p, c);
             }
         }
     }
@@ -663,7 +673,7 @@ static imm_err progress(imm_tasks *t, imm_claim *c, imm_error *err)
     if (!r)
         return skipped ? IMM_OK : err->code;
     if (atoi(PQcmdTuples(r)) == 0)
-        c->lost = 1;
+        lose(p, c);
     PQclear(r);
     return IMM_OK;
 }
@@ -681,10 +691,12 @@ static imm_err fence(imm_tasks *t, imm_claim *c, imm_error *err)
     int held = renew(p, c, patience(p), err);
     if (held < 0)
         return err->code;
-    if (!held)
+    if (!held) {
+        lose(p, c);
         return imm_error_set(err, IMM_ECANCELED, "Another immerge server took this task over "
                              "(this run's lease of %g s ran out); this run's outputs were "
                              "discarded.", p->lease);
+    }
     return IMM_OK;
 }
 
@@ -704,7 +716,7 @@ static imm_err finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err)
         return err->code;
     *won = atoi(PQcmdTuples(r)) == 1;
     if (!*won)
-        c->lost = 1;
+        lose(p, c);
     PQclear(r);
     return IMM_OK;
 }

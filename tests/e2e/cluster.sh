@@ -148,6 +148,39 @@ test_kill_9() {
   start_serve "$i" --workers "$workers" --queue 2000
 }
 
+# The second finisher: the server running a long merge is paused (SIGSTOP) past its lease, another
+# takes the task over and finishes it; then the first resumes. It must commit nothing over the
+# output (the object is not written again), record nothing and send no second message.
+test_stale_finisher() {
+  requests 1 stale long oss://test-bucket/audio/long.flac mp3 > "$work/stale.jsonl"
+  client --requests "$work/stale.jsonl" > "$work/stale.json"
+  local id owner="" pid status="" i before after record_before record_after
+  id=$(jq -r '.tasks[0].id' "$work/stale.json")
+  for _ in $(seq 100); do
+    owner=$(psql_db -c "SELECT owner FROM immerge_tasks WHERE task_id = '$id' AND status = 'Running'")
+    [ -n "$owner" ] && break; sleep 0.1
+  done
+  sleep 2
+  pid=$(echo "$owner" | cut -d/ -f2)
+  for i in 1 2 3; do [ "${srv_pid[$i]}" = "$pid" ] && break; done
+  kill -STOP "$pid"
+  for _ in $(seq 1200); do
+    status=$(psql_db -c "SELECT status FROM immerge_tasks WHERE task_id = '$id'")
+    [ "$status" = Succeeded ] && break; sleep 0.1
+  done
+  before=$(curl -s -I "$s3/test-bucket/output/stale/1.mp3" | grep -i -e '^last-modified' -e '^etag' | tr -d '\r' | sort | paste -sd' ')
+  record_before=$(psql_db -c "SELECT attempt || ' ' || owner || ' ' || md5(json) FROM immerge_tasks WHERE task_id = '$id'")
+  kill -CONT "$pid"
+  sleep $((lease + 8)) # long enough for it to notice, or to have finished had nothing stopped it
+  after=$(curl -s -I "$s3/test-bucket/output/stale/1.mp3" | grep -i -e '^last-modified' -e '^etag' | tr -d '\r' | sort | paste -sd' ')
+  record_after=$(psql_db -c "SELECT attempt || ' ' || owner || ' ' || md5(json) FROM immerge_tasks WHERE task_id = '$id'")
+  [ "$status" = Succeeded ] && [ -n "$before" ] && [ "$before" = "$after" ] && [ "$record_before" = "$record_after" ] \
+    && [ "${record_after%% *}" = 2 ] && [ "$(messages | jq --arg id "$id" '.[$id]')" = 1 ] && kill -0 "$pid" \
+    && grep -q "task $id was taken over" "$work/serve-$i.log" \
+    && ok "a paused server resumes after its task was taken over and finished: it commits nothing over the output, records nothing, sends no second message, and says so" \
+    || not_ok "stale finisher" "status=$status object: $before -> $after record: $record_before -> $record_after messages=$(messages | jq --arg id "$id" '.[$id]')"
+}
+
 test_database_outage() {
   requests 40 outage test-project > "$work/outage.jsonl"
   client --requests "$work/outage.jsonl" --concurrency 8 > "$work/outage.json"
@@ -279,6 +312,7 @@ test_valgrind() {
 
 test_many_tasks
 test_kill_9
+test_stale_finisher
 test_database_outage
 test_fairness_and_drain
 test_queue_bound
