@@ -61,15 +61,14 @@ static void *worker(void *opaque)
     for (;;) {
         imm_claim *c = NULL;
         imm_error err = {0};
-        if (imm_tasks_claim(s->opt->tasks, &s->stopping, &c, &err) || !c) {
-            if (!c && !s->stopping) { /* not a stop: the tasks failed; wait, then again */
-                if (!s->opt->quiet)
-                    fprintf(stderr, "immerge: warning: %s\n", err.message);
-                sleep(1);
-                continue;
-            }
-            return NULL;
+        if (imm_tasks_claim(s->opt->tasks, &s->stopping, &c, &err)) {
+            if (!s->opt->quiet) /* the tasks failed: wait, then again */
+                fprintf(stderr, "immerge: warning: %s\n", err.message);
+            sleep(1);
+            continue;
         }
+        if (!c)
+            return NULL; /* stopping */
         imm_job_run(&s->env, imm_claim_task(c), imm_claim_request(c), c, &err);
         imm_tasks_release(s->opt->tasks, c);
     }
