@@ -57,6 +57,7 @@ typedef struct pg_tasks {
     int *busy, npool;
     imm_claim *claims; /* this process's live claims, renewed by the heartbeat */
     int closing, down;
+    int opened; /* past imm_tasks_pg_open: a lost database is waited for, and said so */
     double swept;
     pthread_t heart, listener;
     int threads;
@@ -117,7 +118,7 @@ static void note_db(pg_tasks *p, int down, const char *why)
     int changed = p->down != down;
     p->down = down;
     pthread_mutex_unlock(&p->lock);
-    if (changed && !p->quiet)
+    if (changed && p->opened && !p->quiet)
         fprintf(stderr, down ? "immerge: warning: the task database is unreachable (%s); "
                                "waiting for it\n" : "immerge: the task database is back%s\n",
                 down ? why : "");
@@ -804,6 +805,7 @@ imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tas
     imm_err e = !p->uri || !p->pool || !p->busy
                     ? imm_error_set(err, IMM_EINTERNAL, "out of memory") : migrate(p, err);
     if (!e) {
+        p->opened = 1; /* before the threads that read it */
         if (pthread_create(&p->heart, NULL, heartbeat, p))
             e = imm_error_set(err, IMM_EINTERNAL, "Cannot start the lease heartbeat.");
         else if (pthread_create(&p->listener, NULL, listener, p)) {
