@@ -288,6 +288,17 @@ test_run_interrupted() {
     || not_ok "run interrupted" "$out"
 }
 
+# The schema is immerge's: one migrated by a newer immerge is refused by name, and a database that
+# cannot be reached is said so, in the service's error shape.
+test_schema_and_reach() {
+  psql_db -c "INSERT INTO immerge_schema VALUES (99)"
+  out=$("$bin" list-tasks --tasks "$pg_url" 2>/dev/null); rc=$?
+  expect_error "a schema newer than this immerge (version 99) is refused, naming both versions" 2 InvalidArgument "version 99, newer than this immerge's (1)"
+  psql_db -c "DELETE FROM immerge_schema WHERE version = 99"
+  out=$("$bin" list-tasks --tasks "${pg_url%/*}/nosuchdb" 2>/dev/null); rc=$?
+  expect_error "an unknown database: StorageError with libpq's reason, exit 2" 2 StorageError 'database "nosuchdb" does not exist'
+}
+
 # The PostgreSQL implementation under valgrind: a server of its own (the others stopped) runs
 # three tasks, then `run` and `list-tasks` on the same database, then SIGTERM. Zero errors and
 # no definite leaks. (Not for the sanitizer build.)
@@ -317,6 +328,7 @@ test_database_outage
 test_fairness_and_drain
 test_queue_bound
 test_run_interrupted
+test_schema_and_reach
 [[ "$bin" == */asan/* ]] || test_valgrind
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
