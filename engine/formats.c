@@ -30,20 +30,20 @@ static const imm_codec_info codecs[] = {
 };
 
 static const imm_container_info containers[] = {
-    {"mp3", "mp3", {"mp3"}},
-    {"aac", "adts", {"aac"}},
-    {"flac", "flac", {"flac"}},
-    {"oga", "ogg", {"vorbis", "flac", "opus"}},
-    {"ac3", "ac3", {"ac3"}},
-    {"opus", "opus", {"opus"}},
-    {"mp4", "mp4", {"aac", "mp3", "ac3", "opus", "flac"}},
-    {"mkv", "matroska", {"aac", "mp3", "flac", "vorbis", "opus", "ac3"}},
-    {"mov", "mov", {"aac", "mp3", "ac3", "amr"}}, /* FFmpeg writes FLAC only into MP4 */
-    {"asf", "asf", {"mp3", "aac", "ac3"}},
-    {"avi", "avi", {"mp3", "aac", "ac3"}},
-    {"mxf", "mxf", {NULL}},
-    {"ts", "mpegts", {"aac", "mp3", "ac3", "opus"}},
-    {"flv", "flv", {"mp3", "aac"}},
+    {"mp3", "mp3", {"mp3"}, false},
+    {"aac", "adts", {"aac"}, false},
+    {"flac", "flac", {"flac"}, false},
+    {"oga", "ogg", {"vorbis", "flac", "opus"}, false},
+    {"ac3", "ac3", {"ac3"}, false},
+    {"opus", "opus", {"opus"}, false},
+    {"mp4", "mp4", {"aac", "mp3", "ac3", "opus", "flac"}, true},
+    {"mkv", "matroska", {"aac", "mp3", "flac", "vorbis", "opus", "ac3"}, true},
+    {"mov", "mov", {"aac", "mp3", "ac3", "amr"}, true}, /* FFmpeg writes FLAC only into MP4 */
+    {"asf", "asf", {"mp3", "aac", "ac3"}, true},
+    {"avi", "avi", {"mp3", "aac", "ac3"}, true},
+    {"mxf", "mxf", {NULL}, true},
+    {"ts", "mpegts", {"aac", "mp3", "ac3", "opus"}, true},
+    {"flv", "flv", {"mp3", "aac"}, true},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -104,41 +104,7 @@ bool imm_codec_takes_rate(const imm_codec_info *c, int rate)
     return rate_in(c->sample_rates ? c->sample_rates : service_rates, rate);
 }
 
-static char *str_replace_all(const char *s, const char *what, const char *with)
-{
-    size_t wl = strlen(what), rl = strlen(with), n = 0;
-    for (const char *p = strstr(s, what); p; p = strstr(p + wl, what))
-        n++;
-    char *out = malloc(strlen(s) + n * rl + 1);
-    if (!out)
-        return NULL;
-    char *o = out;
-    for (const char *p; (p = strstr(s, what)); s = p + wl) {
-        memcpy(o, s, (size_t)(p - s));
-        o += p - s;
-        memcpy(o, with, rl);
-        o += rl;
-    }
-    strcpy(o, s);
-    return out;
-}
-
-char *imm_uri_autoext(const char *uri, const char *container)
-{
-    if (strstr(uri, "{autoext}"))
-        return str_replace_all(uri, "{autoext}", container);
-    const char *base = strrchr(uri, '/');
-    base = base ? base + 1 : uri;
-    if (strchr(base, '.'))
-        return strdup(uri);
-    size_t len = strlen(uri) + strlen(container) + 2;
-    char *out = malloc(len);
-    if (out)
-        snprintf(out, len, "%s.%s", uri, container);
-    return out;
-}
-
 char *imm_target_uri(const imm_target_req *t)
 {
-    return imm_uri_autoext(t->uri, t->segment ? "m3u8" : t->container);
+    return strdup(t->resolved);
 }

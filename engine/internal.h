@@ -20,6 +20,8 @@ typedef struct imm_source_req {
     double start_time; /* seconds into the source */
     double duration;   /* seconds; 0 = to the end */
     bool disable_audio;
+    bool disable_video; /* the user accepts an output without this source's video */
+    bool attached;      /* Attached: as parsed, refused by the request check */
 } imm_source_req;
 
 /* Audio.Stream and FilterAudio.Mixing: which of a source's audio streams a merge takes. */
@@ -32,7 +34,8 @@ typedef struct imm_stream_select {
 typedef enum imm_option { IMM_OPT_FIXED, IMM_OPT_ADAPTIVE, IMM_OPT_FALL } imm_option;
 
 typedef struct imm_target_req {
-    char *uri;        /* as written, {autoext} unresolved */
+    char *uri;        /* as written: a TargetURI template */
+    char *resolved;   /* the template resolved (template.c) when the request was parsed */
     char *container;  /* lower-case, validated */
     char *codec;      /* lower-case, validated, never "copy" */
     int64_t bitrate;  /* 0 = from the primary source */
@@ -50,8 +53,8 @@ typedef struct imm_target_req {
     int segment_start;       /* the first segment's number */
 } imm_target_req;
 
-/* The target's URI with {autoext} resolved: the container's extension, or m3u8 when segmented.
- * malloc'd; NULL when out of memory. */
+/* The target's URI as resolved when the request was parsed (a copy of t->resolved); malloc'd, NULL
+ * when out of memory. */
 char *imm_target_uri(const imm_target_req *t);
 
 typedef enum imm_curve { IMM_CURVE_LINEAR, IMM_CURVE_SINE } imm_curve;
@@ -89,7 +92,14 @@ struct imm_request {
     bool notify_rocketmq;      /* Notification.RocketMQ was given */
     char *raw;        /* the request as given, for TaskRequestDefinition */
     void *tags;       /* cJSON object or NULL */
+    int64_t created;  /* when it was parsed (Unix seconds): the templates' t_year.. t_sec */
 };
+
+/* Targets[target].URI, a TargetURI template, resolved for the request (template.c): {autoext} (or
+ * a missing extension) by the container's, the primary source's name parts, the Tags, the time
+ * `created` (Unix seconds, UTC). malloc'd; NULL with err set for what cannot be resolved. */
+char *imm_target_uri_resolve(const imm_request *req, int target, int64_t created,
+                             imm_error *err);
 
 /* ---- codec and container tables (formats.c) ---- */
 typedef struct imm_codec_info {
@@ -105,6 +115,7 @@ typedef struct imm_container_info {
     const char *name;          /* request name and {autoext} extension: "aac" */
     const char *muxer;         /* FFmpeg muxer: "adts" */
     const char *codecs[8];     /* request codec names it carries */
+    bool video;                /* an audio+video container: the service would put video in it */
 } imm_container_info;
 
 const imm_codec_info *imm_codec_find(const char *name);
@@ -114,9 +125,6 @@ bool imm_container_carries(const imm_container_info *c, const char *codec);
 bool imm_codec_takes_rate(const imm_codec_info *c, int rate);
 bool imm_service_sample_rate(int rate);
 
-/* Resolves "{autoext}" (or a missing extension) to the container's extension. Returns a malloc'd
- * string, or NULL when out of memory. */
-char *imm_uri_autoext(const char *uri, const char *container);
 
 void imm_uuid_lower(char buf[37]);
 imm_err imm_error_vset(imm_error *err, imm_err code, const char *fmt, va_list ap);

@@ -61,6 +61,7 @@ typedef struct imm_source_info {
     const char *codec;       /* the decoder's name */
     int stream_index;
     int nstreams;            /* streams mixed into one (FilterAudio.Mixing), else 1 */
+    int has_video;           /* a video stream that is not just cover art */
     const AVDictionary *metadata; /* container-level tags, valid while the source is open */
 } imm_source_info;
 

@@ -3,9 +3,11 @@
  * judged without reading a source, and build the imm_request model the rest of the engine uses.
  *
  * Messages name the field by its full path (Targets[0].Audio.TranscodeAudio.SampleRate) because
- * that is what a user has to find in their request. Fields that belong to video work (Video, Image,
- * Subtitle, ...) are ignored, as the service ignores them for an audio-only output; audio features
- * this engine does not implement yet are refused by name rather than silently dropped.
+ * that is what a user has to find in their request. Every object's keys are checked against the
+ * official SDK's model: a key it does not have (a typo, a miscased "bitrate") is refused, because
+ * an ignored key silently gives a different output than the one asked for. Fields the SDK has but
+ * this engine does not implement (video, subtitles, attached streams, TargetGroups) are refused by
+ * name for the same reason.
  */
 #include "internal.h"
 
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -23,7 +27,10 @@
 typedef struct ctx {
     imm_error *err;
     char path[160]; /* the field being judged, for messages */
+    int nsources;   /* of the request, once its Sources are read */
 } ctx;
+
+
 
 static imm_err bad(ctx *c, const char *why)
 {
@@ -46,6 +53,35 @@ __attribute__((format(printf, 2, 3))) static void at(ctx *c, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(c->path, sizeof(c->path), fmt, ap);
     va_end(ap);
+}
+
+/* Every key of obj, the object at c->path, is one of `keys` (NULL-terminated), or the request is
+ * refused naming the key and `what` it is not (with the right spelling when only the case differs):
+ * an ignored key would silently switch a setting off. */
+static imm_err only_keys(ctx *c, const cJSON *obj, const char *const *keys, const char *what)
+{
+    char where[sizeof(c->path)];
+    const cJSON *item;
+    snprintf(where, sizeof(where), "%s", c->path);
+    cJSON_ArrayForEach(item, obj) {
+        int k = 0;
+        while (keys[k] && strcmp(item->string, keys[k]))
+            k++;
+        if (keys[k])
+            continue;
+        at(c, "%s%s%.100s", where, *where ? "." : "", item->string);
+        for (k = 0; keys[k]; k++)
+            if (!strcasecmp(item->string, keys[k])) {
+                char why[160];
+                snprintf(why, sizeof(why), "is not %s; field names are case-sensitive: %s",
+                         what, keys[k]);
+                return bad(c, why);
+            }
+        char why[200];
+        snprintf(why, sizeof(why), "is not %s", what);
+        return bad(c, why);
+    }
+    return IMM_OK;
 }
 
 /* Field getters: each returns IMM_OK and leaves *out alone when the field is absent (or null). */
@@ -141,12 +177,37 @@ static imm_err parse_option(ctx *c, const cJSON *obj, const char *name, imm_opti
     return e;
 }
 
+/* A field of the SDK's model that asks for video work (or a stream immerge does not write): refused
+ * by name when it asks for anything, since an audio-only output would silently differ from the
+ * service's. An empty object or array asks for nothing. */
+static imm_err refuse_video_field(ctx *c, const cJSON *obj, const char *name, const char *what)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v || cJSON_IsNull(v) || ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
+        return IMM_OK;
+    char why[200];
+    snprintf(why, sizeof(why), "asks for %s, which immerge (audio only) does not do; remove it",
+             what);
+    char where[sizeof(c->path)];
+    snprintf(where, sizeof(where), "%s", c->path);
+    at(c, "%s.%s", where, name);
+    return bad(c, why);
+}
+
 static imm_err parse_source(ctx *c, const cJSON *js, int i, imm_source_req *src)
 {
+    static const char *const keys[] = {"URI", "StartTime", "Duration", "DisableAudio",
+                                       "DisableVideo", "Attached", "AlignMode", "Subtitles",
+                                       NULL};
     imm_err e;
     at(c, "%s[%d]", "Sources", i);
     if (!cJSON_IsObject(js))
         return bad(c, "must be an object");
+    if ((e = only_keys(c, js, keys, "a field of a source")))
+        return e;
+    at(c, "%s[%d]", "Sources", i);
+    if ((e = refuse_video_field(c, js, "Subtitles", "subtitles to be added")))
+        return e;
     at(c, "%s[%d].URI", "Sources", i);
     if ((e = get_string(c, js, "URI", &src->uri)))
         return e;
@@ -167,31 +228,39 @@ static imm_err parse_source(ctx *c, const cJSON *js, int i, imm_source_req *src)
     at(c, "%s[%d].DisableAudio", "Sources", i);
     if ((e = get_bool(c, js, "DisableAudio", &src->disable_audio)))
         return e;
-    /* Video features: checked for shape, then ignored (the output is audio-only). */
-    bool ignored;
+    /* DisableVideo: the output is audio only either way; a source that has video must say so
+     * to go into a container that could carry it (task.c). */
     at(c, "%s[%d].DisableVideo", "Sources", i);
-    if ((e = get_bool(c, js, "DisableVideo", &ignored)))
+    if ((e = get_bool(c, js, "DisableVideo", &src->disable_video)))
         return e;
-    const cJSON *subs = cJSON_GetObjectItemCaseSensitive(js, "Subtitles");
-    at(c, "%s[%d].Subtitles", "Sources", i);
-    if (subs && !cJSON_IsNull(subs) && !cJSON_IsArray(subs))
-        return bad(c, "must be an array");
+    bool attached = false;
+    at(c, "%s[%d].Attached", "Sources", i);
+    if ((e = get_bool(c, js, "Attached", &attached)))
+        return e;
+    src->attached = attached;
     const cJSON *align = cJSON_GetObjectItemCaseSensitive(js, "AlignMode");
     at(c, "%s[%d].AlignMode", "Sources", i);
-    if (align && !cJSON_IsNull(align) && !cJSON_IsString(align))
-        return bad(c, "must be a string");
+    if (align && !cJSON_IsNull(align) &&
+        (!cJSON_IsString(align) || (strcmp(align->valuestring, "false") &&
+                                    strcmp(align->valuestring, "loop") &&
+                                    strcmp(align->valuestring, "pad"))))
+        return bad(c, "must be false, loop or pad");
     return IMM_OK;
 }
 
-/* Targets[].Video, Image and Subtitle: checked for shape, then ignored (the output is audio-only;
- * the service ignores them for an audio container). */
+/* Targets[].Video, Image, Subtitle, AttachedPicture and Data: video-side work, refused. */
 static imm_err check_video_fields(ctx *c, const cJSON *tj, int i)
 {
-    static const char *const names[] = {"Video", "Image", "Subtitle"};
+    static const char *const names[][2] = {
+        {"Video", "video processing"},
+        {"Image", "frame captures, sprites or animated images"},
+        {"Subtitle", "subtitle processing"},
+        {"AttachedPicture", "attached pictures to be kept (see ImmergeExtensions.CoverFrom)"},
+        {"Data", "data streams to be kept"},
+    };
     for (size_t k = 0; k < sizeof(names) / sizeof(*names); k++) {
-        const cJSON *ignored;
-        at(c, "Targets[%d].%s", i, names[k]);
-        imm_err e = get_object(c, tj, names[k], &ignored);
+        at(c, "Targets[%d]", i);
+        imm_err e = refuse_video_field(c, tj, names[k][0], names[k][1]);
         if (e)
             return e;
     }
@@ -217,20 +286,37 @@ static imm_err parse_streams(ctx *c, const cJSON *audio, int i, imm_target_req *
     return IMM_OK;
 }
 
+/* A target that would copy the audio stream (said as `how`): Codec is named, with why. */
+static imm_err copy_refused(ctx *c, const char *how)
+{
+    char why[256];
+    snprintf(why, sizeof(why), "is required: %s means a stream copy, which %s; name a codec "
+             "(mp3, vorbis, aac, flac, ac3, opus, amr)", how,
+             c->nsources > 1 ? "cannot merge several sources"
+                             : "immerge does not do (it always re-encodes)");
+    return bad(c, why);
+}
+
 static imm_err parse_transcode(ctx *c, const cJSON *ta, int i, imm_target_req *t)
 {
     imm_err e;
     int64_t v;
     bool has_bitrate = false;
 
+    static const char *const keys[] = {"Codec", "Bitrate", "BitrateOption", "SampleRate",
+                                       "SampleRateOption", "Channel", "BitsPerSample",
+                                       "Quality", NULL};
+    at(c, "%s[%d].Audio.TranscodeAudio", "Targets", i);
+    if ((e = only_keys(c, ta, keys, "a field of TranscodeAudio")))
+        return e;
     at(c, "%s[%d].Audio.TranscodeAudio.Codec", "Targets", i);
     if ((e = get_string(c, ta, "Codec", &t->codec)))
         return e;
     if (!t->codec || !*t->codec)
-        return bad(c, "is required for a merge (an absent Codec means copy, which cannot merge)");
+        return copy_refused(c, "an absent Codec");
     lower(t->codec);
     if (!strcmp(t->codec, "copy"))
-        return bad(c, "cannot be copy when merging several sources into one output");
+        return copy_refused(c, "copy");
     const imm_codec_info *codec = imm_codec_find(t->codec);
     if (!codec)
         return bad(c, "must be one of mp3, vorbis, aac, flac, ac3, opus, amr");
@@ -298,6 +384,9 @@ static imm_err parse_transcode(ctx *c, const cJSON *ta, int i, imm_target_req *t
 
 static imm_err parse_audio(ctx *c, const cJSON *tj, int i, imm_target_req *t)
 {
+    static const char *const keys[] = {"DisableAudio", "Stream", "FilterAudio", "TranscodeAudio",
+                                       NULL};
+    static const char *const filter_keys[] = {"Mixing", NULL};
     const cJSON *audio, *ta, *filter;
     bool disable = false, mixing = false;
     imm_err e;
@@ -307,8 +396,10 @@ static imm_err parse_audio(ctx *c, const cJSON *tj, int i, imm_target_req *t)
         return e;
     if (!audio) {
         at(c, "%s[%d].Audio.TranscodeAudio.Codec", "Targets", i);
-        return bad(c, "is required for a merge (an absent Audio means copy, which cannot merge)");
+        return copy_refused(c, "an absent Audio");
     }
+    if ((e = only_keys(c, audio, keys, "a field of Audio")))
+        return e;
     at(c, "%s[%d].Audio.DisableAudio", "Targets", i);
     if ((e = get_bool(c, audio, "DisableAudio", &disable)))
         return e;
@@ -319,6 +410,8 @@ static imm_err parse_audio(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     at(c, "%s[%d].Audio.FilterAudio", "Targets", i);
     if ((e = get_object(c, audio, "FilterAudio", &filter)))
         return e;
+    if (filter && (e = only_keys(c, filter, filter_keys, "a field of FilterAudio")))
+        return e;
     at(c, "%s[%d].Audio.FilterAudio.Mixing", "Targets", i);
     if (filter && (e = get_bool(c, filter, "Mixing", &mixing)))
         return e;
@@ -327,8 +420,9 @@ static imm_err parse_audio(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     if ((e = get_object(c, audio, "TranscodeAudio", &ta)))
         return e;
     if (!ta) {
-        at(c, "%s[%d].Audio.TranscodeAudio.Codec", "Targets", i);
-        return bad(c, "is required for a merge (an absent TranscodeAudio means no audio)");
+        at(c, "%s[%d].Audio.TranscodeAudio", "Targets", i);
+        return bad(c, "is required: an absent TranscodeAudio means an output without audio, "
+                      "which leaves an audio merge with nothing to write");
     }
     return parse_transcode(c, ta, i, t);
 }
@@ -364,8 +458,11 @@ static imm_err parse_segment(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     char *format = NULL;
     int64_t start = 0;
     imm_err e;
+    static const char *const keys[] = {"Format", "Duration", "StartNumber", NULL};
     at(c, "%s[%d].Segment", "Targets", i);
     if ((e = get_object(c, tj, "Segment", &seg)) || !seg)
+        return e;
+    if ((e = only_keys(c, seg, keys, "a field of Segment")))
         return e;
     at(c, "%s[%d].Segment.Format", "Targets", i);
     if ((e = get_string(c, seg, "Format", &format)))
@@ -401,9 +498,14 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     imm_err e;
     double speed = 1.0;
 
+    static const char *const keys[] = {"URI", "Container", "Audio", "Video", "Image", "Subtitle",
+                                       "Segment", "Speed", "StripMetadata", "AttachedPicture",
+                                       "Data", NULL};
     at(c, "%s[%d]", "Targets", i);
     if (!cJSON_IsObject(tj))
         return bad(c, "must be an object");
+    if ((e = only_keys(c, tj, keys, "a field of a target")))
+        return e;
     at(c, "%s[%d].URI", "Targets", i);
     if ((e = get_string(c, tj, "URI", &t->uri)))
         return e;
@@ -412,14 +514,6 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
     if ((e = parse_container(c, tj, i, t)))
         return e;
     if ((e = parse_segment(c, tj, i, t)) || (e = check_video_fields(c, tj, i)))
-        return e;
-    char *resolved = imm_target_uri(t);
-    if (!resolved)
-        return imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
-    at(c, "%s[%d].URI", "Targets", i);
-    e = check_uri(c, resolved);
-    free(resolved);
-    if (e)
         return e;
     if ((e = parse_audio(c, tj, i, t)))
         return e;
@@ -466,14 +560,17 @@ static imm_err parse_alignment(ctx *c, const cJSON *root, imm_request *req)
     if (v >= req->nsources)
         return bad(c, "must name one of the Sources (0-based)");
     req->alignment_index = (int)v;
-    const cJSON *primary = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "Sources"),
-                                              (int)v);
-    bool attached = false;
-    at(c, "%s[%d].Attached", "Sources", (int)v);
-    if ((e = get_bool(c, primary, "Attached", &attached)))
-        return e;
-    if (attached)
+    if (req->sources[v].attached) {
+        at(c, "%s[%d].Attached", "Sources", (int)v);
         return bad(c, "cannot be true on the AlignmentIndex source");
+    }
+    for (int i = 0; i < req->nsources; i++)
+        if (req->sources[i].attached) {
+            at(c, "%s[%d].Attached", "Sources", i);
+            return bad(c, "is true: adding a source as a synchronised extra stream is not "
+                          "supported by immerge (it would append it instead); remove Attached "
+                          "to concatenate the source");
+        }
     return IMM_OK;
 }
 
@@ -481,14 +578,20 @@ static imm_err parse_alignment(ctx *c, const cJSON *root, imm_request *req)
  * NotifyTopicName. Delivery is notify/'s; here only what was asked. */
 static imm_err parse_notification(ctx *c, const cJSON *root, imm_request *req)
 {
+    static const char *const keys[] = {"MNS", "RocketMQ", "ExtendedMessageURI", NULL};
+    static const char *const mns_keys[] = {"TopicName", "Endpoint", NULL};
     const cJSON *note, *mns = NULL, *rocket = NULL;
     imm_err e;
     snprintf(c->path, sizeof(c->path), "Notification");
     if ((e = get_object(c, root, "Notification", &note)))
         return e;
     if (note) {
+        if ((e = only_keys(c, note, keys, "a field of Notification")))
+            return e;
         snprintf(c->path, sizeof(c->path), "Notification.MNS");
         if ((e = get_object(c, note, "MNS", &mns)))
+            return e;
+        if (mns && (e = only_keys(c, mns, mns_keys, "a field of Notification.MNS")))
             return e;
         snprintf(c->path, sizeof(c->path), "Notification.MNS.TopicName");
         if (mns && (e = get_string(c, mns, "TopicName", &req->notify_topic)))
@@ -562,31 +665,13 @@ static imm_err every_target_carries(ctx *c, const imm_request *req, const char *
     return IMM_OK;
 }
 
-/* Every key of obj (ImmergeExtensions`where`) is one of `keys` (NULL-terminated), or the request
- * is refused: a typo must not silently switch a setting off. */
-static imm_err only_keys(ctx *c, const cJSON *obj, const char *where, const char *const *keys,
-                         const char *what)
-{
-    const cJSON *item;
-    cJSON_ArrayForEach(item, obj) {
-        int k = 0;
-        while (keys[k] && strcmp(item->string, keys[k]))
-            k++;
-        if (!keys[k]) {
-            at(c, "ImmergeExtensions%s.%.100s", where, item->string);
-            return bad(c, what);
-        }
-    }
-    return IMM_OK;
-}
-
 /* ImmergeExtensions.name, an object of settings that must all be among `keys` (NULL-terminated);
  * *out is NULL when it is absent. */
 static imm_err get_settings(ctx *c, const cJSON *ext, const char *name, const char *const *keys,
                             const cJSON **out)
 {
-    char where[64], what[160];
-    int n = snprintf(what, sizeof(what), "is not a %s setting (", name);
+    char what[160];
+    int n = snprintf(what, sizeof(what), "a %s setting (", name);
     at(c, "ImmergeExtensions.%s", name);
     imm_err e = get_object(c, ext, name, out);
     if (e || !*out)
@@ -595,8 +680,7 @@ static imm_err get_settings(ctx *c, const cJSON *ext, const char *name, const ch
         n += snprintf(what + n, sizeof(what) - (size_t)n, "%s%s", k ? ", " : "", keys[k]);
     if (n < (int)sizeof(what))
         snprintf(what + n, sizeof(what) - (size_t)n, ")");
-    snprintf(where, sizeof(where), ".%s", name);
-    return only_keys(c, *out, where, keys, what);
+    return only_keys(c, *out, keys, what);
 }
 
 /* Crossfade: {"Duration": seconds, "Curve": "sine" (equal power, the default) or "linear"}. */
@@ -660,8 +744,8 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     snprintf(c->path, sizeof(c->path), "ImmergeExtensions");
     if ((e = get_object(c, root, "ImmergeExtensions", &ext)) || !ext)
         return e;
-    if ((e = only_keys(c, ext, "", known,
-                       "is not an extension this immerge knows (see README, \"Extensions\")")))
+    if ((e = only_keys(c, ext, known,
+                       "an extension this immerge knows (see README, \"Extensions\")")))
         return e;
     const char *fades[] = {"FadeIn", "FadeOut"};
     double *fade[] = {&x->fade_in, &x->fade_out};
@@ -718,7 +802,7 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
 static imm_err parse_extras(ctx *c, const cJSON *root, imm_request *req)
 {
     imm_err e;
-    const cJSON *tags, *item;
+    const cJSON *tags;
     snprintf(c->path, sizeof(c->path), "UserData");
     if ((e = get_string(c, root, "UserData", &req->user_data)))
         return e;
@@ -728,13 +812,9 @@ static imm_err parse_extras(ctx *c, const cJSON *root, imm_request *req)
     snprintf(c->path, sizeof(c->path), "Tags");
     if ((e = get_object(c, root, "Tags", &tags)))
         return e;
-    if (tags) {
-        cJSON_ArrayForEach(item, tags) {
-            if (!cJSON_IsString(item))
-                return bad(c, "must map names to string values");
-        }
-        req->tags = cJSON_Duplicate(tags, 1);
-    }
+    /* The SDK types Tags map<string, any>: every value is kept as given. */
+    if (tags && !(req->tags = cJSON_Duplicate(tags, 1)))
+        return imm_error_set(c->err, IMM_EINTERNAL, "out of memory");
     return parse_notification(c, root, req);
 }
 
@@ -802,6 +882,14 @@ static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
     const cJSON *arr, *item;
     int n, i = 0;
 
+    /* The SDK's CreateMediaConvertTaskRequest, the legacy notification fields and ours. */
+    static const char *const keys[] = {"ProjectName", "Sources", "Targets", "TargetGroups",
+                                       "AlignmentIndex", "Notification", "Tags", "UserData",
+                                       "CredentialConfig", "NotifyTopicName", "NotifyEndpoint",
+                                       "ImmergeExtensions", NULL};
+    c->path[0] = '\0';
+    if ((e = only_keys(c, root, keys, "a field of CreateMediaConvertTask")))
+        return e;
     snprintf(c->path, sizeof(c->path), "ProjectName");
     if ((e = get_string(c, root, "ProjectName", &req->project)))
         return e;
@@ -821,10 +909,20 @@ static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
             return e;
         i++;
     }
-    req->nsources = n;
+    req->nsources = c->nsources = n;
     if ((e = parse_alignment(c, root, req)))
         return e;
 
+    /* TargetGroups: HLS packaging groups, each with its master playlist. Checked before Targets,
+     * which the SDK does not require when groups are given. */
+    const cJSON *groups = cJSON_GetObjectItemCaseSensitive(root, "TargetGroups");
+    snprintf(c->path, sizeof(c->path), "TargetGroups");
+    if (groups && !cJSON_IsNull(groups) && !cJSON_IsArray(groups))
+        return bad(c, "must be an array");
+    if (cJSON_GetArraySize(groups) > 0)
+        return bad(c, "(HLS packaging groups with a master playlist) is not supported by "
+                      "immerge; use Targets with Segment {\"Format\": \"hls\"} for one HLS "
+                      "output per target");
     if ((e = parse_array(c, root, "Targets", &arr, &n)))
         return e;
     if (n > IMM_MAX_TARGETS)
@@ -838,13 +936,20 @@ static imm_err parse_root(ctx *c, const cJSON *root, imm_request *req)
             return e;
         i++;
     }
-    if ((e = check_target_clashes(c, req)))
+    if ((e = check_same_streams(c, req)) || (e = parse_extensions(c, root, req)) ||
+        (e = parse_extras(c, root, req)))
         return e;
-    if ((e = check_same_streams(c, req)))
-        return e;
-    if ((e = parse_extensions(c, root, req)))
-        return e;
-    return parse_extras(c, root, req);
+    /* Last: a template may name the Tags. */
+    req->created = (int64_t)time(NULL);
+    for (i = 0; i < req->ntargets; i++) {
+        imm_target_req *t = &req->targets[i];
+        if (!(t->resolved = imm_target_uri_resolve(req, i, req->created, c->err)))
+            return c->err->code;
+        at(c, "%s[%d].URI", "Targets", i);
+        if ((e = check_uri(c, t->resolved)))
+            return e;
+    }
+    return check_target_clashes(c, req);
 }
 
 /* Whether the text holds a NUL: a raw byte, or the escape \u0000 that cJSON would turn into
@@ -908,6 +1013,7 @@ void imm_request_free(imm_request *req)
         free(req->sources[i].uri);
     for (int i = 0; i < req->ntargets; i++) {
         free(req->targets[i].uri);
+        free(req->targets[i].resolved);
         free(req->targets[i].container);
         free(req->targets[i].codec);
     }

@@ -195,6 +195,12 @@ static void fill_info(imm_source *src, const AVStream *st)
     in->codec = src->dec->codec->name;
     in->nstreams = src->nstreams;
     in->metadata = src->fmt->metadata;
+    for (unsigned i = 0; i < src->fmt->nb_streams; i++) {
+        const AVStream *s = src->fmt->streams[i];
+        if (s->codecpar->codec_type == AVMEDIA_TYPE_VIDEO &&
+            !(s->disposition & AV_DISPOSITION_ATTACHED_PIC))
+            in->has_video = 1;
+    }
 }
 
 imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const imm_stream_select *sel,

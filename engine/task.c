@@ -63,6 +63,9 @@ struct imm_task {
     int ntargets;
     source_result *sources; /* one per request source (up to 256 with MaxSources) */
     char *notifications; /* JSON array: how the completion message was delivered */
+    /* A restored task's target URIs as its record resolved them when it was created: a template's
+     * t_year.. are the creation time, not the time a worker took the task up. */
+    char *created_uris[IMM_MAX_TARGETS];
     int not_started;     /* cancelled before it ran: Code NotStarted */
 };
 
@@ -149,6 +152,13 @@ imm_task *imm_task_restore(const imm_request *req, const char *record_json)
         snprintf(t->task_id, sizeof(t->task_id), "%s", ids[0]);
         snprintf(t->request_id, sizeof(t->request_id), "%s", ids[1]);
         snprintf(t->event_id, sizeof(t->event_id), "%s", ids[2]);
+        const cJSON *targets = cJSON_GetObjectItem(o, "Targets");
+        for (int i = 0; i < req->ntargets && i < cJSON_GetArraySize(targets); i++) {
+            const char *uri = cJSON_GetStringValue(
+                cJSON_GetObjectItem(cJSON_GetArrayItem(targets, i), "URI"));
+            if (uri && strcmp(uri, req->targets[i].resolved))
+                t->created_uris[i] = strdup(uri);
+        }
     }
     cJSON_Delete(o);
     return t;
@@ -157,6 +167,25 @@ imm_task *imm_task_restore(const imm_request *req, const char *record_json)
 const char *imm_task_request_id(const imm_task *t)
 {
     return t->request_id;
+}
+
+/* A source with video going into a container that could carry it: the service would make a
+ * video there, immerge makes audio only, so it asks for DisableVideo rather than differ. */
+static imm_err check_video(const imm_request *req, int i, const imm_source_info *in,
+                           imm_error *err)
+{
+    const imm_source_req *sr = &req->sources[i];
+    if (!in->has_video || sr->disable_video)
+        return IMM_OK;
+    for (int t = 0; t < req->ntargets; t++)
+        if (imm_container_find(req->targets[t].container)->video)
+            return imm_error_set(err, IMM_EARG, "Sources[%d] (%s) has a video stream and "
+                                 "Targets[%d] is %s, which would carry it: the service would "
+                                 "make a video, immerge makes audio only. Set Sources[%d]."
+                                 "DisableVideo to true for an audio-only %s, or use an audio "
+                                 "container (mp3, aac, flac, oga, ac3, opus).", i, sr->uri, t,
+                                 req->targets[t].container, i, req->targets[t].container);
+    return IMM_OK;
 }
 
 /* Probes every source: it exists, it has audio, and how long it is. Keeps the primary's info and
@@ -189,6 +218,10 @@ static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm
             return imm_error_set(err, IMM_EARG, "The parameter Sources[%d].StartTime %g s is "
                                  "past the end of %s (%.3f s): the clip is empty.", i,
                                  sr->start_time, sr->uri, length);
+        }
+        if ((e = check_video(req, i, in, err))) {
+            imm_source_close(src);
+            return e;
         }
         if (!sr->disable_audio)
             r->total_seconds += res->duration;
@@ -308,6 +341,13 @@ static imm_err plan_targets(run *r, const imm_source_info *primary, imm_error *e
         task->ntargets = i + 1;
         if ((e = imm_plan_target(&req->targets[i], i, primary, &tr->plan, err)))
             return e;
+        if (task->created_uris[i]) {
+            char *uri = strdup(task->created_uris[i]);
+            if (!uri)
+                return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+            free(tr->plan.uri);
+            tr->plan.uri = uri;
+        }
         tr->plan.fade_in = llround(req->ext.fade_in * tr->plan.sample_rate);
         tr->plan.fade_out = llround(req->ext.fade_out * tr->plan.sample_rate);
         tr->plan.fade_curve = req->ext.fade_curve;
@@ -616,7 +656,7 @@ static void add_target_json(cJSON *arr, const imm_target_req *treq, const target
 {
     const imm_target_plan *p = &tr->plan;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "URI", p->uri ? p->uri : treq->uri);
+    cJSON_AddStringToObject(o, "URI", p->uri ? p->uri : treq->resolved);
     cJSON_AddStringToObject(o, "Container", treq->container);
     cJSON_AddStringToObject(o, "Codec", treq->codec);
     if (done) {
@@ -819,7 +859,9 @@ void imm_task_free(imm_task *t)
         return;
     free(t->notifications);
     free(t->sources);
-    for (int i = 0; i < IMM_MAX_TARGETS; i++)
+    for (int i = 0; i < IMM_MAX_TARGETS; i++) {
         imm_plan_clear(&t->targets[i].plan);
+        free(t->created_uris[i]);
+    }
     free(t);
 }
