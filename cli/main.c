@@ -30,9 +30,11 @@ static const char usage[] =
     "usage: immerge run [options] REQUEST.json   (- reads the request from stdin)\n"
     "       immerge plan [options] REQUEST.json\n"
     "       immerge compare [options] A B   (URIs or paths of two audio files)\n"
-    "       immerge get-task [--tasks WHERE] [--project P] TASK_ID\n"
+    "       immerge get-task [--tasks WHERE] [--project P] [--task-type T]\n"
+    "                        [--request-definition] TASK_ID\n"
     "       immerge list-tasks [--tasks WHERE] [--project P] [--status S] [--tag KEY=VALUE]\n"
-    "                          [--max N] [--next-token T]\n"
+    "                          [--max N] [--next-token T] [--sort TaskId|StartTime|EndTime]\n"
+    "                          [--order asc|desc] [--request-definition]\n"
     "       immerge serve --listen HOST:PORT [--workers N] [--queue N] [--lease S]\n"
     "                     [--access-key-id ID --access-key-secret SECRET] [run's options]\n"
     "\n"
@@ -140,6 +142,8 @@ typedef struct cli {
     imm_compare_options compare;
     const char *project;
     imm_list_query list;
+    const char *task_type; /* get-task --task-type */
+    imm_error bad;         /* why the command line was refused, when an option says */
     imm_notify_config notify;
     const char *listen;
     const char *access_key_id, *access_key_secret;
@@ -294,7 +298,8 @@ static int parse_args(int argc, char **argv, cli *c)
            OPT_NOTIFY_URL, OPT_NOTIFY_FILE, OPT_ACCOUNT, OPT_REGION, OPT_LISTEN, OPT_WORKERS,
            OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING, OPT_MAX_DURATION,
            OPT_TIMEOUT, OPT_SEARCH, OPT_WINDOW, OPT_MIN_SNR, OPT_MAX_LOUDNESS_DIFF,
-           OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET, OPT_TASKS, OPT_LEASE };
+           OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET, OPT_TASKS, OPT_LEASE, OPT_SORT, OPT_ORDER,
+           OPT_REQUEST_DEFINITION, OPT_TASK_TYPE };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -307,6 +312,9 @@ static int parse_args(int argc, char **argv, cli *c)
         {"tasks", required_argument, NULL, OPT_TASKS}, {"lease", required_argument, NULL, OPT_LEASE}, {"project", required_argument, NULL, OPT_PROJECT},
         {"status", required_argument, NULL, OPT_STATUS}, {"tag", required_argument, NULL, OPT_TAG},
         {"max", required_argument, NULL, OPT_MAX},     {"next-token", required_argument, NULL, OPT_NEXT},
+        {"sort", required_argument, NULL, OPT_SORT},   {"order", required_argument, NULL, OPT_ORDER},
+        {"request-definition", no_argument, NULL, OPT_REQUEST_DEFINITION},
+        {"task-type", required_argument, NULL, OPT_TASK_TYPE},
         {"mns-endpoint", required_argument, NULL, OPT_MNS},
         {"notify-url", required_argument, NULL, OPT_NOTIFY_URL},
         {"notify-file", required_argument, NULL, OPT_NOTIFY_FILE},
@@ -329,7 +337,6 @@ static int parse_args(int argc, char **argv, cli *c)
         {"max-offset", required_argument, NULL, OPT_MAX_OFFSET},
         {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0},
     };
-    static char tag[512];
     int ch;
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(usage, stdout);
@@ -374,26 +381,19 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_STATE: c->state = optarg; break;
         case OPT_TASKS: c->tasks = optarg; break;
         case OPT_PROJECT: c->project = c->list.project = optarg; break;
-        case OPT_STATUS: c->list.status = optarg; break;
-        case OPT_TAG: {
-            snprintf(tag, sizeof(tag), "%s", optarg);
-            char *eq = strchr(tag, '=');
-            if (!eq)
+        case OPT_STATUS: case OPT_TAG: case OPT_MAX: case OPT_NEXT: case OPT_SORT:
+        case OPT_ORDER: case OPT_REQUEST_DEFINITION: {
+            static const char *const names[] = {
+                [OPT_STATUS - OPT_STATE] = "Status", [OPT_TAG - OPT_STATE] = "TagSelector",
+                [OPT_MAX - OPT_STATE] = "MaxResults", [OPT_NEXT - OPT_STATE] = "NextToken",
+                [OPT_SORT - OPT_STATE] = "Sort", [OPT_ORDER - OPT_STATE] = "Order",
+                [OPT_REQUEST_DEFINITION - OPT_STATE] = "RequestDefinition"};
+            if (imm_list_query_set(&c->list, names[ch - OPT_STATE],
+                                   ch == OPT_REQUEST_DEFINITION ? "true" : optarg, &c->bad))
                 return -1;
-            *eq = '\0';
-            c->list.tag_key = tag;
-            c->list.tag_value = eq + 1;
             break;
         }
-        case OPT_MAX: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 100)
-                return -1;
-            c->list.max = (int)v;
-            break;
-        }
-        case OPT_NEXT: c->list.next_token = optarg; break;
+        case OPT_TASK_TYPE: c->task_type = optarg; break;
         case OPT_MNS: c->notify.mns_endpoint = optarg; break;
         case OPT_NOTIFY_URL: c->notify.url = optarg; break;
         case OPT_NOTIFY_FILE: c->notify.file = optarg; break;
@@ -654,7 +654,8 @@ static int query(const cli *c)
     char *json = NULL;
     imm_err e = open_tasks(c, &tasks, 1, &err);
     if (!e)
-        e = c->cmd == CMD_GET_TASK ? imm_tasks_get(tasks, c->project, c->arg, &json, &err)
+        e = c->cmd == CMD_GET_TASK ? imm_tasks_get(tasks, c->project, c->arg, c->task_type,
+                                                   c->list.with_request, &json, &err)
                                    : imm_tasks_list(tasks, &c->list, &json, &err);
     imm_tasks_close(tasks);
     if (e)
@@ -669,9 +670,11 @@ int main(int argc, char **argv)
              .compare = {.search_seconds = 1, .window_seconds = 5, .min_snr = 20,
                          .max_loudness_diff = 1}};
     if (parse_args(argc, argv, &c)) {
-        fputs(usage, stderr);
-        imm_error err;
-        imm_error_set(&err, IMM_EARG, "Invalid command line; see immerge --help.");
+        imm_error err = c.bad;
+        if (!err.code) {
+            fputs(usage, stderr);
+            imm_error_set(&err, IMM_EARG, "Invalid command line; see immerge --help.");
+        }
         print_json(imm_error_to_json(&err, NULL));
         return EXIT_INVALID;
     }

@@ -169,11 +169,15 @@ static imm_err excerpt(imm_storage *st, const char *uri, const imm_target_plan *
  * period, and the lag nearest to none is the one meant. */
 #define TIE 1e-4
 
+#define CANDIDATES 16 /* peaks of the reduced-rate correlation looked at again at the full rate */
+#define LOOSE 0.02    /* how far below the highest a reduced-rate peak may be and still count */
+
 /* Normalised cross-correlation of a[0, window) against b[k, k + window) for k in [0, lags),
- * via FFT; *best_k gets the k of the highest (of those tied, the nearest to `center`), *best its
- * value (-2: no energy anywhere). */
+ * via FFT; ks[0, *nk) get the lags worth a closer look (at most CANDIDATES): the highest, then
+ * the local peaks near it in value, nearest to `center` first; *best the highest value (-2: no
+ * energy anywhere). */
 static imm_err correlate(const float *a, const float *b, int window, int lags, int center,
-                         int *best_k, double *best, imm_error *err)
+                         int ks[CANDIDATES], int *nk, double *best, imm_error *err)
 {
     int span = window + lags - 1, n = 1;
     while (n < span + window)
@@ -186,7 +190,7 @@ static imm_err correlate(const float *a, const float *b, int window, int lags, i
     float scale = 1.0f;
     imm_err e = IMM_OK;
     *best = -2;
-    *best_k = 0;
+    *nk = 0;
     if (!fa || !fb || !t || !energy ||
         av_tx_init(&fwd, &fwd_fn, AV_TX_FLOAT_FFT, 0, n, &scale, 0) < 0 ||
         av_tx_init(&inv, &inv_fn, AV_TX_FLOAT_FFT, 1, n, &scale, 0) < 0) {
@@ -211,20 +215,29 @@ static imm_err correlate(const float *a, const float *b, int window, int lags, i
         fb[i].im = x.im * y.re - x.re * y.im;
     }
     inv_fn(inv, t, fb, sizeof(*t));
-    for (int pass = 0; pass < 2; pass++) {
-        double top = *best;
-        for (int k = 0; k < lags; k++) {
-            double eb = energy[k + window] - energy[k];
-            if (ea <= 0 || eb <= 0)
-                continue;
-            double c = t[k].re / n / sqrt(ea * eb);
-            if (pass == 0 ? c > *best
-                          : c >= top - TIE && abs(k - center) < abs(*best_k - center)) {
-                *best = pass == 0 ? c : *best;
-                *best_k = k;
-            }
+    /* The reduced rate only approximates: the peaks within LOOSE of the highest are all
+     * candidates, the nearest to `center` (lag 0) first, and the highest one always. */
+    double *c = energy; /* reused: energy[k + window] is not needed once c[k] is known */
+    int top_k = -1;
+    for (int k = 0; k < lags; k++) {
+        double eb = energy[k + window] - energy[k];
+        c[k] = ea > 0 && eb > 0 ? t[k].re / n / sqrt(ea * eb) : -2;
+        if (c[k] > *best) {
+            *best = c[k];
+            top_k = k;
         }
     }
+    if (top_k < 0)
+        goto done;
+    ks[(*nk)++] = top_k;
+    for (int dist = 0; dist < lags && *nk < CANDIDATES; dist++)
+        for (int side = 0; side < 2 && *nk < CANDIDATES; side++) {
+            int k = center + (side ? dist : -dist);
+            if ((side && !dist) || k < 0 || k >= lags || k == top_k || c[k] < *best - LOOSE ||
+                (k > 0 && c[k - 1] > c[k]) || (k + 1 < lags && c[k + 1] > c[k]))
+                continue;
+            ks[(*nk)++] = k;
+        }
 done:
     av_tx_uninit(&fwd);
     av_tx_uninit(&inv);
@@ -260,7 +273,9 @@ static void reduce(const float *x, int n, int d, float *out)
 
 /* The lag L in [-search, search] at which B[i + L] best matches A[i]: A[search, search + window)
  * against B[0, window + 2 search), at a rate reduced by d so that the FFT stays within MAX_FFT,
- * then at the full rate within d of the peak found. */
+ * then at the full rate within d of the peak found, and at lag 0. B's reduced excerpt starts
+ * where lag 0 falls on a whole reduced lag, and lag 0 wins every tie: a periodic signal matches
+ * itself one period away as well as at none, and identical files must be found identical. */
 static imm_err find_offset(const float *a, int na, const float *b, int nb, int search, int window,
                            int64_t *lag, double *corr, imm_error *err)
 {
@@ -273,6 +288,8 @@ static imm_err find_offset(const float *a, int na, const float *b, int nb, int s
     int lags = 2 * search + 1, d = 1;
     while ((2 * window + lags) / d > MAX_FFT / 2)
         d++;
+    int skew = search % d; /* B's reduced excerpt starts here: lag 0 is reduced lag search / d */
+    int rlags = (lags - 1 - skew) / d + 1;
     float *ra = malloc(sizeof(*ra) * (size_t)(window / d + 1));
     float *rb = malloc(sizeof(*rb) * (size_t)((window + lags) / d + 1));
     if (!ra || !rb) {
@@ -281,26 +298,38 @@ static imm_err find_offset(const float *a, int na, const float *b, int nb, int s
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     }
     reduce(a + search, window, d, ra);
-    reduce(b, window + lags - 1, d, rb);
-    int k = 0;
+    reduce(b + skew, window + lags - 1 - skew, d, rb);
+    int ks[CANDIDATES], nk = 0;
     double best;
-    imm_err e = correlate(ra, rb, window / d, (lags - 1) / d + 1, search / d, &k, &best, err);
+    imm_err e = correlate(ra, rb, window / d, rlags, search / d, ks, &nk, &best, err);
     free(ra);
     free(rb);
     if (e || best <= -2)
         return e;
-    int from = FFMAX(0, k * d - d), to = FFMIN(lags - 1, k * d + d), at = -1;
-    double *c = malloc(sizeof(*c) * (size_t)(to - from + 1)), top = -2;
-    if (!c)
+    /* Each candidate again at the full rate, within d of it, and lag 0; of the highest (those
+     * within TIE of it), lag 0 if it is one, else the lag nearest to 0. */
+    int n = 0, span = 2 * d + 1;
+    int *js = malloc(sizeof(*js) * (size_t)(nk * span + 1));
+    double *cs = malloc(sizeof(*cs) * (size_t)(nk * span + 1)), top = -2;
+    if (!js || !cs) {
+        free(js);
+        free(cs);
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    for (int j = from; j <= to; j++)
-        top = FFMAX(top, c[j - from] = correlation_at(a + search, b, window, j));
-    for (int j = from; j <= to; j++)
-        if (c[j - from] >= top - TIE && (at < 0 || abs(j - search) < abs(at - search)))
-            at = j;
-    *lag = at - search;
-    *corr = c[at - from];
-    free(c);
+    }
+    js[n++] = search;
+    for (int i = 0; i < nk; i++)
+        for (int j = FFMAX(0, ks[i] * d + skew - d); j <= FFMIN(lags - 1, ks[i] * d + skew + d); j++)
+            js[n++] = j;
+    for (int i = 0; i < n; i++)
+        top = FFMAX(top, cs[i] = correlation_at(a + search, b, window, js[i]));
+    int at = -1;
+    for (int i = 0; i < n; i++)
+        if (cs[i] >= top - TIE && (at < 0 || abs(js[i] - search) < abs(js[at] - search)))
+            at = i;
+    *lag = js[at] - search;
+    *corr = cs[at];
+    free(js);
+    free(cs);
     return IMM_OK;
 }
 

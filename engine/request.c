@@ -179,11 +179,25 @@ static imm_err parse_option(ctx *c, const cJSON *obj, const char *name, imm_opti
 
 /* A field of the SDK's model that asks for video work (or a stream immerge does not write): refused
  * by name when it asks for anything, since an audio-only output would silently differ from the
- * service's. An empty object or array asks for nothing. */
+ * service's. An empty object or array, or an object of empty ones, asks for nothing. */
+static int asks_nothing(const cJSON *v)
+{
+    if (!v || cJSON_IsNull(v))
+        return 1;
+    if (cJSON_IsArray(v))
+        return !v->child;
+    if (!cJSON_IsObject(v))
+        return 0;
+    for (const cJSON *m = v->child; m; m = m->next) /* {"Stream": []} keeps no stream */
+        if (!cJSON_IsNull(m) && !((cJSON_IsArray(m) || cJSON_IsObject(m)) && !m->child))
+            return 0;
+    return 1;
+}
+
 static imm_err refuse_video_field(ctx *c, const cJSON *obj, const char *name, const char *what)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!v || cJSON_IsNull(v) || ((cJSON_IsArray(v) || cJSON_IsObject(v)) && !v->child))
+    if (asks_nothing(v))
         return IMM_OK;
     char why[200];
     snprintf(why, sizeof(why), "asks for %s, which immerge (audio only) does not do; remove it",

@@ -5,6 +5,11 @@
  * name=RFC3986(value), "&"-joined "\n" each signed header "name:value\n" (names lower-case,
  * sorted) "\n" the signed names ";"-joined "\n" x-acs-content-sha256; StringToSign =
  * "ACS3-HMAC-SHA256\n" hex(SHA-256(CanonicalRequest)); Signature = hex(HMAC-SHA256(secret, it)).
+ * ACS3-HMAC-SM3 is the same with SM3 for SHA-256 (x-acs-content-sha256 then holds the body's SM3,
+ * as the SDKs send it).
+ *
+ * Refusals carry the codes and messages of Alibaba Cloud's API gateway (its common client error
+ * codes); the status each takes is the server's to give (imm_auth_status).
  * The headers signed are the ones the caller lists, which must include host and every x-acs-*
  * header sent, and the body must hash to x-acs-content-sha256.
  *
@@ -198,20 +203,42 @@ static void canonical_query(text *t, const imm_auth_call *c, int rpc)
     free(q);
 }
 
+/* hex(digest(data)) with md; 0 on success. */
+static int digest_hex(const EVP_MD *md, const void *data, size_t len, char *out)
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!EVP_Digest(data, len, d, &n, md, NULL))
+        return -1;
+    hex(d, n, out);
+    return 0;
+}
+
 static int check_acs3(imm_auth *a, const imm_auth_call *c, const char *auth, char code[64],
                       char msg[256])
 {
-    char cred[256] = "", names[1024] = "", sig[129] = "";
-    if (sscanf(auth, "ACS3-HMAC-SHA256 Credential=%255[^,],SignedHeaders=%1023[^,],Signature=%128s",
-               cred, names, sig) != 3) {
+    char scheme[32] = "", cred[256] = "", names[1024] = "", sig[129] = "";
+    sscanf(auth, "%31s", scheme);
+    const EVP_MD *md = !strcmp(scheme, "ACS3-HMAC-SHA256") ? EVP_sha256()
+                       : !strcmp(scheme, "ACS3-HMAC-SM3") ? EVP_sm3() : NULL;
+    if (!md) {
+        snprintf(code, 64, "InvalidSignatureMethod");
+        snprintf(msg, 256, "Specified signature method is not valid. (%.40s: this server takes "
+                 "ACS3-HMAC-SHA256 and ACS3-HMAC-SM3)", scheme);
+        return -1;
+    }
+    if (sscanf(auth + strlen(scheme),
+               " Credential=%255[^,],SignedHeaders=%1023[^,],Signature=%128s", cred, names,
+               sig) != 3) {
         snprintf(code, 64, "IncompleteSignature");
-        snprintf(msg, 256, "The Authorization header is not ACS3-HMAC-SHA256 Credential=...,"
-                 "SignedHeaders=...,Signature=....");
+        snprintf(msg, 256, "The request signature does not conform to Aliyun standards. (The "
+                 "Authorization header is not %s Credential=...,SignedHeaders=...,"
+                 "Signature=....)", scheme);
         return -1;
     }
     if (strcmp(cred, a->id)) {
         snprintf(code, 64, "InvalidAccessKeyId.NotFound");
-        snprintf(msg, 256, "The AccessKeyId %.100s is not this server's.", cred);
+        snprintf(msg, 256, "Specified access key is not found.");
         return -1;
     }
     /* Every x-acs-* header sent, and host, must be among the signed ones. */
@@ -236,13 +263,12 @@ static int check_acs3(imm_auth *a, const imm_auth_call *c, const char *auth, cha
         snprintf(msg, 256, "x-acs-date is missing or more than 15 minutes from the server's time.");
         return -1;
     }
-    unsigned char digest[32];
-    char body_hex[65];
-    SHA256((const unsigned char *)(c->body ? c->body : ""), c->body_len, digest);
-    hex(digest, 32, body_hex);
-    if (!payload || strcmp(payload, body_hex)) {
+    char body_hex[2 * EVP_MAX_MD_SIZE + 1];
+    if (digest_hex(md, c->body ? c->body : "", c->body_len, body_hex) || !payload ||
+        strcmp(payload, body_hex)) {
         snprintf(code, 64, "SignatureDoesNotMatch");
-        snprintf(msg, 256, "x-acs-content-sha256 is missing or is not the body's SHA-256.");
+        snprintf(msg, 256, "Specified signature is not matched with our calculation. "
+                 "(x-acs-content-sha256 is missing or is not the body's hash.)");
         return -1;
     }
     text t = {0};
@@ -278,19 +304,22 @@ static int check_acs3(imm_auth *a, const imm_auth_call *c, const char *auth, cha
         snprintf(msg, 256, "out of memory");
         return -1;
     }
-    unsigned char mac[32];
-    unsigned int len = sizeof(mac);
-    char sts[100], want[65];
-    SHA256((const unsigned char *)t.s, t.len, digest);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    char sts[200], want[2 * EVP_MAX_MD_SIZE + 1];
+    int n = snprintf(sts, sizeof(sts), "%s\n", scheme);
+    int bad_hash = digest_hex(md, t.s, t.len, sts + n);
     free(t.s);
-    snprintf(sts, sizeof(sts), "ACS3-HMAC-SHA256\n");
-    hex(digest, 32, sts + strlen(sts));
-    HMAC(EVP_sha256(), a->secret, (int)strlen(a->secret), (const unsigned char *)sts,
-         strlen(sts), mac, &len);
-    hex(mac, 32, want);
-    if (CRYPTO_memcmp(want, sig, 64) || strlen(sig) != 64) {
+    if (bad_hash || !HMAC(md, a->secret, (int)strlen(a->secret), (const unsigned char *)sts,
+                          strlen(sts), mac, &len)) {
+        snprintf(code, 64, "InternalError");
+        snprintf(msg, 256, "%s is not available in this build's OpenSSL.", scheme);
+        return -1;
+    }
+    hex(mac, len, want);
+    if (strlen(sig) != strlen(want) || CRYPTO_memcmp(want, sig, strlen(want))) {
         snprintf(code, 64, "SignatureDoesNotMatch");
-        snprintf(msg, 256, "The request signature does not conform to Alibaba Cloud standards.");
+        snprintf(msg, 256, "Specified signature is not matched with our calculation.");
         return -1;
     }
     if (!nonce_v || !*nonce_v || !first_use(a, nonce_v)) {
@@ -308,12 +337,12 @@ static int check_rpc(imm_auth *a, const imm_auth_call *c, const char *sig, char 
     const char *nonce_v = param(c, "SignatureNonce"), *when = param(c, "Timestamp");
     if (!id || strcmp(id, a->id)) {
         snprintf(code, 64, "InvalidAccessKeyId.NotFound");
-        snprintf(msg, 256, "The AccessKeyId is missing or not this server's.");
+        snprintf(msg, 256, "Specified access key is not found.");
         return -1;
     }
     if (!method || strcmp(method, "HMAC-SHA1")) {
-        snprintf(code, 64, "IncompleteSignature");
-        snprintf(msg, 256, "SignatureMethod must be HMAC-SHA1.");
+        snprintf(code, 64, "InvalidSignatureMethod");
+        snprintf(msg, 256, "Specified signature method is not valid. (RPC calls: HMAC-SHA1)");
         return -1;
     }
     if (!fresh(when)) {
@@ -340,7 +369,7 @@ static int check_rpc(imm_auth *a, const imm_auth_call *c, const char *sig, char 
     free(sts.s);
     if (strlen(sig) != strlen(want) || CRYPTO_memcmp(sig, want, strlen(want))) {
         snprintf(code, 64, "SignatureDoesNotMatch");
-        snprintf(msg, 256, "The request signature does not conform to Alibaba Cloud standards.");
+        snprintf(msg, 256, "Specified signature is not matched with our calculation.");
         return -1;
     }
     if (!nonce_v || !*nonce_v || !first_use(a, nonce_v)) {
@@ -354,7 +383,7 @@ static int check_rpc(imm_auth *a, const imm_auth_call *c, const char *sig, char 
 int imm_auth_check(imm_auth *a, const imm_auth_call *c, char code[64], char message[256])
 {
     const char *auth = header(c, "Authorization"), *sig = param(c, "Signature");
-    if (auth && !strncmp(auth, "ACS3-HMAC-SHA256 ", 17))
+    if (auth && !strncmp(auth, "ACS3-", 5))
         return check_acs3(a, c, auth, code, message);
     if (sig)
         return check_rpc(a, c, sig, code, message);
@@ -362,4 +391,13 @@ int imm_auth_check(imm_auth *a, const imm_auth_call *c, char code[64], char mess
     snprintf(message, 256, "This server takes only signed calls (ACS3-HMAC-SHA256, or the RPC "
              "Signature parameters).");
     return -1;
+}
+
+unsigned imm_auth_status(const char *code)
+{
+    if (!strcmp(code, "InternalError"))
+        return 500;
+    if (!strcmp(code, "InvalidAccessKeyId.NotFound"))
+        return 404;
+    return 400;
 }

@@ -1,6 +1,6 @@
 /*
  * auth.h - checking the signatures Alibaba Cloud's official clients put on OpenAPI calls:
- * ACS3-HMAC-SHA256 in the Authorization header (today's clients), and the older RPC style with
+ * ACS3-HMAC-SHA256 or ACS3-HMAC-SM3 in the Authorization header (today's clients), and the older RPC style with
  * Signature, SignatureMethod=HMAC-SHA1, SignatureNonce and Timestamp in the query. A call must be
  * fresh (its time within 15 minutes) and its nonce unused in that window: a replayed call fails.
  */
@@ -30,5 +30,8 @@ void imm_auth_free(imm_auth *a);
 /* 0 when the call is signed by the key and fresh; else -1 with the service's Code and a message
  * (never the secret). Thread-safe. */
 int imm_auth_check(imm_auth *a, const imm_auth_call *call, char code[64], char message[256]);
+/* The HTTP status the service's gateway answers a refusal's Code with: 404 for an unknown
+ * AccessKeyId, 500 for our own failure, else 400. */
+unsigned imm_auth_status(const char *code);
 
 #endif

@@ -27,6 +27,10 @@
 #include <unistd.h>
 
 #define MAX_BODY (1 << 20)
+/* What libmicrohttpd may hold of one call's request line and headers. The SDKs put every
+ * parameter in the query (11 sources with long names pass 32 KiB, libmicrohttpd's default, and
+ * would get its HTML 414); the pool is mapped, not touched, so only what a call uses costs. */
+#define MAX_HEAD (8u << 20)
 #define MAX_PARAMS 64
 #define API_VERSION "2020-09-30"
 
@@ -93,7 +97,7 @@ static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, char *j
 static unsigned http_status(imm_err e)
 {
     switch (e) {
-    case IMM_ENOTFOUND: return 404;
+    case IMM_ENOTFOUND: return 400; /* the service's error table says 400, not 404 */
     case IMM_EFORBIDDEN: return 403;
     case IMM_EJSON:
     case IMM_EARG:
@@ -191,8 +195,8 @@ static const char *get(const params *p, const char *name)
 /* The request JSON from RPC parameters; NULL with err set. */
 static char *request_json(const params *p, imm_error *err)
 {
-    static const char *const json_params[] = {"Sources", "Targets", "Notification", "Tags",
-                                              "CredentialConfig"};
+    static const char *const json_params[] = {"Sources", "Targets", "TargetGroups",
+                                              "Notification", "Tags", "CredentialConfig"};
     static const char *const string_params[] = {"ProjectName", "UserData", "NotifyTopicName",
                                                 "NotifyEndpoint"};
     cJSON *o = cJSON_CreateObject();
@@ -278,37 +282,31 @@ static enum MHD_Result get_task(server *s, struct MHD_Connection *c, const param
         imm_error_set(&err, IMM_EARG, "The parameter TaskId is required but not provided.");
         return fail(c, &err);
     }
-    if (imm_tasks_get(s->opt->tasks, get(p, "ProjectName"), id, &json, &err))
+    int with_request = 0;
+    const char *def = get(p, "RequestDefinition");
+    if (def && strcasecmp(def, "true") && strcasecmp(def, "false")) {
+        imm_error_set(&err, IMM_EARG, "The parameter RequestDefinition must be true or false.");
+        return fail(c, &err);
+    }
+    with_request = def && !strcasecmp(def, "true");
+    if (imm_tasks_get(s->opt->tasks, get(p, "ProjectName"), id, get(p, "TaskType"),
+                      with_request, &json, &err))
         return fail_tasks(c, &err);
     return answer(c, 200, json);
 }
 
 static enum MHD_Result list_tasks(server *s, struct MHD_Connection *c, const params *p)
 {
+    static const char *const names[] = {"Status", "TagSelector", "MaxResults", "NextToken",
+                                        "Sort", "Order", "TaskTypes", "StartTimeRange",
+                                        "EndTimeRange", "RequestDefinition"};
     imm_error err = {0};
-    char *json = NULL, tag[512] = "";
-    imm_list_query q = {.project = get(p, "ProjectName"), .status = get(p, "Status"),
-                        .next_token = get(p, "NextToken")};
-    const char *max = get(p, "MaxResults"), *sel = get(p, "TagSelector");
-    if (max) {
-        char *end;
-        long v = strtol(max, &end, 10);
-        if (*end || v < 1 || v > 100) {
-            imm_error_set(&err, IMM_EARG, "The parameter MaxResults must be from 1 to 100.");
+    char *json = NULL;
+    imm_list_query q = {.project = get(p, "ProjectName")};
+    for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
+        const char *v = get(p, names[i]);
+        if (v && imm_list_query_set(&q, names[i], v, &err))
             return fail(c, &err);
-        }
-        q.max = (int)v;
-    }
-    if (sel && *sel) {
-        snprintf(tag, sizeof(tag), "%s", sel);
-        char *eq = strchr(tag, '=');
-        if (!eq) {
-            imm_error_set(&err, IMM_EARG, "The parameter TagSelector must be KEY=VALUE.");
-            return fail(c, &err);
-        }
-        *eq = '\0';
-        q.tag_key = tag;
-        q.tag_value = eq + 1;
     }
     if (imm_tasks_list(s->opt->tasks, &q, &json, &err))
         return fail_tasks(c, &err);
@@ -338,7 +336,7 @@ static enum MHD_Result dispatch(server *s, struct MHD_Connection *c, const char 
                               .body_len = cn->len};
         if (imm_auth_check(s->auth, &call, code, msg)) {
             free(p.form_buf);
-            return fail_code(c, !strcmp(code, "InternalError") ? 500 : 403, code, msg);
+            return fail_code(c, imm_auth_status(code), code, msg);
         }
     }
     const char *action = get(&p, "Action");
@@ -468,7 +466,8 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
         NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, &addr,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_END) : NULL;
+        (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MAX_HEAD,
+        MHD_OPTION_END) : NULL;
     if (!d) {
         e = imm_error_set(err, IMM_EIO, "Cannot listen on %s (in use, or not this host's?).",
                           opt->listen);

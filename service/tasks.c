@@ -63,7 +63,8 @@ void imm_tasks_wait(pthread_cond_t *cond, pthread_mutex_t *lock, double seconds)
 
 /* ---- records ---------------------------------------------------------------------------------- */
 
-/* The stored JSON with this answer's RequestId, and without TaskRequestDefinition unless asked. */
+/* The stored JSON as the service answers it: this answer's RequestId, a state the service
+ * does not have reported as one it has (see tasks.h), TaskRequestDefinition only when asked. */
 static cJSON *answer_task(const char *stored, int with_request)
 {
     char rid[37];
@@ -74,72 +75,314 @@ static cJSON *answer_task(const char *stored, int with_request)
     cJSON_ReplaceItemInObject(o, "RequestId", cJSON_CreateString(rid));
     if (!with_request)
         cJSON_DeleteItemFromObject(o, "TaskRequestDefinition");
+    const char *status = cJSON_GetStringValue(cJSON_GetObjectItem(o, "Status"));
+    const char *as = !status ? NULL : !strcmp(status, "Queued") ? "Running"
+                                    : !strcmp(status, "Cancelled") ? "Failed" : NULL;
+    if (as) {
+        cJSON_AddStringToObject(o, "ImmergeStatus", status);
+        cJSON_ReplaceItemInObject(o, "Status", cJSON_CreateString(as));
+    }
     return o;
 }
 
-imm_err imm_tasks_get(imm_tasks *t, const char *project, const char *task_id, char **json,
-                      imm_error *err)
+static int our_type(const char *type)
+{
+    return !type || !*type || !strcmp(type, "MediaConvert");
+}
+
+imm_err imm_tasks_get(imm_tasks *t, const char *project, const char *task_id,
+                      const char *task_type, int with_request, char **json, imm_error *err)
 {
     char *stored = NULL;
     *json = NULL;
-    imm_err e = t->ops->get(t, project, task_id, &stored, err);
+    imm_err e = our_type(task_type) ? t->ops->get(t, project, task_id, &stored, err) : IMM_OK;
     if (e)
         return e;
     if (!stored)
         return imm_error_set(err, IMM_ENOTFOUND, "The specified resource TaskId %s is not "
-                             "found%s%s.", task_id, project ? " in project " : "",
-                             project ? project : "");
-    cJSON *o = answer_task(stored, 1);
+                             "found%s%s%s%s.", task_id, project ? " in project " : "",
+                             project ? project : "", our_type(task_type) ? "" : " as a ",
+                             our_type(task_type) ? "" : task_type);
+    cJSON *o = answer_task(stored, with_request);
     free(stored);
     *json = o ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
     return *json ? IMM_OK : imm_error_set(err, IMM_EINTERNAL, "out of memory");
 }
 
+/* An RFC 3339 time ("2020-11-11T06:51:17Z", with or without a fraction, Z or +hh:mm) as the
+ * records write it (UTC, milliseconds), so that times compare as text. */
+static int normalise_time(const char *in, char out[32])
+{
+    struct tm tm = {0};
+    const char *p = strptime(in, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return -1;
+    long ms = 0, scale = 100;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            ms += (*p - '0') * scale;
+    long offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int h, m;
+        if (sscanf(p + 1, "%2d:%2d", &h, &m) != 2)
+            return -1;
+        offset = (*p == '+' ? 1 : -1) * (h * 3600L + m * 60L);
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p)
+        return -1;
+    time_t t = timegm(&tm) - offset;
+    struct tm utc;
+    gmtime_r(&t, &utc);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &utc);
+    snprintf(out + strlen(out), 32 - strlen(out), ".%03ldZ", ms);
+    return 0;
+}
+
+/* TimeRange {"Start", "End"}, a JSON string as the SDKs send it. */
+static imm_err set_range(const char *name, const char *value, char from[32], char to[32],
+                         imm_error *err)
+{
+    cJSON *o = cJSON_Parse(value);
+    imm_err e = IMM_OK;
+    if (!cJSON_IsObject(o)) {
+        e = imm_error_set(err, IMM_EARG, "The parameter %s must be a JSON object {\"Start\": "
+                          "TIME, \"End\": TIME} (RFC 3339 times).", name);
+    } else {
+        const char *keys[] = {"Start", "End"};
+        char *outs[] = {from, to};
+        for (int i = 0; i < 2 && !e; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+            outs[i][0] = '\0';
+            if (v && !cJSON_IsNull(v) &&
+                (!cJSON_IsString(v) || normalise_time(v->valuestring, outs[i])))
+                e = imm_error_set(err, IMM_EARG, "The parameter %s.%s must be an RFC 3339 time "
+                                  "(2020-11-11T06:51:17Z).", name, keys[i]);
+        }
+        const cJSON *item;
+        cJSON_ArrayForEach(item, o) {
+            if (!e && strcmp(item->string, "Start") && strcmp(item->string, "End"))
+                e = imm_error_set(err, IMM_EARG, "The parameter %s.%s is not a field of "
+                                  "TimeRange (Start, End).", name, item->string);
+        }
+    }
+    cJSON_Delete(o);
+    return e;
+}
+
+/* TaskTypes: a JSON array of type names; one that is not ours (MediaConvert) finds nothing. */
+static imm_err set_types(imm_list_query *q, const char *value, imm_error *err)
+{
+    cJSON *a = cJSON_Parse(value);
+    imm_err e = IMM_OK;
+    int ours = 0, n = 0;
+    const cJSON *item;
+    if (!cJSON_IsArray(a))
+        e = imm_error_set(err, IMM_EARG, "The parameter TaskTypes must be a JSON array of task "
+                          "types ([\"MediaConvert\"]).");
+    cJSON_ArrayForEach(item, a) {
+        if (!cJSON_IsString(item)) {
+            e = imm_error_set(err, IMM_EARG, "The parameter TaskTypes must hold strings.");
+            break;
+        }
+        n++;
+        ours |= !strcmp(item->valuestring, "MediaConvert");
+    }
+    q->none = !e && n > 0 && !ours;
+    cJSON_Delete(a);
+    return e;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcasecmp(v, "true") || !strcmp(v, "1"))
+        *out = 1;
+    else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !*v)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+imm_err imm_list_query_set(imm_list_query *q, const char *name, const char *value,
+                           imm_error *err)
+{
+    if (!strcmp(name, "Status")) {
+        q->status = *value ? value : NULL;
+    } else if (!strcmp(name, "NextToken")) {
+        q->next_token = value;
+    } else if (!strcmp(name, "MaxResults")) {
+        char *end;
+        long v = strtol(value, &end, 10);
+        if (*end || v < 1 || v > IMM_TASKS_MAX_LIST)
+            return imm_error_set(err, IMM_EARG, "The parameter MaxResults must be from 1 to %d.",
+                                 IMM_TASKS_MAX_LIST);
+        q->max = (int)v;
+    } else if (!strcmp(name, "TagSelector")) {
+        if (!*value)
+            return IMM_OK;
+        snprintf(q->tag, sizeof(q->tag), "%s", value);
+        char *eq = strchr(q->tag, '=');
+        if (!eq)
+            return imm_error_set(err, IMM_EARG, "The parameter TagSelector must be KEY=VALUE.");
+        *eq = '\0';
+        q->tag_key = q->tag;
+        q->tag_value = eq + 1;
+    } else if (!strcmp(name, "Sort")) {
+        static const char *const sorts[] = {"TaskId", "StartTime", "EndTime"};
+        static const imm_list_sort as[] = {IMM_SORT_TASK_ID, IMM_SORT_START_TIME,
+                                           IMM_SORT_END_TIME};
+        size_t i = 0;
+        while (i < 3 && strcmp(value, sorts[i]))
+            i++;
+        if (i == 3)
+            return imm_error_set(err, IMM_EARG, "The parameter Sort must be TaskId, StartTime "
+                                 "or EndTime.");
+        q->sort = as[i];
+    } else if (!strcmp(name, "Order")) {
+        if (strcasecmp(value, "asc") && strcasecmp(value, "desc"))
+            return imm_error_set(err, IMM_EARG, "The parameter Order must be asc or desc.");
+        q->descending = !strcasecmp(value, "desc");
+    } else if (!strcmp(name, "TaskTypes")) {
+        return set_types(q, value, err);
+    } else if (!strcmp(name, "StartTimeRange")) {
+        return set_range(name, value, q->start_from, q->start_to, err);
+    } else if (!strcmp(name, "EndTimeRange")) {
+        return set_range(name, value, q->end_from, q->end_to, err);
+    } else if (!strcmp(name, "RequestDefinition")) {
+        if (parse_bool(value, &q->with_request))
+            return imm_error_set(err, IMM_EARG, "The parameter RequestDefinition must be true "
+                                 "or false.");
+    } else {
+        return imm_error_set(err, IMM_EARG, "The parameter %s is not one of ListTasks.", name);
+    }
+    return IMM_OK;
+}
+
+const char *imm_list_key_sql(const imm_list_query *q, const char *start, const char *end)
+{
+    switch (q->sort) {
+    case IMM_SORT_TASK_ID: return "task_id";
+    case IMM_SORT_START_TIME: return start;
+    case IMM_SORT_END_TIME: return end;
+    default: return "''";
+    }
+}
+
+const char *imm_list_bound(const char *bound)
+{
+    return *bound ? bound : NULL;
+}
+
+const char *imm_list_after_sql(const imm_list_query *q)
+{
+    return q->descending ? "<" : ">";
+}
+
+const char *imm_list_order_sql(const imm_list_query *q)
+{
+    return q->descending ? "DESC" : "ASC";
+}
+
 typedef struct page {
     cJSON *tasks;
-    int n, max;
+    int n, max, with_request;
     long long last;
-    char next[32];
+    char last_key[64];
+    char next[200];
+    const imm_list_query *q;
 } page;
 
-static void add_to_page(void *opaque, long long seq, const char *stored)
+/* NextToken: "SEQ" in submission order; "SO:SEQ:HEXKEY" otherwise (S the sort, O a or d), so
+ * that a token is only taken back for the order that gave it. */
+static void make_token(const page *p, char *out, size_t len)
+{
+    if (p->q->sort == IMM_SORT_SUBMITTED && !p->q->descending) {
+        snprintf(out, len, "%lld", p->last);
+        return;
+    }
+    int n = snprintf(out, len, "%c%c:%lld:", "OTSE"[p->q->sort], p->q->descending ? 'd' : 'a',
+                     p->last);
+    for (const char *k = p->last_key; *k && n + 3 < (int)len; k++)
+        n += snprintf(out + n, len - (size_t)n, "%02x", (unsigned char)*k);
+}
+
+static imm_err read_token(const imm_list_query *q, imm_list_cursor *c, imm_error *err)
+{
+    const char *tok = q->next_token;
+    char *end;
+    memset(c, 0, sizeof(*c));
+    if (!tok || !*tok)
+        return IMM_OK;
+    if (q->sort == IMM_SORT_SUBMITTED && !q->descending) {
+        c->seq = strtoll(tok, &end, 10);
+        if (!*end && c->seq > 0)
+            return IMM_OK;
+    } else if (tok[0] == "OTSE"[q->sort] && tok[1] == (q->descending ? 'd' : 'a') &&
+               tok[2] == ':') {
+        c->seq = strtoll(tok + 3, &end, 10);
+        size_t n = 0;
+        if (*end == ':' && c->seq > 0) {
+            const char *h = end + 1;
+            unsigned v;
+            while (h[0] && h[1] && n + 1 < sizeof(c->key) && sscanf(h, "%2x", &v) == 1) {
+                c->key[n++] = (char)v;
+                h += 2;
+            }
+            if (!*h)
+                return IMM_OK;
+        }
+    }
+    return imm_error_set(err, IMM_EARG, "The parameter NextToken %s is not one this server "
+                         "gave for this Sort and Order.", tok);
+}
+
+static void add_to_page(void *opaque, long long seq, const char *key, const char *stored)
 {
     page *p = opaque;
     if (p->n == p->max) { /* the one more that tells a next page exists */
-        snprintf(p->next, sizeof(p->next), "%lld", p->last);
+        make_token(p, p->next, sizeof(p->next));
         return;
     }
     p->last = seq;
+    snprintf(p->last_key, sizeof(p->last_key), "%s", key ? key : "");
     p->n++;
-    cJSON *task = answer_task(stored, 0);
+    cJSON *task = answer_task(stored, p->with_request);
     if (task) {
         cJSON_DeleteItemFromObject(task, "RequestId");
         cJSON_AddItemToArray(p->tasks, task);
     }
 }
 
-imm_err imm_tasks_list(imm_tasks *t, const imm_list_query *q, char **json, imm_error *err)
+imm_err imm_tasks_list(imm_tasks *t, const imm_list_query *query, char **json, imm_error *err)
 {
     char rid[37];
-    long long after = 0;
+    imm_list_cursor after;
+    imm_list_query q = *query;
     *json = NULL;
-    if (q->next_token && *q->next_token) {
-        char *end;
-        after = strtoll(q->next_token, &end, 10);
-        if (*end || after <= 0)
-            return imm_error_set(err, IMM_EARG, "The parameter NextToken %s is not one this "
-                                 "server gave.", q->next_token);
-    }
-    page p = {.tasks = cJSON_CreateArray(),
-              .max = q->max > 0 && q->max <= IMM_TASKS_MAX_LIST ? q->max : IMM_TASKS_MAX_LIST};
-    imm_err e = t->ops->list(t, q, after, p.max, add_to_page, &p, err);
+    imm_err e = read_token(&q, &after, err);
+    if (e)
+        return e;
+    /* The states GetTask reports as another (answer_task) are found under it. */
+    q.status_also = !q.status ? NULL : !strcmp(q.status, "Running") ? "Queued"
+                                     : !strcmp(q.status, "Failed") ? "Cancelled" : NULL;
+    page p = {.tasks = cJSON_CreateArray(), .with_request = q.with_request, .q = &q,
+              .max = q.max > 0 && q.max <= IMM_TASKS_MAX_LIST ? q.max : IMM_TASKS_MAX_LIST};
+    if (!q.none)
+        e = t->ops->list(t, &q, &after, p.max, add_to_page, &p, err);
     cJSON *o = cJSON_CreateObject();
     imm_request_id_new(rid);
     cJSON_AddStringToObject(o, "RequestId", rid);
-    if (q->project)
-        cJSON_AddStringToObject(o, "ProjectName", q->project);
-    cJSON_AddStringToObject(o, "NextToken", p.next);
+    if (q.project)
+        cJSON_AddStringToObject(o, "ProjectName", q.project);
+    cJSON_AddNumberToObject(o, "MaxResults", p.max);
+    if (*p.next)
+        cJSON_AddStringToObject(o, "NextToken", p.next);
     cJSON_AddItemToObject(o, "Tasks", p.tasks);
     if (!e && !(*json = cJSON_Print(o)))
         e = imm_error_set(err, IMM_EINTERNAL, "out of memory");

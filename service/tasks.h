@@ -39,22 +39,51 @@ int imm_tasks_shared(const imm_tasks *t);
 
 /* ---- records ---------------------------------------------------------------------------------- */
 
-/* GetTask: *json (free()) gets the task with a fresh RequestId; ResourceNotFound when unknown.
- * project may be NULL (any). */
-imm_err imm_tasks_get(imm_tasks *t, const char *project, const char *task_id, char **json,
-                      imm_error *err);
+/* How GetTask and ListTasks report a state the service does not have: a task waiting for a
+ * worker (Queued) is reported Running, with Progress 0 and no StartTime, so that a client
+ * polling `while Status == "Running"` keeps waiting; one that never ran (Cancelled) is reported
+ * Failed, with its Code. The record's own state is in ImmergeStatus. */
+
+/* GetTask: *json (free()) gets the task with a fresh RequestId, with TaskRequestDefinition only
+ * when with_request; ResourceNotFound when unknown. project may be NULL (any); task_type may be
+ * NULL, else a type other than MediaConvert finds nothing. */
+imm_err imm_tasks_get(imm_tasks *t, const char *project, const char *task_id,
+                      const char *task_type, int with_request, char **json, imm_error *err);
+
+typedef enum imm_list_sort {
+    IMM_SORT_SUBMITTED, /* the order tasks were created in (immerge's default) */
+    IMM_SORT_TASK_ID,
+    IMM_SORT_START_TIME,
+    IMM_SORT_END_TIME,
+} imm_list_sort;
 
 typedef struct imm_list_query {
     const char *project;    /* NULL: any */
-    const char *status;     /* NULL: any */
+    const char *status;     /* NULL: any; Running includes the Queued, Failed the Cancelled */
     const char *tag_key;    /* NULL: any; else Tags[tag_key] must equal tag_value */
     const char *tag_value;
     int max;                /* 1..100; 0: 100 */
     const char *next_token; /* NULL or "": from the start; else the NextToken of the last page */
+    imm_list_sort sort;
+    int descending;         /* Order desc */
+    /* StartTimeRange and EndTimeRange: inclusive bounds as the records write times; "": open.
+     * A bound set leaves out the tasks that have no such time yet. */
+    char start_from[32], start_to[32], end_from[32], end_to[32];
+    int with_request;       /* RequestDefinition: each task's TaskRequestDefinition */
+    int none;               /* TaskTypes named no type of ours: nothing matches */
+    char tag[512];          /* TagSelector's KEY=VALUE, which tag_key and tag_value point into */
+    const char *status_also; /* set by imm_tasks_list: the stored state Status stands for too */
 } imm_list_query;
 
-/* ListTasks: *json (free()) gets {RequestId, ProjectName, NextToken, Tasks[]} in submission order;
- * NextToken is "" on the last page. */
+/* Sets the ListTasks parameter `name` (as the API names it: Status, TagSelector, MaxResults,
+ * NextToken, Sort, Order, TaskTypes, StartTimeRange, EndTimeRange, RequestDefinition) from its
+ * value as the call sends it; InvalidArgument naming it when the value is not one it takes.
+ * Strings are not copied (value must outlive q), except the times and TagSelector. */
+imm_err imm_list_query_set(imm_list_query *q, const char *name, const char *value,
+                           imm_error *err);
+
+/* ListTasks: *json (free()) gets {RequestId, ProjectName, MaxResults, NextToken, Tasks[]}, in
+ * q's order; NextToken only when more remain. */
 imm_err imm_tasks_list(imm_tasks *t, const imm_list_query *q, char **json, imm_error *err);
 
 /* ---- running a task ---------------------------------------------------------------------------

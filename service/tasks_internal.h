@@ -13,14 +13,29 @@
 
 #define IMM_TASKS_MAX_LIST 100
 
+/* Where a ListTasks page starts: after the row (key, seq) in the query's order; seq 0: at the
+ * start. */
+typedef struct imm_list_cursor {
+    long long seq;
+    char key[64];
+} imm_list_cursor;
+
+/* The SQL both implementations list with: the sort key's expression (given each one's
+ * expressions for StartTime and EndTime), and the comparison and direction of the order. */
+const char *imm_list_key_sql(const imm_list_query *q, const char *start, const char *end);
+const char *imm_list_after_sql(const imm_list_query *q); /* ">" or "<" */
+const char *imm_list_order_sql(const imm_list_query *q); /* "ASC" or "DESC" */
+/* A time bound of the query as a parameter: NULL when open. */
+const char *imm_list_bound(const char *bound);
+
 typedef struct tasks_ops {
     imm_err (*get)(imm_tasks *t, const char *project, const char *task_id, char **stored,
                    imm_error *err);
-    /* Up to max + 1 stored records after sequence number `after`, oldest first: each row's
-     * sequence number and JSON go to add(). */
-    imm_err (*list)(imm_tasks *t, const imm_list_query *q, long long after, int max,
-                    void (*add)(void *opaque, long long seq, const char *stored), void *opaque,
-                    imm_error *err);
+    /* Up to max + 1 stored records that match q, after the cursor, in q's order: each row's
+     * sequence number, sort key and JSON go to add(). */
+    imm_err (*list)(imm_tasks *t, const imm_list_query *q, const imm_list_cursor *after, int max,
+                    void (*add)(void *opaque, long long seq, const char *key, const char *stored),
+                    void *opaque, imm_error *err);
     imm_err (*start)(imm_tasks *t, imm_claim *c, imm_error *err);
     imm_err (*enqueue)(imm_tasks *t, imm_claim *c, int queue, int *full, imm_error *err);
     imm_err (*claim)(imm_tasks *t, const volatile int *stop, imm_claim **out, imm_error *err);

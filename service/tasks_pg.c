@@ -405,24 +405,41 @@ static imm_err get(imm_tasks *t, const char *project, const char *task_id, char 
     return e;
 }
 
-static imm_err list(imm_tasks *t, const imm_list_query *q, long long after, int max,
-                    void (*add)(void *opaque, long long seq, const char *stored), void *opaque,
-                    imm_error *err)
+static imm_err list(imm_tasks *t, const imm_list_query *q, const imm_list_cursor *after,
+                    int max, void (*add)(void *opaque, long long seq, const char *key,
+                                         const char *stored),
+                    void *opaque, imm_error *err)
 {
     pg_tasks *p = (pg_tasks *)t;
-    char a[24], m[16];
-    snprintf(a, sizeof(a), "%lld", after);
+    char a[24], m[16], sql[1400];
+    const char *start = "COALESCE(json::jsonb ->> 'StartTime', '')";
+    const char *end = "COALESCE(json::jsonb ->> 'EndTime', '')";
+    const char *key = imm_list_key_sql(q, start, end);
+    snprintf(a, sizeof(a), "%lld", after->seq);
     snprintf(m, sizeof(m), "%d", max + 1);
     const char *v[] = {a, q->project, q->status, q->tag_key,
-                       q->tag_key ? (q->tag_value ? q->tag_value : "") : NULL, m};
-    PGresult *r = exec1(p, "listing tasks", "SELECT seq, json FROM immerge_tasks WHERE seq > "
-                        "$1::bigint AND ($2::text IS NULL OR project = $2) AND ($3::text IS NULL "
-                        "OR status = $3) AND ($4::text IS NULL OR tags ->> $4 = $5) ORDER BY seq "
-                        "LIMIT $6::int", 6, v, err);
+                       q->tag_key ? (q->tag_value ? q->tag_value : "") : NULL, m, after->key,
+                       imm_list_bound(q->start_from), imm_list_bound(q->start_to),
+                       imm_list_bound(q->end_from), imm_list_bound(q->end_to), q->status_also};
+    /* COLLATE "C": the order of the bytes, as SQLite's, whatever the database's locale. */
+    snprintf(sql, sizeof(sql),
+             "SELECT seq, json, %s FROM immerge_tasks WHERE ($1::bigint = 0 OR (%s COLLATE \"C\", "
+             "seq) %s ($7::text COLLATE \"C\", $1::bigint)) AND ($2::text IS NULL OR project = $2) "
+             "AND ($3::text IS NULL OR status = $3 OR status = $12::text) "
+             "AND ($4::text IS NULL OR tags ->> $4 = $5) "
+             "AND ($8::text IS NULL OR (%s <> '' AND %s >= $8)) "
+             "AND ($9::text IS NULL OR (%s <> '' AND %s <= $9)) "
+             "AND ($10::text IS NULL OR (%s <> '' AND %s >= $10)) "
+             "AND ($11::text IS NULL OR (%s <> '' AND %s <= $11)) "
+             "ORDER BY %s COLLATE \"C\" %s, seq %s LIMIT $6::int",
+             key, key, imm_list_after_sql(q), start, start, start, start, end, end, end, end, key,
+             imm_list_order_sql(q), imm_list_order_sql(q));
+    PGresult *r = exec1(p, "listing tasks", sql, 12, v, err);
     if (!r)
         return IMM_EIO;
     for (int i = 0; i < PQntuples(r); i++)
-        add(opaque, strtoll(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 1));
+        add(opaque, strtoll(PQgetvalue(r, i, 0), NULL, 10), PQgetvalue(r, i, 2),
+            PQgetvalue(r, i, 1));
     PQclear(r);
     return IMM_OK;
 }

@@ -182,26 +182,43 @@ static imm_err get(imm_tasks *t, const char *project, const char *task_id, char 
     return e;
 }
 
-static imm_err list(imm_tasks *t, const imm_list_query *q, long long after, int max,
-                    void (*add)(void *opaque, long long seq, const char *stored), void *opaque,
-                    imm_error *err)
+static imm_err list(imm_tasks *t, const imm_list_query *q, const imm_list_cursor *after,
+                    int max, void (*add)(void *opaque, long long seq, const char *key,
+                                         const char *stored),
+                    void *opaque, imm_error *err)
 {
     sqlite_tasks *s = (sqlite_tasks *)t;
     sqlite3_stmt *st = NULL;
-    char tag_path[300] = "";
+    char tag_path[300] = "", sql[1400];
+    const char *start = "COALESCE(json_extract(json, '$.StartTime'), '')";
+    const char *end = "COALESCE(json_extract(json, '$.EndTime'), '')";
+    const char *key = imm_list_key_sql(q, start, end);
     if (q->tag_key)
         snprintf(tag_path, sizeof(tag_path), "$.\"%s\"", q->tag_key);
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT seq, json FROM tasks WHERE seq > ?1 "
-                           "AND (?2 IS NULL OR project=?2) AND (?3 IS NULL OR status=?3) "
-                           "AND (?4 IS NULL OR json_extract(tags, ?4) = ?5) "
-                           "ORDER BY seq LIMIT ?6", -1, &st, NULL) != SQLITE_OK)
+    /* A tag's value compares as text: a number as JSON writes it, true and false as words. */
+    snprintf(sql, sizeof(sql),
+             "SELECT seq, json, %s FROM tasks WHERE (?1 = 0 OR (%s, seq) %s (?7, ?1)) "
+             "AND (?2 IS NULL OR project=?2) AND (?3 IS NULL OR status=?3 OR status=?12) "
+             "AND (?4 IS NULL OR (CASE json_type(tags, ?4) WHEN 'true' THEN 'true' "
+             "WHEN 'false' THEN 'false' ELSE CAST(json_extract(tags, ?4) AS TEXT) END) = ?5) "
+             "AND (?8 IS NULL OR (%s <> '' AND %s >= ?8)) AND (?9 IS NULL OR (%s <> '' AND %s <= ?9)) "
+             "AND (?10 IS NULL OR (%s <> '' AND %s >= ?10)) AND (?11 IS NULL OR (%s <> '' AND %s <= ?11)) "
+             "ORDER BY %s %s, seq %s LIMIT ?6",
+             key, key, imm_list_after_sql(q), start, start, start, start, end, end, end, end, key,
+             imm_list_order_sql(q), imm_list_order_sql(q));
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
         return db_error(s, err, "listing tasks");
-    sqlite3_bind_int64(st, 1, after);
-    if (q->project)
-        sqlite3_bind_text(st, 2, q->project, -1, SQLITE_STATIC);
-    if (q->status)
-        sqlite3_bind_text(st, 3, q->status, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, after->seq);
+    sqlite3_bind_text(st, 7, after->key, -1, SQLITE_STATIC);
+    const struct {
+        int at;
+        const char *text;
+    } texts[] = {{2, q->project}, {3, q->status}, {8, imm_list_bound(q->start_from)},
+                 {9, imm_list_bound(q->start_to)}, {10, imm_list_bound(q->end_from)},
+                 {11, imm_list_bound(q->end_to)}, {12, q->status_also}};
+    for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++)
+        if (texts[i].text)
+            sqlite3_bind_text(st, texts[i].at, texts[i].text, -1, SQLITE_STATIC);
     if (q->tag_key) {
         sqlite3_bind_text(st, 4, tag_path, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 5, q->tag_value ? q->tag_value : "", -1, SQLITE_STATIC);
@@ -209,7 +226,8 @@ static imm_err list(imm_tasks *t, const imm_list_query *q, long long after, int 
     sqlite3_bind_int(st, 6, max + 1);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        add(opaque, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1));
+        add(opaque, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 2),
+            (const char *)sqlite3_column_text(st, 1));
     imm_err e = rc == SQLITE_DONE ? IMM_OK : db_error(s, err, "listing tasks");
     sqlite3_finalize(st);
     return e;

@@ -8,9 +8,11 @@ const OpenApi = require('@alicloud/openapi-client');
 const OpenApiUtil = require('@alicloud/openapi-util').default;
 const Util = require('@alicloud/tea-util');
 
+// $OPENAPI_SIGNATURE_ALGORITHM picks the client's signature (ACS3-HMAC-SHA256 by default).
 function client(endpoint, ak, sk) {
   return new OpenApi.default(new OpenApi.Config({
     accessKeyId: ak, accessKeySecret: sk, endpoint, protocol: 'http', readTimeout: 60000,
+    signatureAlgorithm: process.env.OPENAPI_SIGNATURE_ALGORITHM || undefined,
   }));
 }
 
