@@ -81,6 +81,7 @@ e2e: all
 	@tests/e2e/report.sh $(BUILD)/immerge
 	@tests/e2e/extensions.sh $(BUILD)/immerge
 	@tests/e2e/lengths.sh $(BUILD)/immerge
+	@tests/e2e/fidelity.sh $(BUILD)/immerge
 	@tests/e2e/cluster.sh $(BUILD)/immerge
 
 # valgrind: the unit tests, both examples, testdata/features.json (Speed, Mixing, Quality, HLS
@@ -120,6 +121,7 @@ test: deps
 	@tests/e2e/report.sh build/asan/immerge
 	@tests/e2e/extensions.sh build/asan/immerge
 	@tests/e2e/lengths.sh build/asan/immerge
+	@tests/e2e/fidelity.sh build/asan/immerge
 	@IMMERGE_E2E_QUICK=1 tests/e2e/cluster.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
 	@tests/e2e/targets.sh build/immerge
@@ -129,6 +131,7 @@ test: deps
 	@tests/e2e/report.sh build/immerge
 	@tests/e2e/extensions.sh build/immerge
 	@tests/e2e/lengths.sh build/immerge
+	@tests/e2e/fidelity.sh build/immerge
 	@tests/e2e/cluster.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60

@@ -39,7 +39,7 @@ static void valid_request_is_modelled(void **state)
     const char *json = "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\","
                        "\"StartTime\":1.5,\"Duration\":2},{\"URI\":\"oss://b-1/b.mp3\"}],"
                        "\"AlignmentIndex\":1,\"UserData\":\"u\",\"Tags\":{\"k\":\"v\"},"
-                       "\"Video\":{\"Codec\":\"h264\"}," TARGET_MP3 "}";
+                       TARGET_MP3 "}";
     assert_int_equal(parse(json, &req, &err), IMM_OK);
     assert_int_equal(req->nsources, 2);
     assert_int_equal(req->alignment_index, 1);
@@ -187,20 +187,33 @@ static void uri_parse_splits_bucket_and_key(void **state)
     assert_int_equal(imm_uri_parse("file://relative", &u, NULL), IMM_EARG);
 }
 
+/* A target URI as the request resolves it (template.c). */
 static void autoext_resolves_to_the_container(void **state)
 {
     (void)state;
     struct { const char *uri, *container, *want; } cases[] = {
-        {"oss://b/concat.{autoext}", "aac", "oss://b/concat.aac"},
-        {"oss://b/x/{autoext}/y.{autoext}", "mp3", "oss://b/x/mp3/y.mp3"},
-        {"oss://b/noext", "flac", "oss://b/noext.flac"},
+        {"oss://b-1/concat.{autoext}", "aac", "oss://b-1/concat.aac"},
+        {"oss://b-1/x/{autoext}/y.{autoext}", "mp3", "oss://b-1/x/mp3/y.mp3"},
+        {"oss://b-1/noext", "flac", "oss://b-1/noext.flac"},
         {"oss://b.with.dots/dir/noext", "oga", "oss://b.with.dots/dir/noext.oga"},
-        {"oss://b/keep.m4a", "mp4", "oss://b/keep.m4a"},
+        {"oss://b-1/keep.m4a", "mp4", "oss://b-1/keep.m4a"},
+        {"oss://b-1/{dirname}/{barename}-{{x}}.{autoext}", "mp3", "oss://b-1/in/a-{x}.mp3"},
+        {"oss://b-1/{tags.n}-{tags.on}-{bucket}-{ext}", "mp3", "oss://b-1/7-true-b-1-mp3.mp3"},
     };
+    static const char *const codec[] = {"aac", "mp3", "flac", "vorbis", "aac", "mp3", "mp3"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *got = imm_uri_autoext(cases[i].uri, cases[i].container);
+        char json[512];
+        imm_request *req = NULL;
+        imm_error err = {0};
+        snprintf(json, sizeof(json), "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":"
+                 "\"oss://b-1/in/a.mp3\"}],\"Tags\":{\"n\":7,\"on\":true},\"Targets\":[{\"URI\":"
+                 "\"%s\",\"Container\":\"%s\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"%s\"}}}]}",
+                 cases[i].uri, cases[i].container, codec[i]);
+        assert_int_equal(parse(json, &req, &err), IMM_OK);
+        char *got = imm_target_uri(&req->targets[0]);
         assert_string_equal(got, cases[i].want);
         free(got);
+        imm_request_free(req);
     }
 }
 
@@ -233,26 +246,37 @@ static void error_body_has_the_service_shape(void **state)
     assert_false(imm_err_is_request_error(IMM_ENOTFOUND));
 }
 
-/* Video features are checked for shape and otherwise ignored: a valid request never fails on them. */
-static void video_fields_are_checked_then_ignored(void **state)
+/* Video features are refused by name when they ask for anything (an audio-only answer would differ
+ * from the service's); empty ones ask for nothing. Keys outside the SDK's model are refused. */
+static void video_fields_are_refused_unless_empty(void **state)
 {
     (void)state;
     imm_request *req = NULL;
     imm_error err = {0};
     const char *json = "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp4\","
-                       "\"DisableVideo\":true,\"Subtitles\":[],\"AlignMode\":\"x\"}],"
+                       "\"DisableVideo\":true,\"Subtitles\":[],\"AlignMode\":\"pad\"}],"
                        "\"Targets\":[{\"URI\":\"oss://b-1/o.mp4\",\"Container\":\"mp4\","
-                       "\"Video\":{\"TranscodeVideo\":{\"Codec\":\"h264\"}},\"Image\":{},"
+                       "\"Video\":{},\"Image\":{},\"AttachedPicture\":{\"Stream\":[]},"
                        "\"Subtitle\":{},\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"aac\"}}}]}";
     assert_int_equal(parse(json, &req, &err), IMM_OK);
+    assert_true(req->sources[0].disable_video);
     imm_request_free(req);
     expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":\"oss://b-1/o.mp3\","
-                   "\"Video\":\"h264\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}",
+                   "\"Video\":{\"TranscodeVideo\":{\"Codec\":\"h264\"}},"
+                   "\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}",
                    IMM_EARG, "Targets[0].Video");
     expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\","
                    "\"DisableVideo\":\"yes\"}]," TARGET_MP3 "}", IMM_EARG, "Sources[0].DisableVideo");
     expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\","
-                   "\"Subtitles\":{}}]," TARGET_MP3 "}", IMM_EARG, "Sources[0].Subtitles");
+                   "\"Subtitles\":[{\"URI\":\"oss://b-1/s.srt\"}]}]," TARGET_MP3 "}", IMM_EARG,
+                   "Sources[0].Subtitles");
+    expect_refused("{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\","
+                   "\"AlignMode\":\"x\"}]," TARGET_MP3 "}", IMM_EARG, "Sources[0].AlignMode");
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Video\":{}," TARGET_MP3 "}", IMM_EARG,
+                   "Video is not a field of CreateMediaConvertTask");
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":\"oss://b-1/o.mp3\","
+                   "\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\",\"bitrate\":1}}}]}", IMM_EARG,
+                   "case-sensitive: Bitrate");
 }
 
 int main(void)
@@ -268,7 +292,7 @@ int main(void)
         cmocka_unit_test(a_nul_character_is_refused),
         cmocka_unit_test(a_target_never_overwrites_a_source),
         cmocka_unit_test(targets_must_select_the_same_streams),
-        cmocka_unit_test(video_fields_are_checked_then_ignored),
+        cmocka_unit_test(video_fields_are_refused_unless_empty),
         cmocka_unit_test(uri_parse_splits_bucket_and_key),
         cmocka_unit_test(autoext_resolves_to_the_container),
         cmocka_unit_test(container_is_inferred_from_a_known_extension),
