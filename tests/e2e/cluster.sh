@@ -94,7 +94,7 @@ test_many_tasks() {
   out=$("$bin" list-tasks --tasks "$pg_url" --project test-project --status Succeeded --max 100); rc=$?
   local total=0 token page=0
   while :; do
-    total=$((total + $(jqo '.Tasks | length'))); token=$(jqo .NextToken); page=$((page + 1))
+    total=$((total + $(jqo '.Tasks | length'))); token=$(jqo ".NextToken // \"\""); page=$((page + 1))
     [ -z "$token" ] && break
     out=$("$bin" list-tasks --tasks "$pg_url" --project test-project --status Succeeded --max 100 --next-token "$token")
   done
