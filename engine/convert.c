@@ -7,6 +7,9 @@
  * no filter state leaks from one source into the next. A resampler's output length after flushing
  * can differ from in * out_rate / in_rate by a sample or two; finish() trims or extends the FIFO's
  * tail to exactly round(in * out_rate / in_rate), which is what makes the merged length predictable.
+ * A source whose rate changes mid-stream is a run of each rate, each converted and made exact in
+ * the same way (timeline.c counts with this rule); a change of channels or sample format alone
+ * sets the resampler up again but goes on counting the run it is in.
  * When the formats already match, samples are copied without a resampler, so a lossless chain is
  * bit-exact.
  *
@@ -37,6 +40,7 @@ struct imm_convert {
     enum AVSampleFormat in_fmt;
     int64_t in_samples;      /* since the input format was set up */
     int64_t out_samples;
+    int64_t run_in, run_out; /* the run of this rate before that set-up, in and out */
     int skipping;            /* nothing of this input was converted yet: it may still be skipped */
     int grid;                /* input samples between grid points, 0: too many to skip */
     AVAudioFifo *carry;      /* skipped input since the last grid point */
@@ -203,40 +207,6 @@ static imm_err feed_carry(imm_convert *cv, AVAudioFifo *fifo, imm_error *err)
     return e;
 }
 
-imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int count,
-                         int64_t unneeded, int64_t *skipped, AVAudioFifo *fifo, imm_error *err)
-{
-    imm_err e;
-    int took = 0;
-    *skipped = 0;
-    if (!same_input(cv, frame)) {
-        if (cv->active && (e = imm_convert_finish(cv, fifo, err)))
-            return e;
-        if ((e = setup(cv, frame, err)))
-            return e;
-    }
-    const uint8_t *stack[AV_NUM_DATA_POINTERS], **planes = stack;
-    int nplanes = av_sample_fmt_is_planar(frame->format) ? frame->ch_layout.nb_channels : 1;
-    if (nplanes > AV_NUM_DATA_POINTERS && !(planes = malloc(sizeof(*planes) * (size_t)nplanes)))
-        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    data_at(frame, offset, planes);
-    e = skip(cv, planes, count, unneeded, &took, skipped, err);
-    if (!e && !took && cv->skipping)
-        e = feed_carry(cv, fifo, err);
-    if (!e && !took) {
-        cv->in_samples += count;
-        if (cv->swr) {
-            e = resample(cv, planes, count, fifo, err);
-        } else {
-            cv->out_samples += count;
-            e = fifo_write(fifo, (uint8_t *const *)planes, count, err);
-        }
-    }
-    if (planes != stack)
-        free(planes);
-    return e;
-}
-
 /* Repeats the FIFO's last sample n times: a held value cannot click the way inserted zeros can. */
 static imm_err extend_tail(imm_convert *cv, AVAudioFifo *fifo, int n, imm_error *err)
 {
@@ -277,24 +247,65 @@ static imm_err trim_tail(AVAudioFifo *fifo, int n, const imm_target_plan *p, imm
     return e;
 }
 
-imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err)
+/* Flushes the input format's resampler and makes the run so far exactly as long as the rule
+ * says; `goes_on`: the next input has the same rate, and the run goes on in it. */
+static imm_err end_input(imm_convert *cv, AVAudioFifo *fifo, int goes_on, imm_error *err)
 {
     imm_err e = IMM_OK;
-    if (!cv->active)
-        return IMM_OK;
     if (cv->swr && (e = resample(cv, NULL, 0, fifo, err)))
         return e;
-    int64_t want = av_rescale_rnd(cv->in_samples, cv->plan->sample_rate, cv->in_rate,
-                                  AV_ROUND_NEAR_INF);
+    int64_t want = av_rescale_rnd(cv->run_in + cv->in_samples, cv->plan->sample_rate,
+                                  cv->in_rate, AV_ROUND_NEAR_INF) - cv->run_out;
     int64_t diff = cv->out_samples - want;
     if (diff > 0)
         e = trim_tail(fifo, (int)diff, cv->plan, err);
     else if (diff < 0)
         e = extend_tail(cv, fifo, (int)-diff, err);
+    cv->run_in = goes_on ? cv->run_in + cv->in_samples : 0;
+    cv->run_out = goes_on ? cv->run_out + want : 0;
     cv->active = 0;
     swr_free(&cv->swr);
     av_audio_fifo_free(cv->carry);
     cv->carry = NULL;
+    return e;
+}
+
+imm_err imm_convert_finish(imm_convert *cv, AVAudioFifo *fifo, imm_error *err)
+{
+    return cv->active ? end_input(cv, fifo, 0, err) : IMM_OK;
+}
+
+imm_err imm_convert_push(imm_convert *cv, const AVFrame *frame, int offset, int count,
+                         int64_t unneeded, int64_t *skipped, AVAudioFifo *fifo, imm_error *err)
+{
+    imm_err e;
+    int took = 0;
+    *skipped = 0;
+    if (!same_input(cv, frame)) {
+        if (cv->active && (e = end_input(cv, fifo, frame->sample_rate == cv->in_rate, err)))
+            return e;
+        if ((e = setup(cv, frame, err)))
+            return e;
+    }
+    const uint8_t *stack[AV_NUM_DATA_POINTERS], **planes = stack;
+    int nplanes = av_sample_fmt_is_planar(frame->format) ? frame->ch_layout.nb_channels : 1;
+    if (nplanes > AV_NUM_DATA_POINTERS && !(planes = malloc(sizeof(*planes) * (size_t)nplanes)))
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    data_at(frame, offset, planes);
+    e = skip(cv, planes, count, unneeded, &took, skipped, err);
+    if (!e && !took && cv->skipping)
+        e = feed_carry(cv, fifo, err);
+    if (!e && !took) {
+        cv->in_samples += count;
+        if (cv->swr) {
+            e = resample(cv, planes, count, fifo, err);
+        } else {
+            cv->out_samples += count;
+            e = fifo_write(fifo, (uint8_t *const *)planes, count, err);
+        }
+    }
+    if (planes != stack)
+        free(planes);
     return e;
 }
 

@@ -2,6 +2,7 @@
  * media.h - the audio pipeline's parts, shared inside the engine:
  *
  *   storage_io.c  FFmpeg I/O over imm_storage
+ *   timeline.c    a source's runs of one rate: clipping by time, lengths as converted
  *   source.c      demux + decode + clip one source, sample-exact
  *   plan.c        a target's resolved parameters (request, else the AlignmentIndex source)
  *   convert.c     resample/remix one source's audio into a target's format, exact in length
@@ -44,6 +45,54 @@ imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, int64_t *size, im
 /* Frees pb; an uncommitted object is discarded. */
 void imm_io_close_output(imm_storage *st, AVIOContext **pb);
 
+/* ---- timeline.c ---- */
+#define IMM_MAX_RUNS 4096 /* runs of one rate a source may have: past it, InvalidMedia */
+
+typedef struct imm_run {
+    int rate;
+    int64_t samples;
+} imm_run;
+
+/* Decoded samples as their runs of one rate, in order; zero-initialised it is empty. */
+typedef struct imm_timeline {
+    imm_run *runs;
+    int n, cap;
+} imm_timeline;
+
+/* Appends n samples at rate (continuing the last run when it has that rate). */
+imm_err imm_timeline_add(imm_timeline *t, int rate, int64_t n, imm_error *err);
+/* Samples of every rate together, and the time they last. */
+int64_t imm_timeline_samples(const imm_timeline *t);
+double imm_timeline_seconds(const imm_timeline *t);
+/* How many samples it becomes at an output rate, as the converters make it: each run
+ * round(samples x rate / its rate). */
+int64_t imm_timeline_length(const imm_timeline *t, int rate);
+/* Appends its samples [from, to) (counted across the runs) to out. */
+imm_err imm_timeline_slice(const imm_timeline *t, int64_t from, int64_t to, imm_timeline *out,
+                           imm_error *err);
+/* Adds "SampleRateRuns": [{"SampleRate", "Samples"}...] to a JSON object. */
+struct cJSON;
+void imm_timeline_json(struct cJSON *o, const imm_timeline *t);
+void imm_timeline_clear(imm_timeline *t);
+
+/* StartTime and Duration applied by time to decoded samples whatever their rates (timeline.c). */
+typedef struct imm_clip {
+    double start, duration; /* seconds; duration 0: to the end */
+    double run_start;       /* seconds before the current run */
+    int rate;               /* the current run's; 0 before any sample */
+    int64_t pos;            /* samples of the current run so far */
+    int started;            /* the clip's first sample has been found ... */
+    double end_time;        /* ... and from it, where the clip ends */
+    int64_t end;            /* that end in the current run (INT64_MAX: none) */
+    int done;               /* the clip has ended */
+} imm_clip;
+
+void imm_clip_init(imm_clip *c, double start, double duration);
+/* Of the next n decoded samples, at rate, those in the clip: how many, from *offset. */
+int64_t imm_clip_take(imm_clip *c, int rate, int64_t n, int64_t *offset);
+/* The decoded time taken in so far. */
+double imm_clip_seconds(const imm_clip *c);
+
 /* ---- source.c ---- */
 typedef struct imm_source imm_source;
 
@@ -74,9 +123,10 @@ const imm_source_info *imm_source_get_info(const imm_source *src);
  * the end of the (clipped) source. The frame stays owned by the source until the next call. */
 imm_err imm_source_read(imm_source *src, AVFrame **frame, int *offset, int *count,
                         imm_error *err);
-/* Samples delivered so far, at the source's decoded rate. */
+/* Samples delivered so far, of whatever rates the source decodes to. */
 int64_t imm_source_samples(const imm_source *src);
-/* Part of a clip, in samples counted from the clip's start: [from, to); to < 0: all of it. */
+/* Part of a clip, in samples counted from the clip's start (of every rate, as they come):
+ * [from, to); to < 0: all of it. */
 typedef struct imm_span {
     int64_t from, to;
 } imm_span;
@@ -88,16 +138,21 @@ typedef struct imm_cover {
 /* The source's cover art (CoverFrom), copied; InvalidMedia when it has none. */
 imm_err imm_source_cover(const imm_source *src, imm_cover *out, imm_error *err);
 void imm_cover_clear(imm_cover *c);
-/* Narrows the clip to span (TrimSilence), before the first read. */
+/* Narrows the clip to span (TrimSilence), before the first read: span counts the samples the
+ * clip lets through. */
 void imm_source_narrow(imm_source *src, const imm_span *span);
-/* The samples StartTime (and TrimSilence) drop. */
+/* The decoded samples before the first one delivered (StartTime, TrimSilence), once it is. */
 int64_t imm_source_clip_start(const imm_source *src);
-/* For `immerge plan`: how many samples the source decodes to, before clipping, without decoding
- * it: PCM and FLAC headers say exactly; other codecs' packets are read (not decoded) and their
- * durations summed, less the encoder delay and padding the container signals. -1 when that
- * cannot be known (a packet without duration, a mix of streams). *from says which way, *exact
- * whether that way is exact for this container. Leaves the source unusable for reading. */
-imm_err imm_source_count(imm_source *src, int64_t *samples, const char **from, int *exact,
+/* The decoded time read so far, whatever the rates: once the source has ended, its length. */
+double imm_source_decoded_seconds(const imm_source *src);
+/* For `immerge plan`: the source's whole decoded timeline (its runs of one rate), found without
+ * decoding it where that is exact or a good estimate: PCM headers say exactly; other codecs'
+ * packets are read (not decoded) and their durations summed, less the encoder delay and padding
+ * the container signals. Streams joined end to end (a chained Ogg, MP3 files one after another) are decoded. `whole` stays
+ * empty when its length cannot be known (a packet without duration, a mix of streams). *from
+ * says which way, *exact whether that way is exact for this container. Leaves the source
+ * unusable for reading. */
+imm_err imm_source_count(imm_source *src, imm_timeline *whole, const char **from, int *exact,
                          imm_error *err);
 /* The encoder delay (start) and padding (end) the container has so far told the decoder to drop
  * (AV_PKT_DATA_SKIP_SAMPLES), in samples. */
@@ -105,10 +160,9 @@ void imm_source_trimmed(const imm_source *src, int64_t *start, int64_t *end);
 void imm_source_close(imm_source *src);
 
 /* ---- plan.c ---- */
-/* A chapter: a merged source, by its decoded length at its own rate. */
+/* A chapter: a merged source, by what of it is merged. */
 typedef struct imm_chapter {
-    int64_t samples;
-    int rate;
+    const imm_timeline *length;
     const char *title;
 } imm_chapter;
 
@@ -319,7 +373,7 @@ int imm_join_meter_measure(const imm_join_meter *m, imm_join_measure *out);
 /* ---- preview.c ---- */
 typedef struct imm_preview_source {
     const imm_source_info *info; /* the probe's; NULL where DisableAudio */
-    int64_t samples;             /* what it decodes to before clipping; -1 unknown */
+    imm_timeline whole;          /* what it decodes to before clipping; empty: unknown */
     const char *samples_from;    /* how that was found */
     int exact;                   /* counted, not estimated */
 } imm_preview_source;
@@ -383,10 +437,9 @@ typedef struct imm_normalised {
 } imm_normalised;
 
 typedef struct imm_prepass {
-    int64_t samples[IMM_MAX_SOURCES]; /* each source's clipped (and trimmed) length, decoded */
+    imm_timeline length[IMM_MAX_SOURCES]; /* each source's clipped (and trimmed) part, decoded */
     imm_span span[IMM_MAX_SOURCES];   /* TrimSilence: the part of each clip kept */
     int64_t silence[IMM_MAX_SOURCES][2]; /* TrimSilence: samples dropped at its start and end */
-    int rate[IMM_MAX_SOURCES];
     char title[IMM_MAX_SOURCES][128]; /* its title tag, else its file name */
     imm_normalised loudness[IMM_MAX_TARGETS];
 } imm_prepass;
@@ -396,6 +449,7 @@ typedef struct imm_prepass {
  * plans[t]->gain. */
 imm_err imm_prepass_run(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
                         int ntargets, const imm_guard *guard, imm_prepass *out, imm_error *err);
+void imm_prepass_clear(imm_prepass *p);
 
 /* ---- chunk.c ---- */
 #define IMM_MAX_CHUNKS 8

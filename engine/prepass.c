@@ -78,6 +78,7 @@ static imm_err read_source(imm_storage *st, const imm_request *req, int i, meter
     /* TrimSilence: the first and last samples louder than the threshold in any channel. */
     double threshold = pow(10, req->ext.trim_threshold / 20);
     int64_t pos = 0, first = -1, last = -1;
+    imm_timeline all = {0};
     if (!e)
         title_of(&req->sources[i], imm_source_get_info(src), out->title[i], sizeof(out->title[i]));
     while (!e && !(e = imm_source_read(src, &f, &offset, &count, err)) && f &&
@@ -92,6 +93,7 @@ static imm_err read_source(imm_storage *st, const imm_request *req, int i, meter
             }
         }
         pos += count;
+        e = imm_timeline_add(&all, f->sample_rate, count, err);
         for (int t = 0; t < n && !e; t++) {
             int64_t skipped;
             if (!(e = imm_convert_push(m[t].cv, f, offset, count, 0, &skipped, m[t].fifo, err)))
@@ -100,20 +102,20 @@ static imm_err read_source(imm_storage *st, const imm_request *req, int i, meter
     }
     for (int t = 0; t < n && !e; t++)
         e = imm_convert_finish(m[t].cv, m[t].fifo, err);
+    out->span[i] = (imm_span){0, -1};
     if (!e) {
-        int rate = imm_source_get_info(src)->sample_rate;
-        int64_t keep = llround(req->ext.trim_keep * rate);
-        out->rate[i] = rate;
-        out->span[i] = (imm_span){0, -1};
-        out->samples[i] = pos;
+        /* Keep is counted at the source's first rate: TrimSilence knows no other. */
+        int64_t keep = llround(req->ext.trim_keep * imm_source_get_info(src)->sample_rate);
         /* A source that is silence throughout is kept whole: dropping it would be a surprise. */
         if (req->ext.trim && first >= 0) {
             out->span[i] = (imm_span){FFMAX(0, first - keep), FFMIN(pos, last + 1 + keep)};
-            out->samples[i] = out->span[i].to - out->span[i].from;
             out->silence[i][0] = out->span[i].from;
             out->silence[i][1] = pos - out->span[i].to;
         }
+        e = imm_timeline_slice(&all, out->span[i].from, out->span[i].to < 0 ? pos : out->span[i].to,
+                               &out->length[i], err);
     }
+    imm_timeline_clear(&all);
     imm_source_close(src);
     return e;
 }
@@ -161,4 +163,10 @@ imm_err imm_prepass_run(imm_storage *st, const imm_request *req, imm_target_plan
         av_channel_layout_uninit(&m[t].plan.layout);
     }
     return e;
+}
+
+void imm_prepass_clear(imm_prepass *p)
+{
+    for (int i = 0; i < IMM_MAX_SOURCES; i++)
+        imm_timeline_clear(&p->length[i]);
 }

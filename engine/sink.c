@@ -138,7 +138,7 @@ static imm_err add_chapters(imm_sink *s, imm_error *err)
     imm_err e;
     for (int i = 0; i < p->nchapters; i++) {
         const imm_chapter *c = &p->chapters[i];
-        int64_t next = at + av_rescale_rnd(c->samples, p->sample_rate, c->rate, AV_ROUND_NEAR_INF);
+        int64_t next = at + imm_timeline_length(c->length, p->sample_rate);
         if (comments) {
             if ((e = add_chapter_comment(s, i, llround((double)at / p->speed), c->title, err)))
                 return e;

@@ -40,6 +40,7 @@ typedef struct source_result {
     int sample_rate;
     int channels;
     int64_t samples;
+    imm_timeline taken;   /* those samples as runs of one rate: what it adds to each output */
     double duration; /* estimate from the probe, for progress */
     /* The join report's (ImmergeReport): */
     int merged;                   /* read to its end */
@@ -62,6 +63,7 @@ struct imm_task {
     target_result targets[IMM_MAX_TARGETS];
     int ntargets;
     source_result *sources; /* one per request source (up to 256 with MaxSources) */
+    int nsources;
     char *notifications; /* JSON array: how the completion message was delivered */
     /* A restored task's target URIs as its record resolved them when it was created: a template's
      * t_year.. are the creation time, not the time a worker took the task up. */
@@ -93,7 +95,7 @@ typedef struct run {
     imm_guard guard;
     double total_seconds;  /* of input, estimated by the probe */
     double read_seconds;   /* of input, read so far by this thread */
-    double rate;           /* the sample rate of the source being read */
+    imm_timeline *taking;  /* what this thread has taken of the source being read */
     double planned;        /* samples all the sinks will encode, estimated */
     imm_join_meter meter;  /* the joins between the sources this thread reads */
     imm_prepass pre;       /* what Loudness, Chapters and TrimSilence learnt before the merge */
@@ -131,6 +133,7 @@ imm_task *imm_task_new(const imm_request *req)
         return NULL;
     }
     t->req = req;
+    t->nsources = req->nsources;
     imm_request_id_new(t->request_id);
     imm_uuid_lower(uuid);
     snprintf(t->task_id, sizeof(t->task_id), "MediaConvert-%s", uuid);
@@ -188,6 +191,20 @@ static imm_err check_video(const imm_request *req, int i, const imm_source_info 
     return IMM_OK;
 }
 
+/* Containers whose header gives the whole file's length as a time. Elsewhere the length is one
+ * part's (the first of MP3s joined end to end, by its Xing header), a guess from the bitrate, or
+ * samples at the first rate (a chained Ogg's last granule, a FLAC header) where the rate may
+ * change mid-stream: StartTime is then judged only while decoding. */
+static int indexes_length(const char *format)
+{
+    static const char *const indexed[] = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "wav",
+                                          "w64", "asf", "avi", "aiff"};
+    for (size_t i = 0; i < sizeof(indexed) / sizeof(*indexed); i++)
+        if (!strcmp(format, indexed[i]))
+            return 1;
+    return 0;
+}
+
 /* Probes every source: it exists, it has audio, and how long it is. Keeps the primary's info and
  * the sources to merge open (the first KEEP_OPEN of them, or all with keep_all). */
 static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm_error *err)
@@ -212,7 +229,8 @@ static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm
                         : left > 0 ? left : 0;
         /* Container durations are estimates: refuse here only what is clearly past the end; the
          * exact judgement is made while decoding (merge_source). */
-        if (!sr->disable_audio && in->duration > 0 && sr->start_time > in->duration * 1.05 + 1) {
+        if (!sr->disable_audio && in->duration > 0 && indexes_length(in->format) &&
+            sr->start_time > in->duration * 1.05 + 1) {
             double length = in->duration;
             imm_source_close(src);
             return imm_error_set(err, IMM_EARG, "The parameter Sources[%d].StartTime %g s is "
@@ -385,8 +403,7 @@ static imm_err prepass(run *r, imm_error *err)
         r->spans[i] = r->pre.span[i];
     for (int i = 0; i < req->nsources && !e && req->ext.chapters; i++)
         if (!req->sources[i].disable_audio)
-            r->chapters[r->nchapters++] = (imm_chapter){r->pre.samples[i], r->pre.rate[i],
-                                                        r->pre.title[i]};
+            r->chapters[r->nchapters++] = (imm_chapter){&r->pre.length[i], r->pre.title[i]};
     for (int t = 0; t < task->ntargets && !e; t++) {
         plans[t]->chapters = r->chapters;
         plans[t]->nchapters = r->nchapters;
@@ -429,8 +446,11 @@ static void report(run *r)
 static imm_err on_read(void *opaque, const AVFrame *frame, int offset, int count, imm_error *err)
 {
     run *r = opaque;
+    imm_err e = imm_timeline_add(r->taking, frame->sample_rate, count, err);
+    if (e)
+        return e;
     imm_join_meter_add(&r->meter, frame, offset, count);
-    r->read_seconds += count / r->rate;
+    r->read_seconds += (double)count / frame->sample_rate;
     if (r->opt->max_seconds > 0 && r->read_seconds > r->opt->max_seconds)
         return too_long(r, r->read_seconds, err);
     report(r);
@@ -447,11 +467,12 @@ static imm_err merge_source(run *r, int index, imm_error *err)
                              &r->sources[index], err)))
         return e;
     imm_source *src = r->sources[index];
-    r->rate = imm_source_get_info(src)->sample_rate;
+    source_result *res = &r->task->sources[index];
     imm_source_narrow(src, &r->spans[index]);
     imm_join_meter_start(&r->meter);
+    imm_timeline_clear(&res->taken);
+    r->taking = &res->taken;
     e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_read, r, err);
-    source_result *res = &r->task->sources[index];
     res->samples = imm_source_samples(src);
     res->clip_start = imm_source_clip_start(src);
     memcpy(res->silence, r->pre.silence[index], sizeof(res->silence));
@@ -462,11 +483,10 @@ static imm_err merge_source(run *r, int index, imm_error *err)
     /* A clip that selects nothing is a mistake in the request, not a reason to drop a source. */
     if (!e && imm_source_samples(src) == 0) {
         const imm_source_req *sr = &req->sources[index];
-        double length = imm_source_get_info(src)->duration;
         if (sr->start_time > 0)
             e = imm_error_set(err, IMM_EARG, "The parameter Sources[%d].StartTime %g s is at or "
-                              "past the end of %s (%.3f s): the clip is empty.", index,
-                              sr->start_time, sr->uri, length);
+                              "past the end of %s, which decodes to %.3f s: the clip is empty.",
+                              index, sr->start_time, sr->uri, imm_source_decoded_seconds(src));
         else if (sr->duration > 0)
             e = imm_error_set(err, IMM_EARG, "The parameter Sources[%d].Duration %g s selects no "
                               "whole sample of %s: the clip is empty.", index, sr->duration,
@@ -560,6 +580,7 @@ static void release(run *r, imm_source_info *primary)
         imm_source_close(r->sources[i]);
     av_dict_free(&r->metadata);
     imm_cover_clear(&r->cover);
+    imm_prepass_clear(&r->pre);
     av_channel_layout_uninit(&primary->layout);
 }
 
@@ -583,15 +604,19 @@ imm_err imm_task_plan(const imm_request *req, const imm_run_options *opt, char *
             if (!r.sources[i])
                 continue;
             ps[i].info = imm_source_get_info(r.sources[i]);
-            e = imm_source_count(r.sources[i], &ps[i].samples, &ps[i].samples_from, &ps[i].exact,
+            e = imm_source_count(r.sources[i], &ps[i].whole, &ps[i].samples_from, &ps[i].exact,
                                  err);
-            if (!e && ps[i].samples < 0 && ps[i].info->duration > 0) {
-                ps[i].samples = llround(ps[i].info->duration * ps[i].info->sample_rate);
+            if (!e && !ps[i].whole.n && ps[i].info->duration > 0) {
                 ps[i].samples_from = ps[i].info->duration_from;
+                e = imm_timeline_add(&ps[i].whole, ps[i].info->sample_rate,
+                                     llround(ps[i].info->duration * ps[i].info->sample_rate),
+                                     err);
             }
         }
         if (!e && !(*json = imm_preview_json(req, ps, plans, r.chunks, r.total_seconds)))
             e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        for (int i = 0; i < req->nsources; i++)
+            imm_timeline_clear(&ps[i].whole);
     }
     release(&r, &primary);
     imm_task_free(task);
@@ -703,6 +728,8 @@ static void add_report_json(cJSON *o, const imm_task *t)
         cJSON_AddNumberToObject(so, "Index", i);
         cJSON_AddNumberToObject(so, "Samples", (double)s->samples);
         cJSON_AddNumberToObject(so, "SampleRate", s->sample_rate);
+        if (s->taken.n > 1) /* its rate changed within the clip: each run of one rate */
+            imm_timeline_json(so, &s->taken);
         cJSON_AddNumberToObject(so, "ClipStartSample", (double)s->clip_start);
         cJSON_AddNumberToObject(so, "TrimmedStart", (double)s->trimmed_start);
         cJSON_AddNumberToObject(so, "TrimmedEnd", (double)s->trimmed_end);
@@ -735,8 +762,7 @@ static void add_report_json(cJSON *o, const imm_task *t)
             cJSON_AddItemToArray(joins, j);
         }
         for (int k = 0; k < t->ntargets; k++)
-            before[k] += av_rescale_rnd(s->samples, t->targets[k].plan.sample_rate,
-                                        s->sample_rate, AV_ROUND_NEAR_INF);
+            before[k] += imm_timeline_length(&s->taken, t->targets[k].plan.sample_rate);
         prev = i;
     }
     if (!req->ext.loudness)
@@ -858,6 +884,8 @@ void imm_task_free(imm_task *t)
     if (!t)
         return;
     free(t->notifications);
+    for (int i = 0; i < t->nsources; i++)
+        imm_timeline_clear(&t->sources[i].taken);
     free(t->sources);
     for (int i = 0; i < IMM_MAX_TARGETS; i++) {
         imm_plan_clear(&t->targets[i].plan);

@@ -2,7 +2,10 @@
 # Length suite: the decoded length of every output against the Samples the task reports, at odd
 # lengths. MP3's LAME tag across every remainder of a frame (mpg123 and the ffmpeg CLI decoding),
 # in MPEG-1 and MPEG-2 frames and in chunks; then every container x codec pair at three odd
-# lengths, against README's table (exact, or what the container cannot say).
+# lengths, against README's table (exact, or what the container cannot say); then sources whose
+# sample rate changes mid-stream (a chained Ogg, a FLAC stream, MP3s joined end to end) clipped
+# across their changes, against the ffmpeg CLI's decoded timeline and its decode of the same time
+# range.
 #   tests/e2e/lengths.sh BIN
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -81,7 +84,103 @@ test_every_codec() {
   echo "# lengths: what decoders add where the container cannot say:$(echo "$more" | tr ' ' '\n' | sort -u | paste -sd' ' | sed 's/^/ /')"
 }
 
+# cli_runs FILE: the ffmpeg CLI's decoded timeline of FILE (its ashowinfo filter sees every frame at
+# its decoded rate): a "RATE SAMPLES" line per run of one rate.
+cli_runs() {
+  ffmpeg -nostdin -hide_banner -i "$1" -af ashowinfo -f null - 2>&1 |
+    sed -n 's/.*rate:\([0-9]*\) nb_samples:\([0-9]*\).*/\1 \2/p' |
+    awk '{ if ($1 != r) { if (r) print r, n; r = $1; n = 0 } n += $2 } END { print r, n }'
+}
+# clip_length START DURATION RATE < RUNS: README's rule for a clip of those runs, at an output RATE:
+# StartTime is the nearest sample of the run holding it, the end Duration later (in that run, that
+# many whole samples), each run's part converted as round(samples x RATE / its rate). Prints the
+# clip's length and where its first sample lies in the whole file converted so, both at RATE.
+clip_length() {
+  awk -v S="$1" -v D="$2" -v R="$3" '
+    function rnd(x) { return int(x + 0.5) }
+    function conv(n, r) { return int((2 * n * R + r) / (2 * r)) }
+    { r = $1; n = $2
+      if (!started) { a = rnd((S - t0) * r); if (a < 0) a = 0
+        if (a >= n) { t0 += n / r; before += conv(n, r); next }
+        started = 1; first = before + conv(a, r); endt = t0 + a / r + D; e = D > 0 ? a + rnd(D * r) : n
+      } else { a = 0; e = D > 0 ? rnd((endt - t0) * r) : n }
+      b = e < n ? e : n
+      if (b > a && !done) total += conv(b - a, r)
+      if (D > 0 && e <= n) done = 1
+      t0 += n / r }
+    END { print total + 0, first + 0 }'
+}
+# snr A B: B's level over that of A - B, in dB (sox); "inf" when they are the same.
+snr() {
+  local d r; d=$(sox -m -v 1 "$1" -v -1 "$2" -n stat 2>&1 | awk '/RMS +amplitude/ {print $3}')
+  r=$(sox "$2" -n stat 2>&1 | awk '/RMS +amplitude/ {print $3}')
+  awk -v d="$d" -v r="$r" 'BEGIN { if (d == 0) print "inf"; else printf "%.0f\n", 20 * log(r / d) / log(10) }'
+}
+
+test_rate_changes() {
+  local d="$b/rates" t; mkdir -p "$d"; t=$(mktemp -d "$work/rates.XXXX")
+  # The issue's chained Ogg: 4 s of Vorbis at 44.1 kHz, then 4 s at 22.05 kHz.
+  ff -f lavfi -i sine=440:sample_rate=44100:duration=4 -ac 2 -c:a libvorbis "$t/p1.ogg"
+  ff -f lavfi -i sine=660:sample_rate=22050:duration=4 -ac 2 -c:a libvorbis "$t/p2.ogg"
+  cat "$t/p1.ogg" "$t/p2.ogg" > "$d/chain.ogg"
+  # A FLAC stream at 32, 24, 16 and then 48 kHz (as the FLAC testbench's "changing samplerate").
+  local parts="" p rate n f
+  for p in 32000:65536:330 24000:36864:440 16000:32768:550 48000:70000:660; do
+    IFS=: read -r rate n f <<< "$p"
+    ff -f lavfi -i "sine=f=$f:sample_rate=$rate" -af "atrim=end_sample=$n" -ac 2 -c:a flac -frame_size 4096 "$t/r$rate.flac"
+    parts+=" $t/r$rate.flac"
+  done
+  python3 "$here/flac-join.py" "$d/rates.flac" $parts
+  # MP3 files joined end to end: 44.1 kHz, then 22.05 kHz with its own ID3 tag and LAME header.
+  ff -f lavfi -i sine=440:sample_rate=44100:duration=3 -ac 2 -c:a libmp3lame -b:a 128k "$t/m1.mp3"
+  ff -f lavfi -i sine=660:sample_rate=22050:duration=3 -ac 2 -c:a libmp3lame -b:a 64k "$t/m2.mp3"
+  cat "$t/m1.mp3" "$t/m2.mp3" > "$d/joined.mp3"
+  ff -f lavfi -i sine=220:sample_rate=44100 -af atrim=end_sample=11025 -ac 2 -c:a pcm_s16le "$d/tail.wav"
+
+  # The ffmpeg CLI's decode of each file, the reference for its time ranges, at a rate where the
+  # CLI drops nothing: it loses its resampler's few buffered samples at each rate change it
+  # resamples across, so the Ogg and the MP3s are taken whole at their first rate (only the second
+  # run is resampled), the FLAC stream at 48 kHz part by part (as flac-join.py took them), joined.
+  ff -i "$d/chain.ogg" -c:a pcm_s16le "$t/chain.ogg.wav"
+  ff -i "$d/joined.mp3" -c:a pcm_s16le "$t/joined.mp3.wav"
+  for p in $parts; do ff -i "$p" -ar 48000 -c:a pcm_s16le "$p.wav"; done
+  sox $(for p in $parts; do echo "$p.wav"; done) "$t/rates.flac.wav"
+
+  local file clip s dur ref runs w1 w22 out plan got1 got22 dec1 dec22 tail1 tail22 a q bad="" cases=0 runs_seen=""
+  tail22=$(rescale 11025 22050 44100)
+  for clip in chain.ogg:44100:3:3 chain.ogg:44100:5:1 chain.ogg:44100:0.5:0 chain.ogg:44100:4.02:0.5 \
+              rates.flac:48000:1:2 rates.flac:48000:2.5:3 rates.flac:48000:5.5:0 rates.flac:48000:0.5:6 \
+              joined.mp3:44100:2:2 joined.mp3:44100:4:1 joined.mp3:44100:0:0; do
+    IFS=: read -r file ref s dur <<< "$clip"
+    runs=$(cli_runs "$d/$file"); tail1=$(rescale 11025 "$ref" 44100)
+    read -r w1 a < <(clip_length "$s" "$dur" "$ref" <<< "$runs"); read -r w22 _ < <(clip_length "$s" "$dur" 22050 <<< "$runs")
+    printf '{"ProjectName":"p","Sources":[{"URI":"oss://test-bucket/rates/%s","StartTime":%s,"Duration":%s},{"URI":"oss://test-bucket/rates/tail.wav"}],"Targets":[{"URI":"oss://test-bucket/rates/o1.{autoext}","Container":"flac","Audio":{"TranscodeAudio":{"Codec":"flac","SampleRate":%s,"BitsPerSample":16}}},{"URI":"oss://test-bucket/rates/o22.{autoext}","Container":"flac","Audio":{"TranscodeAudio":{"Codec":"flac","SampleRate":22050}}}]}' \
+      "$file" "$s" "$dur" "$ref" > "$work/rc.json"
+    out=$("$bin" run --quiet --oss-root "$root" "$work/rc.json"); plan=$("$bin" plan --oss-root "$root" "$work/rc.json" 2> /dev/null)
+    got1=$(jqo '.Targets[0].Samples'); got22=$(jqo '.Targets[1].Samples')
+    dec1=$(samples "$d/o1.flac"); dec22=$(samples "$d/o22.flac")
+    # Our clip against the CLI's decode of the same time range (from the same first sample).
+    sox "$t/$file.wav" "$t/ref.wav" trim "${a}s" "${w1}s"; sox "$d/o1.flac" "$t/ours.wav" trim 0s "${w1}s"
+    q=$(snr "$t/ours.wav" "$t/ref.wav")
+    cases=$((cases + 1))
+    [ "$got1" = $((w1 + tail1)) ] && [ "$got22" = $((w22 + tail22)) ] && [ "$dec1" = "$got1" ] && [ "$dec22" = "$got22" ] \
+      && [ "$(printf '%s' "$plan" | jq -c '[.Targets[] | .PredictedSamples, .PredictionExact]')" = "[$got1,true,$got22,true]" ] \
+      && [ "$(jqo '.ImmergeReport.Joins[0].TargetSamples | join(",")')" = "$w1,$w22" ] \
+      && { [ "$q" = inf ] || [ "$q" -ge 50 ]; } \
+      || bad+=" $clip:want($w1+$tail1,$w22+$tail22)/got($got1,$got22)/decoded($dec1,$dec22)/plan$(printf '%s' "$plan" | jq -c '[.Targets[] | .PredictedSamples, .PredictionExact]')/join$(jqo '.ImmergeReport.Joins[0].TargetSamples | join(",")')/snr$q${out:+/$(jqo .Code)}"
+    runs_seen+=" $file@$s+$dur:$(jqo '.ImmergeReport.Sources[0].SampleRateRuns // [] | length')/${q}dB"
+  done
+  [ -z "$bad" ] && ok "rate changes mid-stream: $cases clips of a chained Ogg, a 4-rate FLAC and joined MP3s are as long as the CLI's timeline says (at two rates), decode to that, plan and the join report agree, and match the CLI's decode of the range (SNR >= 50 dB)" \
+    || not_ok "rate changes (clip:want/got/decoded/plan/join/snr)" "$bad"
+  echo "# lengths: runs of one rate in each clip, and its SNR against the CLI:$runs_seen"
+  # The issue's refused case, and a StartTime past the decoded end, judged on the decoded timeline.
+  printf '{"ProjectName":"p","Sources":[{"URI":"oss://test-bucket/rates/chain.ogg","StartTime":9}],"Targets":[{"URI":"oss://test-bucket/rates/o1.{autoext}","Container":"flac","Audio":{"TranscodeAudio":{"Codec":"flac","SampleRate":48000}}}]}' > "$work/rc.json"
+  out=$("$bin" run --quiet --oss-root "$root" "$work/rc.json"); rc=$?
+  expect_error "rate changes: StartTime past the decoded end (8.023 s) of a chained Ogg is refused" 2 InvalidArgument "decodes to 8.023 s"
+}
+
 test_mp3_remainders
 test_every_codec
+test_rate_changes
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
