@@ -4,6 +4,7 @@
  *   storage_io.c  FFmpeg I/O over imm_storage
  *   timeline.c    a source's runs of one rate: clipping by time, lengths as converted
  *   source.c      demux + decode + clip one source, sample-exact
+ *   count.c       a source's length without decoding it, for `immerge plan`
  *   plan.c        a target's resolved parameters (request, else the AlignmentIndex source)
  *   convert.c     resample/remix one source's audio into a target's format, exact in length
  *   lane.c        a target's converter and encoder on a thread of its own
@@ -145,19 +146,27 @@ void imm_source_narrow(imm_source *src, const imm_span *span);
 int64_t imm_source_clip_start(const imm_source *src);
 /* The decoded time read so far, whatever the rates: once the source has ended, its length. */
 double imm_source_decoded_seconds(const imm_source *src);
-/* For `immerge plan`: the source's whole decoded timeline (its runs of one rate), found without
- * decoding it where that is exact or a good estimate: PCM headers say exactly; other codecs'
- * packets are read (not decoded) and their durations summed, less the encoder delay and padding
- * the container signals. Streams joined end to end (a chained Ogg, MP3 files one after another) are decoded. `whole` stays
- * empty when its length cannot be known (a packet without duration, a mix of streams). *from
- * says which way, *exact whether that way is exact for this container. Leaves the source
- * unusable for reading. */
-imm_err imm_source_count(imm_source *src, imm_timeline *whole, const char **from, int *exact,
-                         imm_error *err);
+/* The next packet of the selected stream, read but not decoded (valid until the next call);
+ * *pkt NULL at the end. Only for a source that is not read otherwise (count.c). */
+imm_err imm_source_next_packet(imm_source *src, AVPacket **pkt, imm_error *err);
+const AVFormatContext *imm_source_demuxer(const imm_source *src);
+/* The same source and stream selection, opened again, whole (no clip). */
+imm_err imm_source_reopen_whole(const imm_source *src, imm_source **out, imm_error *err);
 /* The encoder delay (start) and padding (end) the container has so far told the decoder to drop
  * (AV_PKT_DATA_SKIP_SAMPLES), in samples. */
 void imm_source_trimmed(const imm_source *src, int64_t *start, int64_t *end);
 void imm_source_close(imm_source *src);
+
+/* ---- count.c ---- */
+/* For `immerge plan`: the source's whole decoded timeline (its runs of one rate), found without
+ * decoding it where that is exact or a good estimate: PCM headers say exactly; other codecs'
+ * packets are read (not decoded) and their durations summed, less the encoder delay and padding
+ * the container signals. Streams joined end to end (a chained Ogg, MP3 files one after another)
+ * are decoded. `whole` stays empty when its length cannot be known (a packet without duration, a
+ * mix of streams). *from says which way, *exact whether that way is exact for this container.
+ * Leaves the source unusable for reading. */
+imm_err imm_source_count(imm_source *src, imm_timeline *whole, const char **from, int *exact,
+                         imm_error *err);
 
 /* ---- plan.c ---- */
 /* A chapter: a merged source, by what of it is merged. */
