@@ -5,7 +5,7 @@
 # ImmergeExtensions, decoded lengths of every codec, three servers sharing one PostgreSQL queue,
 # and storage against servers on 127.0.0.1), and a 60 s libFuzzer run of each fuzz target.
 
-PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3 libmicrohttpd libpq
+PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3 libpq
 BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2 -g

@@ -1,6 +1,6 @@
 /*
- * server.c - `immerge serve` (see server.h): libmicrohttpd takes the HTTP, this file the
- * service's RPC surface and the worker pool.
+ * server.c - `immerge serve` (see server.h): httpd.c takes the HTTP, this file the service's RPC
+ * surface and the worker pool.
  *
  * A call's parameters come from the query and, for a form body, from the body; complex ones
  * (Sources, Targets, Notification, Tags, CredentialConfig) are JSON strings, as the official
@@ -12,11 +12,11 @@
 #include "server.h"
 
 #include "auth.h"
+#include "httpd.h"
 #include "job.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,12 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_BODY (1 << 20)
-/* What libmicrohttpd may hold of one call's request line and headers. The SDKs put every
- * parameter in the query (11 sources with long names pass 32 KiB, libmicrohttpd's default, and
- * would get its HTML 414); the pool is mapped, not touched, so only what a call uses costs. */
-#define MAX_HEAD (8u << 20)
-#define MAX_PARAMS 64
 #define API_VERSION "2020-09-30"
 
 typedef struct server {
@@ -43,16 +37,10 @@ typedef struct server {
     int nthreads, queue;
 } server;
 
-typedef struct conn {
-    char *body;
-    size_t len;
-    int too_big;
-} conn;
-
 typedef struct params {
-    imm_kv kv[MAX_PARAMS]; /* the query's: signed, and the first place a parameter is looked for */
-    size_t n;
-    imm_kv form[MAX_PARAMS]; /* a form body's */
+    const imm_kv *query; /* signed, and the first place a parameter is looked for */
+    size_t nquery;
+    imm_kv *form;        /* a form body's */
     size_t nform;
     char *form_buf;
 } params;
@@ -80,20 +68,6 @@ static void *worker(void *opaque)
 
 /* ---- answers ----------------------------------------------------------------------------------- */
 
-static enum MHD_Result answer(struct MHD_Connection *c, unsigned status, char *json)
-{
-    const char *body = json ? json : "{}";
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body,
-                                                             MHD_RESPMEM_MUST_COPY);
-    free(json);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, "Content-Type", "application/json;charset=utf-8");
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
 static unsigned http_status(imm_err e)
 {
     switch (e) {
@@ -106,28 +80,18 @@ static unsigned http_status(imm_err e)
     }
 }
 
-static enum MHD_Result fail(struct MHD_Connection *c, const imm_error *err)
+static char *fail(unsigned *status, const imm_error *err)
 {
-    return answer(c, http_status(err->code), imm_error_to_json(err, NULL));
+    *status = http_status(err->code);
+    return imm_error_to_json(err, NULL);
 }
 
-static enum MHD_Result fail_code(struct MHD_Connection *c, unsigned status, const char *code,
-                                 const char *message);
-
-/* A failure of the task records: one they cannot answer now (a database that is down) is the
- * service's 503, to be tried again. */
-static enum MHD_Result fail_tasks(struct MHD_Connection *c, const imm_error *err)
-{
-    if (err->code == IMM_EIO)
-        return fail_code(c, 503, "ServiceUnavailable", err->message);
-    return fail(c, err);
-}
-
-/* An error with a Code that is not one of imm_err's (signatures, throttling). */
-static enum MHD_Result fail_code(struct MHD_Connection *c, unsigned status, const char *code,
-                                 const char *message)
+/* The service's error shape for a Code that is not one of imm_err's (signatures, throttling, and
+ * what the HTTP layer refuses). */
+static char *error_body(void *opaque, const char *code, const char *message)
 {
     char rid[37];
+    (void)opaque;
     imm_request_id_new(rid);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "RequestId", rid);
@@ -137,56 +101,64 @@ static enum MHD_Result fail_code(struct MHD_Connection *c, unsigned status, cons
     cJSON_AddStringToObject(o, "Recommend", "See immerge's README.md, \"immerge serve\"");
     char *json = cJSON_Print(o);
     cJSON_Delete(o);
-    return answer(c, status, json);
+    return json;
+}
+
+static char *fail_code(unsigned *status, unsigned http, const char *code, const char *message)
+{
+    *status = http;
+    return error_body(NULL, code, message);
+}
+
+/* A failure of the task records: one they cannot answer now (a database that is down) is the
+ * service's 503, to be tried again. */
+static char *fail_tasks(unsigned *status, const imm_error *err)
+{
+    if (err->code == IMM_EIO)
+        return fail_code(status, 503, "ServiceUnavailable", err->message);
+    return fail(status, err);
 }
 
 /* ---- parameters -------------------------------------------------------------------------------- */
 
-static enum MHD_Result collect(void *opaque, enum MHD_ValueKind kind, const char *key,
-                               const char *value)
+/* A form body's parameters; -1 when one holds a NUL byte, or out of memory. */
+static int parse_form(params *p, const char *body, size_t len)
 {
-    params *p = opaque;
-    (void)kind;
-    if (p->n < MAX_PARAMS)
-        p->kv[p->n++] = (imm_kv){key, value ? value : ""};
-    return MHD_YES;
-}
-
-static void parse_form(params *p, const char *body, size_t len)
-{
-    if (!(p->form_buf = malloc(len + 1)))
-        return;
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++)
+        n += body[i] == '&';
+    if (!(p->form_buf = malloc(len + 1)) || !(p->form = calloc(n, sizeof(*p->form))))
+        return -1;
     memcpy(p->form_buf, body, len);
     p->form_buf[len] = '\0';
     char *save = NULL;
-    for (char *pair = strtok_r(p->form_buf, "&", &save); pair && p->nform < MAX_PARAMS;
-         pair = strtok_r(NULL, "&", &save)) {
+    for (char *pair = strtok_r(p->form_buf, "&", &save); pair; pair = strtok_r(NULL, "&", &save)) {
         char *eq = strchr(pair, '=');
         if (eq)
-            *eq = '\0';
-        for (char *q = pair; *q; q++)
-            if (*q == '+')
-                *q = ' ';
-        MHD_http_unescape(pair);
-        char *value = eq ? eq + 1 : (char *)"";
-        if (eq) {
-            for (char *q = value; *q; q++)
-                if (*q == '+')
-                    *q = ' ';
-            MHD_http_unescape(value);
-        }
-        p->form[p->nform++] = (imm_kv){pair, value};
+            *eq++ = '\0';
+        if (imm_http_form_decode(pair) || (eq && imm_http_form_decode(eq)))
+            return -1;
+        p->form[p->nform++] = (imm_kv){pair, eq ? eq : ""};
     }
+    return 0;
 }
 
 static const char *get(const params *p, const char *name)
 {
-    for (size_t i = 0; i < p->n; i++)
-        if (!strcmp(p->kv[i].key, name))
-            return p->kv[i].value;
+    for (size_t i = 0; i < p->nquery; i++)
+        if (!strcmp(p->query[i].key, name))
+            return p->query[i].value;
     for (size_t i = 0; i < p->nform; i++)
         if (!strcmp(p->form[i].key, name))
             return p->form[i].value;
+    return NULL;
+}
+
+static const char *header(const imm_http_request *r, const char *name)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        if (!strcasecmp(r->headers[i].key, name))
+            return r->headers[i].value;
     return NULL;
 }
 
@@ -235,21 +207,21 @@ static char *request_json(const params *p, imm_error *err)
     return json;
 }
 
-static enum MHD_Result create_task(server *s, struct MHD_Connection *c, const params *p)
+static char *create_task(server *s, unsigned *status, const params *p)
 {
     imm_error err = {0};
     imm_request *req = NULL;
     char *json = request_json(p, &err);
     if (!json || imm_request_parse(json, strlen(json), &req, &err)) {
         free(json);
-        return fail(c, &err);
+        return fail(status, &err);
     }
     free(json);
     imm_task *task = imm_task_new(req);
     if (!task) {
         imm_request_free(req);
         imm_error_set(&err, IMM_EINTERNAL, "out of memory");
-        return fail(c, &err);
+        return fail(status, &err);
     }
     imm_task_set_queued(task);
     char *task_json = imm_task_to_json(task);
@@ -268,34 +240,36 @@ static enum MHD_Result create_task(server *s, struct MHD_Connection *c, const pa
         snprintf(msg, sizeof(msg), "The task queue is full (%d waiting%s); try again later.",
                  s->queue, imm_tasks_shared(s->opt->tasks) ? " across the servers" : "");
         free(body);
-        return full ? fail_code(c, 429, "Throttling", msg) : fail_tasks(c, &err);
+        return full ? fail_code(status, 429, "Throttling", msg) : fail_tasks(status, &err);
     }
-    return answer(c, 200, body);
+    *status = 200;
+    return body;
 }
 
-static enum MHD_Result get_task(server *s, struct MHD_Connection *c, const params *p)
+static char *get_task(server *s, unsigned *status, const params *p)
 {
     imm_error err = {0};
     char *json = NULL;
     const char *id = get(p, "TaskId");
     if (!id || !*id) {
         imm_error_set(&err, IMM_EARG, "The parameter TaskId is required but not provided.");
-        return fail(c, &err);
+        return fail(status, &err);
     }
     int with_request = 0;
     const char *def = get(p, "RequestDefinition");
     if (def && strcasecmp(def, "true") && strcasecmp(def, "false")) {
         imm_error_set(&err, IMM_EARG, "The parameter RequestDefinition must be true or false.");
-        return fail(c, &err);
+        return fail(status, &err);
     }
     with_request = def && !strcasecmp(def, "true");
     if (imm_tasks_get(s->opt->tasks, get(p, "ProjectName"), id, get(p, "TaskType"),
                       with_request, &json, &err))
-        return fail_tasks(c, &err);
-    return answer(c, 200, json);
+        return fail_tasks(status, &err);
+    *status = 200;
+    return json;
 }
 
-static enum MHD_Result list_tasks(server *s, struct MHD_Connection *c, const params *p)
+static char *list_tasks(server *s, unsigned *status, const params *p)
 {
     static const char *const names[] = {"Status", "TagSelector", "MaxResults", "NextToken",
                                         "Sort", "Order", "TaskTypes", "StartTimeRange",
@@ -306,109 +280,62 @@ static enum MHD_Result list_tasks(server *s, struct MHD_Connection *c, const par
     for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
         const char *v = get(p, names[i]);
         if (v && imm_list_query_set(&q, names[i], v, &err))
-            return fail(c, &err);
+            return fail(status, &err);
     }
     if (imm_tasks_list(s->opt->tasks, &q, &json, &err))
-        return fail_tasks(c, &err);
-    return answer(c, 200, json);
+        return fail_tasks(status, &err);
+    *status = 200;
+    return json;
 }
 
-static enum MHD_Result collect_header(void *opaque, enum MHD_ValueKind kind, const char *key,
-                                      const char *value)
+/* Answers one call (imm_http_handler). */
+static char *dispatch(void *opaque, const imm_http_request *r, unsigned *status)
 {
-    return collect(opaque, kind, key, value);
-}
-
-static enum MHD_Result dispatch(server *s, struct MHD_Connection *c, const char *url,
-                                const char *method, conn *cn)
-{
-    params p = {0}, h = {0};
-    enum MHD_Result ret;
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect, &p);
-    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, &h);
-    const char *type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    if (cn->len && type && !strncasecmp(type, "application/x-www-form-urlencoded", 33))
-        parse_form(&p, cn->body, cn->len);
+    server *s = opaque;
+    params p = {.query = r->query, .nquery = r->nquery};
+    char *ret;
+    const char *type = header(r, "Content-Type");
+    if (strcmp(r->method, "GET") && strcmp(r->method, "POST"))
+        return fail_code(status, 405, "MethodNotAllowed", "Use GET or POST.");
+    if (r->body_len && type && !strncasecmp(type, "application/x-www-form-urlencoded", 33) &&
+        parse_form(&p, r->body, r->body_len)) {
+        ret = fail_code(status, 400, "MalformedRequest",
+                        "A parameter of the form body holds a NUL byte (%00).");
+        goto out;
+    }
     if (s->auth) {
         char code[64], msg[256];
-        imm_auth_call call = {.method = method, .path = url, .params = p.kv, .nparams = p.n,
-                              .headers = h.kv, .nheaders = h.n, .body = cn->body,
-                              .body_len = cn->len};
+        imm_auth_call call = {.method = r->method, .path = r->path, .params = r->query,
+                              .nparams = r->nquery, .headers = r->headers,
+                              .nheaders = r->nheaders, .body = r->body, .body_len = r->body_len};
         if (imm_auth_check(s->auth, &call, code, msg)) {
-            free(p.form_buf);
-            return fail_code(c, imm_auth_status(code), code, msg);
+            ret = fail_code(status, imm_auth_status(code), code, msg);
+            goto out;
         }
     }
     const char *action = get(&p, "Action");
     const char *version = get(&p, "Version");
     if (!action)
-        action = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-acs-action");
+        action = header(r, "x-acs-action");
     if (!version)
-        version = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-acs-version");
+        version = header(r, "x-acs-version");
     if (version && strcmp(version, API_VERSION))
-        ret = fail_code(c, 400, "InvalidVersion", "This server speaks Version 2020-09-30.");
+        ret = fail_code(status, 400, "InvalidVersion", "This server speaks Version 2020-09-30.");
     else if (!action)
-        ret = fail_code(c, 400, "MissingAction", "The parameter Action is required.");
+        ret = fail_code(status, 400, "MissingAction", "The parameter Action is required.");
     else if (!strcmp(action, "CreateMediaConvertTask"))
-        ret = create_task(s, c, &p);
+        ret = create_task(s, status, &p);
     else if (!strcmp(action, "GetTask"))
-        ret = get_task(s, c, &p);
+        ret = get_task(s, status, &p);
     else if (!strcmp(action, "ListTasks"))
-        ret = list_tasks(s, c, &p);
+        ret = list_tasks(s, status, &p);
     else
-        ret = fail_code(c, 404, "InvalidAction.NotFound",
+        ret = fail_code(status, 404, "InvalidAction.NotFound",
                         "This server answers CreateMediaConvertTask, GetTask and ListTasks.");
+out:
+    free(p.form);
     free(p.form_buf);
     return ret;
-}
-
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **state)
-{
-    server *s = cls;
-    conn *cn = *state;
-    (void)version;
-    if (!cn) {
-        if (!(cn = calloc(1, sizeof(*cn))))
-            return MHD_NO;
-        *state = cn;
-        return MHD_YES;
-    }
-    if (*upload_size) {
-        if (cn->len + *upload_size > MAX_BODY) {
-            cn->too_big = 1;
-        } else {
-            char *grown = realloc(cn->body, cn->len + *upload_size + 1);
-            if (!grown)
-                return MHD_NO;
-            memcpy(grown + cn->len, upload, *upload_size);
-            cn->body = grown;
-            cn->len += *upload_size;
-            cn->body[cn->len] = '\0';
-        }
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    if (cn->too_big)
-        return fail_code(c, 413, "RequestTooLarge", "The request body is over 1 MiB.");
-    if (strcmp(method, "GET") && strcmp(method, "POST"))
-        return fail_code(c, 405, "MethodNotAllowed", "Use GET or POST.");
-    return dispatch(s, c, url, method, cn);
-}
-
-static void on_completed(void *cls, struct MHD_Connection *c, void **state,
-                         enum MHD_RequestTerminationCode why)
-{
-    conn *cn = *state;
-    (void)cls;
-    (void)c;
-    (void)why;
-    if (cn) {
-        free(cn->body);
-        free(cn);
-        *state = NULL;
-    }
 }
 
 /* ---- the server -------------------------------------------------------------------------------- */
@@ -462,28 +389,22 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
     for (; started < s.nthreads; started++)
         if (pthread_create(&s.threads[started], NULL, worker, &s))
             break;
-    struct MHD_Daemon *d = started ? MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, on_request, &s, MHD_OPTION_SOCK_ADDR, &addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)30, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MAX_HEAD,
-        MHD_OPTION_END) : NULL;
-    if (!d) {
-        e = imm_error_set(err, IMM_EIO, "Cannot listen on %s (in use, or not this host's?).",
-                          opt->listen);
+    imm_httpd *d = NULL;
+    imm_error why = {0};
+    if (!started || imm_httpd_start(&addr, dispatch, error_body, &s, &d, &why)) {
+        e = imm_error_set(err, IMM_EIO, "Cannot listen on %s (in use, or not this host's?): %s",
+                          opt->listen, started ? why.message : "no worker thread.");
     } else {
-        const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
         char host[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &addr.sin_addr, host, sizeof(host));
-        printf("{\"Listen\": \"%s:%u\"}\n", host, info ? info->port : 0);
+        printf("{\"Listen\": \"%s:%d\"}\n", host, imm_httpd_port(d));
         fflush(stdout);
         if (!opt->quiet)
-            fprintf(stderr, "immerge: listening on %s:%u (%d workers, queue %d%s)\n", host,
-                    info ? info->port : 0, s.nthreads, s.queue,
-                    keys ? ", signed calls only" : "");
+            fprintf(stderr, "immerge: listening on %s:%d (%d workers, queue %d%s)\n", host,
+                    imm_httpd_port(d), s.nthreads, s.queue, keys ? ", signed calls only" : "");
         while (!*opt->stop)
             usleep(100 * 1000);
-        MHD_stop_daemon(d); /* no new calls; the answers under way are finished */
+        imm_httpd_stop(d); /* no new calls; the answers under way are finished */
     }
     /* Drain: running tasks finish; queued ones are left to the other servers, or recorded as
      * never started where there are none. */

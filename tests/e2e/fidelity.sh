@@ -141,8 +141,39 @@ id3=$(jqo .body.TaskId)
 for _ in $(seq 100); do [ "$(call GetTask "{\"TaskId\":\"$id3\"}" | jq -r .body.Status)" = Succeeded ] && break; sleep 0.2; done
 n=$(samples "$b/output/long.mp3" 2>/dev/null)
 [ "$len" -gt 32768 ] && [ -n "$n" ] && [ "$n" -ge $((11 * 44100)) ] \
-  && ok "a $len-byte Sources in the query (over 32 KiB) is taken, not answered with HTML 414, and merged ($n samples)" \
+  && ok "a $len-byte Sources in the query (over 32 KiB) is taken and merged ($n samples)" \
   || not_ok "long query" "len=$len n=$n $out"
+
+# The edges of HTTP, byte for byte (tests/e2e/http-edges.py): whatever the server refuses itself
+# is answered in the service's JSON error shape, never a library's HTML; what is a call is served.
+port_signed=$port
+start_server "$work/serve-open.log" "$bin" serve --listen 127.0.0.1:0 --workers 1 --oss-root "$root" --tasks "$work/tasks-open"
+edges=$(python3 "$here/http-edges.py" "$port")
+want="request-line-9MiB 414 RequestLineTooLong
+headers-9MiB 431 RequestHeaderFieldsTooLarge
+not-http 400 MalformedRequest
+http-2.0 505 HttpVersionNotSupported
+folded-header 400 MalformedRequest
+body-over-1MiB 413 RequestTooLarge
+bad-content-length 400 MalformedRequest
+body-cut-short 400 MalformedRequest
+bad-chunk 400 MalformedRequest
+gzip-coding 501 NotImplemented
+nul-in-query 400 MalformedRequest
+nul-in-form 400 MalformedRequest
+put 405 MethodNotAllowed
+chunked-form 200 ok
+http-1.0 200 ok
+lf-lines 200 ok
+absolute-target 200 ok
+pipelined 400+200 ResourceNotFound+ok
+expect-100 200 ok"
+got=$(printf '%s\n' "$edges" | awk '{ print $1, $2, $3 }')
+slow=$(printf '%s\n' "$edges" | awk '$4 > 2 { print $1 }')
+[ "$got" = "$want" ] && [ -z "$slow" ] \
+  && ok "HTTP edges: a 9 MiB request line (414), 9 MiB of headers (431), malformed calls, HTTP/2.0, a body over 1 MiB, NUL bytes: each in the service's JSON shape, never HTML; chunked bodies, HTTP/1.0, pipelined calls and Expect: 100-continue served at once" \
+  || not_ok "HTTP edges (want | got)" "$(diff <(echo "$want") <(echo "$got") | tr '\n' ' ') slow: $slow"
+port=$port_signed
 
 # Signatures: the gateway's codes, statuses and messages; ACS3-HMAC-SM3 taken.
 out=$(node "$top/tests/oss/openapi-call.js" "$ep" "$AK" wrong-secret GetTask "{\"TaskId\":\"$id1\"}")
