@@ -169,15 +169,16 @@ static imm_err excerpt(imm_storage *st, const char *uri, const imm_target_plan *
  * period, and the lag nearest to none is the one meant. */
 #define TIE 1e-4
 
-#define CANDIDATES 16 /* peaks of the reduced-rate correlation looked at again at the full rate */
-#define LOOSE 0.02    /* how far below the highest a reduced-rate peak may be and still count */
+#define MAX_PEAKS 4096 /* peaks of one phase's reduced-rate correlation looked at again ... */
+#define LOOSE 0.02     /* ... if within this of the highest */
+#define SHORT 4096     /* samples of A the peaks are first ranked on at the full rate ... */
+#define SHORTLIST 32   /* ... and how many of them are then measured over the whole window */
 
 /* Normalised cross-correlation of a[0, window) against b[k, k + window) for k in [0, lags),
- * via FFT; ks[0, *nk) get the lags worth a closer look (at most CANDIDATES): the highest, then
- * the local peaks near it in value, nearest to `center` first; *best the highest value (-2: no
- * energy anywhere). */
+ * via FFT; ks[0, *nk) get its local peaks within LOOSE of the highest (at most MAX_PEAKS, the
+ * highest first, then the nearest to `center`); *best the highest value (-2: no energy). */
 static imm_err correlate(const float *a, const float *b, int window, int lags, int center,
-                         int ks[CANDIDATES], int *nk, double *best, imm_error *err)
+                         int *ks, int *nk, double *best, imm_error *err)
 {
     int span = window + lags - 1, n = 1;
     while (n < span + window)
@@ -215,8 +216,6 @@ static imm_err correlate(const float *a, const float *b, int window, int lags, i
         fb[i].im = x.im * y.re - x.re * y.im;
     }
     inv_fn(inv, t, fb, sizeof(*t));
-    /* The reduced rate only approximates: the peaks within LOOSE of the highest are all
-     * candidates, the nearest to `center` (lag 0) first, and the highest one always. */
     double *c = energy; /* reused: energy[k + window] is not needed once c[k] is known */
     int top_k = -1;
     for (int k = 0; k < lags; k++) {
@@ -230,8 +229,8 @@ static imm_err correlate(const float *a, const float *b, int window, int lags, i
     if (top_k < 0)
         goto done;
     ks[(*nk)++] = top_k;
-    for (int dist = 0; dist < lags && *nk < CANDIDATES; dist++)
-        for (int side = 0; side < 2 && *nk < CANDIDATES; side++) {
+    for (int dist = 0; dist < lags && *nk < MAX_PEAKS; dist++)
+        for (int side = 0; side < 2 && *nk < MAX_PEAKS; side++) {
             int k = center + (side ? dist : -dist);
             if ((side && !dist) || k < 0 || k >= lags || k == top_k || c[k] < *best - LOOSE ||
                 (k > 0 && c[k - 1] > c[k]) || (k + 1 < lags && c[k + 1] > c[k]))
@@ -271,10 +270,89 @@ static void reduce(const float *x, int n, int d, float *out)
     }
 }
 
+/* Where in a[0, window) the SHORT samples with the most energy start. */
+static int loudest(const float *a, int window)
+{
+    double e = 0, most = -1;
+    int at = 0;
+    for (int i = 0; i < window; i++) {
+        e += (double)a[i] * a[i];
+        if (i >= SHORT)
+            e -= (double)a[i - SHORT] * a[i - SHORT];
+        if (i >= SHORT - 1 && e > most) {
+            most = e;
+            at = i - SHORT + 1;
+        }
+    }
+    return at;
+}
+
+/* The normalised correlation of A with B at lag L over all the two excerpts share: a delayed
+ * copy of a periodic signal matches one period off as well as at its delay within the window,
+ * but only at its delay over the whole excerpt (its leading silence, its ends). */
+static double overlap_correlation(const float *a, int na, const float *b, int nb, int lag)
+{
+    int from = FFMAX(0, -lag), to = FFMIN(na, nb - lag);
+    return to - from < 64 ? -2 : correlation_at(a + from, b + from + lag, to - from, 0);
+}
+
+typedef struct scored {
+    int j;      /* a lag, as an index into B's excerpt (lag + search) */
+    double c;
+} scored;
+
+static int by_score(const void *x, const void *y)
+{
+    const scored *p = x, *q = y;
+    return (p->c < q->c) - (p->c > q->c);
+}
+
+/* The peaks of the correlation at a rate reduced by d (so that the FFT stays within MAX_FFT),
+ * once for each of the d phases of B against A's grid, so that every full-rate lag lies on the
+ * grid of one: an exact match off the grid of a single pass would lose to a near one on it. Each
+ * peak and its neighbours go into js[*n] as full-rate lags, their scores over SHORT samples of A
+ * (cheap, and an exact match still stands out from one period off); *best the highest reduced
+ * value. */
+static imm_err peaks(const float *a, const float *b, int search, int window, int d, scored *js,
+                     int *n, double *best, imm_error *err)
+{
+    int lags = 2 * search + 1, nk;
+    float *ra = malloc(sizeof(*ra) * (size_t)(window / d + 1));
+    float *rb = malloc(sizeof(*rb) * (size_t)((window + lags) / d + 1));
+    int *ks = malloc(sizeof(*ks) * MAX_PEAKS);
+    double *tops = malloc(sizeof(*tops) * (size_t)d);
+    imm_err e = IMM_OK;
+    *best = -2;
+    *n = 0;
+    if (!ra || !rb || !ks || !tops) {
+        e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        goto done;
+    }
+    int shrt = FFMIN(SHORT, window);
+    int from = FFMIN(loudest(a + search, window), window - shrt);
+    reduce(a + search, window, d, ra);
+    for (int p = 0; p < d && !e; p++) {
+        reduce(b + p, window + lags - 1 - p, d, rb);
+        e = correlate(ra, rb, window / d, (lags - 1 - p) / d + 1, (search - p) / d, ks, &nk,
+                      &tops[p], err);
+        for (int i = 0; i < nk && !e; i++)
+            for (int j = FFMAX(0, ks[i] * d + p - 1); j <= FFMIN(lags - 1, ks[i] * d + p + 1); j++)
+                js[(*n)++] = (scored){j, correlation_at(a + search + from, b + from, shrt, j)};
+        *best = FFMAX(*best, tops[p]);
+    }
+done:
+    free(ra);
+    free(rb);
+    free(ks);
+    free(tops);
+    return e;
+}
+
 /* The lag L in [-search, search] at which B[i + L] best matches A[i]: A[search, search + window)
- * against B[0, window + 2 search), at a rate reduced by d so that the FFT stays within MAX_FFT,
- * then at the full rate within d of the peak found, and at lag 0. B's reduced excerpt starts
- * where lag 0 falls on a whole reduced lag, and lag 0 wins every tie: a periodic signal matches
+ * against B[0, window + 2 search). The peaks of a reduced-rate correlation (peaks()), ranked at
+ * the full rate over SHORT samples; the best of them and lag 0 then measured over the whole
+ * window. Of those that match as well as the best (within TIE), the one that matches best over
+ * all the excerpts share wins, and of equals the lag nearest to 0: a periodic signal matches
  * itself one period away as well as at none, and identical files must be found identical. */
 static imm_err find_offset(const float *a, int na, const float *b, int nb, int search, int window,
                            int64_t *lag, double *corr, imm_error *err)
@@ -285,55 +363,40 @@ static imm_err find_offset(const float *a, int na, const float *b, int nb, int s
     *corr = NAN;
     if (window < 64)
         return IMM_OK; /* too short to tell */
-    int lags = 2 * search + 1, d = 1;
+    int lags = 2 * search + 1, d = 1, n = 0;
     while ((2 * window + lags) / d > MAX_FFT / 2)
         d++;
-    int skew = search % d; /* B's reduced excerpt starts here: lag 0 is reduced lag search / d */
-    int rlags = (lags - 1 - skew) / d + 1;
-    float *ra = malloc(sizeof(*ra) * (size_t)(window / d + 1));
-    float *rb = malloc(sizeof(*rb) * (size_t)((window + lags) / d + 1));
-    if (!ra || !rb) {
-        free(ra);
-        free(rb);
-        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    }
-    reduce(a + search, window, d, ra);
-    reduce(b + skew, window + lags - 1 - skew, d, rb);
-    int ks[CANDIDATES], nk = 0;
-    double best;
-    imm_err e = correlate(ra, rb, window / d, rlags, search / d, ks, &nk, &best, err);
-    free(ra);
-    free(rb);
-    if (e || best <= -2)
-        return e;
-    /* Each candidate again at the full rate, within d of it, and lag 0; of the highest (those
-     * within TIE of it), lag 0 if it is one, else the lag nearest to 0. */
-    int n = 0, span = 2 * d + 1;
-    int *js = malloc(sizeof(*js) * (size_t)(nk * span + 1));
-    double *cs = malloc(sizeof(*cs) * (size_t)(nk * span + 1)), top = -2;
-    if (!js || !cs) {
+    scored *js = malloc(sizeof(*js) * ((size_t)d * MAX_PEAKS * 3 + 1));
+    double best = -2;
+    imm_err e = js ? peaks(a, b, search, window, d, js, &n, &best, err)
+                   : imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    if (e || best <= -2) {
         free(js);
-        free(cs);
-        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        return e;
     }
-    js[n++] = search;
-    for (int i = 0; i < nk; i++)
-        for (int j = FFMAX(0, ks[i] * d + skew - d); j <= FFMIN(lags - 1, ks[i] * d + skew + d); j++)
-            js[n++] = j;
+    qsort(js, (size_t)n, sizeof(*js), by_score);
+    n = FFMIN(n, SHORTLIST);
+    js[n++] = (scored){search, 0}; /* lag 0 */
+    double top = -2, wide = -3;
     for (int i = 0; i < n; i++)
-        top = FFMAX(top, cs[i] = correlation_at(a + search, b, window, js[i]));
+        top = FFMAX(top, js[i].c = correlation_at(a + search, b, window, js[i].j));
     int at = -1;
-    for (int i = 0; i < n; i++)
-        if (cs[i] >= top - TIE && (at < 0 || abs(js[i] - search) < abs(js[at] - search)))
+    for (int i = 0; i < n; i++) {
+        if (js[i].c < top - TIE)
+            continue;
+        double w = overlap_correlation(a, na, b, nb, js[i].j - search);
+        int nearer = at < 0 || abs(js[i].j - search) < abs(js[at].j - search);
+        if (w > wide + TIE || (w >= wide - TIE && nearer)) {
             at = i;
-    *lag = js[at] - search;
-    *corr = cs[at];
+            wide = FFMAX(w, wide);
+        }
+    }
+    *lag = js[at].j - search;
+    *corr = js[at].c;
     free(js);
-    free(cs);
     return IMM_OK;
 }
 
-/* Counts f (OWN) into r's statistics and loudness. */
 static imm_err account(reader *r, AVFrame *f, imm_error *err)
 {
     int channels = f->ch_layout.nb_channels;

@@ -125,6 +125,29 @@ out=$("$bin" compare --max-offset 100 --max-length-diff 100 "$tone" "$work/late.
 [ "$rc" = 0 ] && [ "$(jqo .Snr)" = null ] && [ "$(jqo .ComparedSamples)" = 88200 ] \
   && ok "compare: within --max-offset 100 it matches, and aligned it is sample for sample the same" \
   || not_ok "compare: aligned" "rc=$rc $(printf '%s' "$out" | jq -c '[.Mismatches, .Snr, .ComparedSamples]')"
+# Periodic signals: two sines of whole cycles per second repeat every second, so within the
+# search window a copy matches one period away exactly as well as at its true delay. The issue's
+# file (the sines and pink noise) against itself is identical; copies delayed by sox are found at
+# their delay (the excerpt's leading silence tells it from one period off), at 44.1 and 48 kHz.
+bad="" found=""
+for r in 44100 48000; do
+  ff -f lavfi -i "sine=f=440:d=7:sample_rate=$r" -f lavfi -i "sine=f=663:d=7:sample_rate=$r" \
+     -f lavfi -i "anoisesrc=d=7:c=pink:r=$r:a=0.2:seed=3" -filter_complex "[0][1][2]amix=inputs=3" -c:a flac "$work/noisy.flac"
+  ff -f lavfi -i "sine=f=440:d=7:sample_rate=$r" -f lavfi -i "sine=f=663:d=7:sample_rate=$r" \
+     -filter_complex "[0][1]amix=inputs=2" -c:a flac "$work/sines.flac"
+  out=$("$bin" compare "$work/noisy.flac" "$work/noisy.flac")
+  [ "$(jqo '[.Identical, .OffsetSamples] | join(",")')" = true,0 ] || bad+=" itself@$r:$(jqo '[.Identical, .OffsetSamples] | join(",")')"
+  for f in sines noisy; do
+    for delay in 100 5000 30000 44000; do
+      sox "$work/$f.flac" "$work/delayed.flac" pad "${delay}s" 0
+      out=$("$bin" compare "$work/$f.flac" "$work/delayed.flac")
+      [ "$(jqo '[.OffsetSamples, .Snr] | join(",")')" = "$delay," ] && found+=" $f@$r+$delay" \
+        || bad+=" $f@$r+$delay:$(jqo '[.OffsetSamples, .Correlation, .Snr] | join(",")')"
+    done
+  done
+done
+[ -z "$bad" ] && ok "compare: periodic signals: the issue's file is identical to itself, and 16 delayed copies are found at their true delay, sample for sample the same once aligned" \
+  || not_ok "compare: periodic signals (case:offset,correlation,snr)" "$bad"
 sox "$tone" "$work/quiet.wav" vol 0.5
 out=$("$bin" compare "$tone" "$work/quiet.wav"); rc=$?
 lufs() { ffmpeg -nostdin -hide_banner -i "$1" -af ebur128 -f null - 2>&1 | awk '/I:/ { v = $2 } END { print v }'; }
