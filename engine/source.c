@@ -47,7 +47,7 @@ struct imm_source {
     mixer *mix;                   /* NULL unless several streams are mixed */
     AVPacket *pkt;
     AVFrame *frame;
-    const imm_stream_select *sel;
+    imm_stream_select sel;        /* kept to open the source again (imm_source_reopen_whole) */
     imm_source_info info;
     imm_clip clip;              /* StartTime and Duration */
     imm_span span;              /* TrimSilence: the part of the clip's samples delivered */
@@ -216,7 +216,7 @@ imm_err imm_source_open(imm_storage *st, const imm_source_req *req, const imm_st
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     src->st = st;
     src->uri = req->uri;
-    src->sel = sel;
+    src->sel = *sel;
     src->span = (imm_span){0, -1};
     imm_clip_init(&src->clip, req->start_time, req->duration);
     if ((e = imm_io_open_input(st, req->uri, &src->fmt, err)))
@@ -535,7 +535,7 @@ const AVFormatContext *imm_source_demuxer(const imm_source *src)
 imm_err imm_source_reopen_whole(const imm_source *src, imm_source **out, imm_error *err)
 {
     imm_source_req whole = {.uri = (char *)src->uri};
-    return imm_source_open(src->st, &whole, src->sel, out, err);
+    return imm_source_open(src->st, &whole, &src->sel, out, err);
 }
 
 void imm_source_close(imm_source *src)

@@ -7,7 +7,8 @@
  * caller's: its handler's, or its refusal shape for the refusals made here.
  *
  * A thread per connection, at most MAX_CONNS (past that a call is refused 503 at once). Reads and
- * writes time out after 30 s. Connections persist (HTTP/1.1 unless "Connection: close", 1.0 only
+ * writes time out after 30 s without a byte, and a call must arrive within 120 s in all (a
+ * trickle cannot hold a thread for ever). Connections persist (HTTP/1.1 unless "Connection: close", 1.0 only
  * with "keep-alive"), and pipelined calls are answered in order. A call's head may take up to
  * IMM_HTTP_MAX_HEAD, and all connections together hold at most HEAD_BUDGET of heads, so memory
  * stays bounded however many large calls come at once. Bodies come with Content-Length or
@@ -27,7 +28,8 @@
 
 #define MAX_CONNS 256
 #define HEAD_BUDGET (64u << 20)
-#define IO_TIMEOUT 30 /* seconds */
+#define IO_TIMEOUT 30 /* seconds without a byte, either way */
+#define CALL_TIME 120 /* seconds a call's head and body may take to arrive in all */
 #define MAX_LINE 4096 /* a chunk-size line or a trailer */
 
 typedef struct conn conn;
@@ -54,6 +56,7 @@ struct conn {
     conn *next, *prev;
     char *buf;           /* read and not yet taken */
     size_t len, cap;
+    time_t deadline;     /* the call being read must have arrived by then */
 };
 
 /* ---- reading ---------------------------------------------------------------------------------- */
@@ -108,10 +111,19 @@ static void shrink(conn *c)
     c->cap = 4096;
 }
 
-/* Reads what the peer has sent into the buffer: bytes read, 0 when it closed, -1 on an error or
- * the timeout. */
+static int late(const conn *c)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > c->deadline;
+}
+
+/* Reads what the peer has sent into the buffer: bytes read, 0 when it closed, -1 on an error,
+ * the timeout, or a call that trickles in past its deadline. */
 static ssize_t fill(conn *c)
 {
+    if (late(c))
+        return -1;
     for (;;) {
         ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
         if (n < 0 && errno == EINTR)
@@ -136,6 +148,8 @@ static int take(conn *c, char *out, size_t n)
     memcpy(out, c->buf, have);
     consume(c, have);
     while (have < n) {
+        if (late(c))
+            return -1;
         ssize_t got = recv(c->fd, out + have, n - have, 0);
         if (got < 0 && errno == EINTR)
             continue;
@@ -425,6 +439,9 @@ static int read_head(conn *c, head *h)
 {
     size_t scan = 0;
     int budget;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    c->deadline = now.tv_sec + CALL_TIME;
     for (;;) {
         char *end = NULL;
         /* Blank lines before a request line are allowed (RFC 9112, 2.2). */
