@@ -3,7 +3,8 @@
 # tests (also under ASan+UBSan), valgrind, the end-to-end suites under ASan+UBSan and normally
 # (merge, targets, service with a 200-task soak, seams, hostile input, plan/report/compare/progress,
 # ImmergeExtensions, decoded lengths of every codec, three servers sharing one PostgreSQL queue,
-# and storage against servers on 127.0.0.1), and a 60 s libFuzzer run of each fuzz target.
+# and storage against servers on 127.0.0.1), and a 60 s libFuzzer run of each fuzz target (the
+# request parser, the media path, serve's HTTP layer).
 
 PKGS     := libavformat libavcodec libavfilter libswresample libavutil libcjson openssl libcurl opencore-amrnb sqlite3 libpq
 BUILD    ?= build
@@ -137,17 +138,20 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
 
 # libFuzzer (clang) with ASan+UBSan, FUZZ_SECONDS (default 60) per target: the request parser
-# (corpus: testdata/'s requests, a dictionary of field names) and the media path (corpus: small
-# files of every input format from gen-media.sh). A crash leaves its input in build/fuzz/.
+# (corpus: testdata/'s requests, a dictionary of field names), the media path (corpus: small
+# files of every input format from gen-media.sh) and serve's HTTP layer (corpus: tests/fuzz/
+# http-seeds, a dictionary of HTTP's words). A crash leaves its input in build/fuzz/.
 FUZZ_SECONDS ?= 60
 FUZZ_SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-FUZZ_TARGETS := build/fuzz/fuzz_request build/fuzz/fuzz_media
+FUZZ_TARGETS := build/fuzz/fuzz_request build/fuzz/fuzz_media build/fuzz/fuzz_http
 fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang OPT="-O1 -g" \
 		SAN="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" build/fuzz/libimmerge.a
 	@for t in request media; do \
 	  clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_$$t \
 	    tests/fuzz/fuzz_$$t.c build/fuzz/libimmerge.a $(LDLIBS) || exit 1; done
+	@clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_http tests/fuzz/fuzz_http.c \
+	  service/httpd.c build/fuzz/libimmerge.a $(LDLIBS)
 	@mkdir -p build/fuzz/corpus-request build/fuzz/corpus-media && \
 	  cp testdata/*.json build/fuzz/corpus-request/ && \
 	  { [ -f build/fuzz/seeds/.done ] || { testdata/gen-media.sh build/fuzz/seeds --formats && \
@@ -158,7 +162,10 @@ fuzz: deps
 		{ tail -40 request.log; exit 1; }
 	@cd build/fuzz && ./fuzz_media -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -timeout=20 \
 		-rss_limit_mb=1024 corpus-media 2> media.log || { tail -40 media.log; exit 1; }
-	@for t in request media; do echo "fuzz_$$t: $$(grep -E '^#[0-9]+' build/fuzz/$$t.log | tail -1)"; done
+	@mkdir -p build/fuzz/corpus-http && cp tests/fuzz/http-seeds/* build/fuzz/corpus-http/
+	@cd build/fuzz && ./fuzz_http -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=20 \
+		-dict=../../tests/fuzz/http.dict corpus-http 2> http.log || { tail -40 http.log; exit 1; }
+	@for t in request media http; do echo "fuzz_$$t: $$(grep -E '^#[0-9]+' build/fuzz/$$t.log | tail -1)"; done
 
 # Speed against the ffmpeg CLI doing the same merges (minutes; not part of make test).
 bench: deps

@@ -406,28 +406,30 @@ static unsigned parse_head(head *h, const char **why)
     return 0;
 }
 
-/* The target's path and query: origin-form (/path?query) or absolute-form (http://host/path). */
+/* The target's path and query: origin-form (/path?query) or absolute-form (http://host/path?query,
+ * where the path may be left out). */
 static unsigned split_target(head *h, const char **path, const char **why)
 {
     char *t = h->target;
+    int rooted = 1;
     if (!strncasecmp(t, "http://", 7) || !strncasecmp(t, "https://", 8)) {
-        t = strchr(strstr(t, "//") + 2, '/');
-        if (!t)
-            t = (char *)"/";
+        t = strstr(t, "//") + 2;
+        t += strcspn(t, "/?#"); /* past the authority */
+        rooted = *t == '/';
     }
     *why = "The request target is not a path.";
-    if (*t != '/')
+    if (rooted && *t != '/')
         return 400;
     char *q = strchr(t, '?');
     if (q)
         *q++ = '\0';
-    char *hash = q ? strchr(q, '#') : NULL;
+    char *hash = strchr(q ? q : t, '#');
     if (hash)
         *hash = '\0';
     *why = "The path or a parameter of the query holds a NUL byte (%00).";
-    if (decode(t, 0) || (q && parse_query(h, q)))
+    if ((rooted && decode(t, 0)) || (q && parse_query(h, q)))
         return 400;
-    *path = t;
+    *path = rooted ? t : "/";
     return 0;
 }
 
@@ -729,6 +731,25 @@ imm_err imm_httpd_start(const struct sockaddr_in *addr, imm_http_handler handle,
     }
     *out = d;
     return IMM_OK;
+}
+
+void imm_httpd_serve_fd(int fd, imm_http_handler handle, imm_http_refusal refuse_shape,
+                        void *opaque)
+{
+    imm_httpd d = {.fd = -1, .handle = handle, .refuse = refuse_shape, .opaque = opaque};
+    conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    *c = (conn){.d = &d, .fd = fd};
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_cond_init(&d.gone, NULL);
+    d.conns = c;
+    d.nconns = 1;
+    connection(c);
+    pthread_mutex_destroy(&d.lock);
+    pthread_cond_destroy(&d.gone);
 }
 
 int imm_httpd_port(const imm_httpd *d)

@@ -44,6 +44,10 @@ int imm_httpd_port(const imm_httpd *d);
 /* Takes no more calls, lets the ones being answered finish, closes every connection, frees. */
 void imm_httpd_stop(imm_httpd *d);
 
+/* Serves the calls of one connection already open on fd, on this thread, as the server serves
+ * each of its connections; closes fd. For tests and fuzzing (tests/fuzz/fuzz_http.c). */
+void imm_httpd_serve_fd(int fd, imm_http_handler handle, imm_http_refusal refuse, void *opaque);
+
 /* Decodes a form's (or a query's) part in place: '+' is a space, %XX a byte. -1 when that gives
  * a NUL byte, which would cut the value short. */
 int imm_http_form_decode(char *s);

@@ -166,6 +166,7 @@ chunked-form 200 ok
 http-1.0 200 ok
 lf-lines 200 ok
 absolute-target 200 ok
+absolute-no-path 200 ok
 pipelined 400+200 ResourceNotFound+ok
 expect-100 200 ok"
 got=$(printf '%s\n' "$edges" | awk '{ print $1, $2, $3 }')

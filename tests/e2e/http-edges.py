@@ -103,6 +103,7 @@ case("chunked-form", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\
 case("http-1.0", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.0\r\n\r\n")
 case("lf-lines", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\nHost: x\n\n")
 case("absolute-target", b"GET http://127.0.0.1/?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: x\r\n\r\n")
+case("absolute-no-path", b"GET http://127.0.0.1?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: x\r\n\r\n")
 case("pipelined", b"\r\n" + GET + b"\r\n" + b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: x\r\n"
      b"Connection: close\r\n\r\n")
 body = b"Action=ListTasks&ProjectName=nop&Pad=" + b"a" * 100000
