@@ -26,7 +26,10 @@ def exchange(data, pause=None, half_close=True):
         first = got
     else:
         first = b""
-        s.sendall(data)
+        try:
+            s.sendall(data)
+        except OSError:  # the server may close once it has answered; its answer is still read
+            pass
     if half_close:
         try:
             s.shutdown(socket.SHUT_WR)
