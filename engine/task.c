@@ -39,8 +39,7 @@ typedef struct target_result {
 typedef struct source_result {
     int sample_rate;
     int channels;
-    int64_t samples;
-    imm_timeline taken;   /* those samples as runs of one rate: what it adds to each output */
+    imm_timeline taken;   /* the samples it gave, as runs of one rate */
     double duration; /* estimate from the probe, for progress */
     /* The join report's (ImmergeReport): */
     int merged;                   /* read to its end */
@@ -473,7 +472,6 @@ static imm_err merge_source(run *r, int index, imm_error *err)
     imm_timeline_clear(&res->taken);
     r->taking = &res->taken;
     e = imm_lanes_feed(r->fed, r->nfed, src, &r->guard, on_read, r, err);
-    res->samples = imm_source_samples(src);
     res->clip_start = imm_source_clip_start(src);
     memcpy(res->silence, r->pre.silence[index], sizeof(res->silence));
     imm_source_trimmed(src, &res->trimmed_start, &res->trimmed_end);
@@ -671,7 +669,7 @@ static void add_source_json(cJSON *arr, const imm_source_req *sr, const source_r
     } else if (res->sample_rate) {
         cJSON_AddNumberToObject(o, "SampleRate", res->sample_rate);
         cJSON_AddNumberToObject(o, "Channel", res->channels);
-        cJSON_AddNumberToObject(o, "Samples", (double)res->samples);
+        cJSON_AddNumberToObject(o, "Samples", (double)imm_timeline_samples(&res->taken));
     }
     cJSON_AddItemToArray(arr, o);
 }
@@ -726,7 +724,7 @@ static void add_report_json(cJSON *o, const imm_task *t)
             continue;
         cJSON *so = cJSON_CreateObject();
         cJSON_AddNumberToObject(so, "Index", i);
-        cJSON_AddNumberToObject(so, "Samples", (double)s->samples);
+        cJSON_AddNumberToObject(so, "Samples", (double)imm_timeline_samples(&s->taken));
         cJSON_AddNumberToObject(so, "SampleRate", s->sample_rate);
         if (s->taken.n > 1) /* its rate changed within the clip: each run of one rate */
             imm_timeline_json(so, &s->taken);
