@@ -151,7 +151,7 @@ fuzz: deps
 	  clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_$$t \
 	    tests/fuzz/fuzz_$$t.c build/fuzz/libimmerge.a $(LDLIBS) || exit 1; done
 	@clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_http tests/fuzz/fuzz_http.c \
-	  service/httpd.c build/fuzz/libimmerge.a $(LDLIBS)
+	  service/httpd.c oss/sign.c build/fuzz/libimmerge.a $(LDLIBS)
 	@mkdir -p build/fuzz/corpus-request build/fuzz/corpus-media && \
 	  cp testdata/*.json build/fuzz/corpus-request/ && \
 	  { [ -f build/fuzz/seeds/.done ] || { testdata/gen-media.sh build/fuzz/seeds --formats && \

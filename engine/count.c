@@ -11,18 +11,43 @@
 #include <libavutil/intreadwrite.h>
 #include <string.h>
 
-/* Containers whose packet durations add up to what FFmpeg decodes, once the signalled delay and
- * padding are taken off (measured: tests/e2e/report.sh). Elsewhere timestamps in milliseconds
- * (Matroska, FLV), end padding FFmpeg does not trim (MP4) or a decoder's own delay (Opus, WMA)
- * leave the sum off by up to a frame or two. */
+/* What a demuxer's lengths can be trusted for:
+ * - packets: its packet durations add up to what FFmpeg decodes, once the signalled delay and
+ *   padding are taken off (measured: tests/e2e/report.sh). Elsewhere timestamps in milliseconds
+ *   (Matroska, FLV), end padding FFmpeg does not trim (MP4) or a decoder's own delay (Opus, WMA)
+ *   leave the sum off by up to a frame or two.
+ * - header: its header gives the whole file's length as a time. Elsewhere the length is one
+ *   part's (the first of MP3s joined end to end, by its Xing header), a guess from the bitrate,
+ *   or samples at the first rate (a chained Ogg's last granule, a FLAC header) where the rate may
+ *   change mid-stream. */
+static const struct demuxer {
+    const char *name;
+    bool packets, header;
+} demuxers[] = {
+    {"mp3", true, false},      {"aac", true, false},   {"ac3", true, false},
+    {"eac3", true, false},     {"mpegts", true, false}, {"mpeg", true, false},
+    {"rm", true, false},       {"flac", true, false},   {"avi", true, true},
+    {"mov,mp4,m4a,3gp,3g2,mj2", false, true},           {"matroska,webm", false, true},
+    {"wav", false, true},      {"w64", false, true},    {"asf", false, true},
+    {"aiff", false, true},
+};
+
+static const struct demuxer *demuxer(const char *name)
+{
+    for (size_t i = 0; i < sizeof(demuxers) / sizeof(*demuxers); i++)
+        if (!strcmp(name, demuxers[i].name))
+            return &demuxers[i];
+    return NULL;
+}
+
 static int counts_exactly(const char *format)
 {
-    static const char *const exact[] = {"mp3", "aac", "ac3", "eac3", "mpegts", "avi", "mpeg",
-                                        "rm", "flac"};
-    for (size_t i = 0; i < sizeof(exact) / sizeof(*exact); i++)
-        if (!strcmp(format, exact[i]))
-            return 1;
-    return 0;
+    return demuxer(format) && demuxer(format)->packets;
+}
+
+bool imm_demuxer_gives_length(const char *format)
+{
+    return demuxer(format) && demuxer(format)->header;
 }
 
 /* Takes the delay and padding the container signalled off the last run. */

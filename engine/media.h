@@ -167,6 +167,9 @@ void imm_source_close(imm_source *src);
  * Leaves the source unusable for reading. */
 imm_err imm_source_count(imm_source *src, imm_timeline *whole, const char **from, int *exact,
                          imm_error *err);
+/* Whether a demuxer's ("mp3", "mov,mp4,m4a,3gp,3g2,mj2") header gives the whole file's length as
+ * a time, so that a StartTime clearly past it can be refused before decoding. */
+bool imm_demuxer_gives_length(const char *format);
 
 /* ---- plan.c ---- */
 /* A chapter: a merged source, by what of it is merged. */

@@ -190,20 +190,6 @@ static imm_err check_video(const imm_request *req, int i, const imm_source_info 
     return IMM_OK;
 }
 
-/* Containers whose header gives the whole file's length as a time. Elsewhere the length is one
- * part's (the first of MP3s joined end to end, by its Xing header), a guess from the bitrate, or
- * samples at the first rate (a chained Ogg's last granule, a FLAC header) where the rate may
- * change mid-stream: StartTime is then judged only while decoding. */
-static int indexes_length(const char *format)
-{
-    static const char *const indexed[] = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "wav",
-                                          "w64", "asf", "avi", "aiff"};
-    for (size_t i = 0; i < sizeof(indexed) / sizeof(*indexed); i++)
-        if (!strcmp(format, indexed[i]))
-            return 1;
-    return 0;
-}
-
 /* Probes every source: it exists, it has audio, and how long it is. Keeps the primary's info and
  * the sources to merge open (the first KEEP_OPEN of them, or all with keep_all). */
 static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm_error *err)
@@ -226,9 +212,10 @@ static imm_err probe_sources(run *r, imm_source_info *primary, int keep_all, imm
         double left = in->duration - sr->start_time;
         res->duration = sr->duration > 0 && (sr->duration < left || left <= 0) ? sr->duration
                         : left > 0 ? left : 0;
-        /* Container durations are estimates: refuse here only what is clearly past the end; the
-         * exact judgement is made while decoding (merge_source). */
-        if (!sr->disable_audio && in->duration > 0 && indexes_length(in->format) &&
+        /* Container durations are estimates: refuse here only what is clearly past the end of a
+         * length the header gives as a time; the exact judgement is made while decoding
+         * (merge_source). */
+        if (!sr->disable_audio && in->duration > 0 && imm_demuxer_gives_length(in->format) &&
             sr->start_time > in->duration * 1.05 + 1) {
             double length = in->duration;
             imm_source_close(src);

@@ -14,12 +14,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct buf {
     char *s;
     size_t len, cap;
     int oom;
 } buf;
+
+const char *imm_kv_find(const imm_kv *kv, size_t n, const char *key, int any_case)
+{
+    for (size_t i = 0; i < n; i++)
+        if (any_case ? !strcasecmp(kv[i].key, key) : !strcmp(kv[i].key, key))
+            return kv[i].value ? kv[i].value : "";
+    return NULL;
+}
 
 static void put(buf *b, const char *s, size_t n)
 {

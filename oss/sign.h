@@ -15,6 +15,10 @@ typedef struct imm_kv {
     const char *value; /* "" or NULL: no value */
 } imm_kv;
 
+/* The value of the first of kv[0, n) named `key` ("" for one without a value), or NULL; names
+ * compared in any case when `any_case` (HTTP headers). */
+const char *imm_kv_find(const imm_kv *kv, size_t n, const char *key, int any_case);
+
 typedef enum imm_v4_flavor { IMM_V4_OSS, IMM_V4_AWS } imm_v4_flavor;
 
 typedef struct imm_v4_request {

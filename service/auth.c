@@ -73,18 +73,12 @@ void imm_auth_free(imm_auth *a)
 
 static const char *header(const imm_auth_call *c, const char *name)
 {
-    for (size_t i = 0; i < c->nheaders; i++)
-        if (!strcasecmp(c->headers[i].key, name))
-            return c->headers[i].value ? c->headers[i].value : "";
-    return NULL;
+    return imm_kv_find(c->headers, c->nheaders, name, 1);
 }
 
 static const char *param(const imm_auth_call *c, const char *name)
 {
-    for (size_t i = 0; i < c->nparams; i++)
-        if (!strcmp(c->params[i].key, name))
-            return c->params[i].value ? c->params[i].value : "";
-    return NULL;
+    return imm_kv_find(c->params, c->nparams, name, 0);
 }
 
 /* The call's time, "YYYY-MM-DDTHH:MM:SSZ", within the window of now. */

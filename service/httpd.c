@@ -318,10 +318,7 @@ static void head_free(head *h)
 
 static const char *header(const head *h, const char *name)
 {
-    for (size_t i = 0; i < h->nheaders; i++)
-        if (!strcasecmp(h->headers[i].key, name))
-            return h->headers[i].value;
-    return NULL;
+    return imm_kv_find(h->headers, h->nheaders, name, 1);
 }
 
 /* Does a comma-separated header value list `token`? */

@@ -145,21 +145,13 @@ static int parse_form(params *p, const char *body, size_t len)
 
 static const char *get(const params *p, const char *name)
 {
-    for (size_t i = 0; i < p->nquery; i++)
-        if (!strcmp(p->query[i].key, name))
-            return p->query[i].value;
-    for (size_t i = 0; i < p->nform; i++)
-        if (!strcmp(p->form[i].key, name))
-            return p->form[i].value;
-    return NULL;
+    const char *v = imm_kv_find(p->query, p->nquery, name, 0);
+    return v ? v : imm_kv_find(p->form, p->nform, name, 0);
 }
 
 static const char *header(const imm_http_request *r, const char *name)
 {
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (!strcasecmp(r->headers[i].key, name))
-            return r->headers[i].value;
-    return NULL;
+    return imm_kv_find(r->headers, r->nheaders, name, 1);
 }
 
 /* ---- actions ----------------------------------------------------------------------------------- */
