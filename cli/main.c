@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #define MAX_REQUEST_BYTES (1 << 20)
+#define MAX_ALLOWED_FOLDERS 64
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_INVALID = 2 };
 
@@ -36,7 +37,8 @@ static const char usage[] =
     "                          [--max N] [--next-token T] [--sort TaskId|StartTime|EndTime]\n"
     "                          [--order asc|desc] [--request-definition]\n"
     "       immerge serve --listen HOST:PORT [--workers N] [--queue N] [--lease S]\n"
-    "                     [--access-key-id ID --access-key-secret SECRET] [run's options]\n"
+    "                     [--access-key-id ID --access-key-secret SECRET]\n"
+    "                     [--allow-local-paths DIR]... [run's options]\n"
     "\n"
     "run: runs one IMM CreateMediaConvertTask audio merge locally and prints the task as JSON.\n"
     "plan: validates the request and probes its sources as run would, then prints what run\n"
@@ -48,7 +50,10 @@ static const char usage[] =
     "get-task, list-tasks: print recorded tasks as the service's GetTask and ListTasks do.\n"
     "serve: answers the service's OpenAPI (CreateMediaConvertTask, GetTask, ListTasks) over\n"
     "HTTP; with keys, only calls signed by them (ACS3-HMAC-SHA256 or RPC signatures); without,\n"
-    "on loopback only. SIGTERM drains: running tasks finish, queued ones are not started.\n"
+    "on loopback only, and never for a web page. SIGTERM drains: running tasks finish,\n"
+    "queued ones are not started. A caller names only the store's oss:// objects and the\n"
+    "operator's message sinks; local paths only with:\n"
+    "  --allow-local-paths DIR  file:// URIs and absolute paths beneath DIR (repeatable)\n"
     "\n"
     "task records and queue:\n"
     "  --tasks WHERE         postgres://USER@HOST:PORT/DB: every server and run pointed at\n"
@@ -76,7 +81,8 @@ static const char usage[] =
     "  --quiet               no progress and no log lines on stderr\n"
     "  --verbose             also show FFmpeg's own warnings and the storage used\n"
     "\n"
-    "storage (oss://bucket/key URIs; file:// URIs and paths are always local files):\n"
+    "storage (oss://bucket/key URIs; file:// URIs and paths are local files: any for run,\n"
+    "plan and compare, none for serve unless --allow-local-paths):\n"
     "  --oss-root DIR        a local folder: oss://bucket/key is DIR/bucket/key\n"
     "                        (default: $IMMERGE_OSS_ROOT)\n"
     "  --oss-endpoint URL    an OSS or S3-compatible server (default: $OSS_ENDPOINT, then\n"
@@ -144,6 +150,8 @@ typedef struct cli {
     imm_list_query list;
     const char *task_type; /* get-task --task-type */
     imm_error bad;         /* why the command line was refused, when an option says */
+    const char *allow_local[MAX_ALLOWED_FOLDERS]; /* serve --allow-local-paths */
+    int nallow_local;
     imm_notify_config notify;
     const char *listen;
     const char *access_key_id, *access_key_secret;
@@ -299,7 +307,7 @@ static int parse_args(int argc, char **argv, cli *c)
            OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING, OPT_MAX_DURATION,
            OPT_TIMEOUT, OPT_SEARCH, OPT_WINDOW, OPT_MIN_SNR, OPT_MAX_LOUDNESS_DIFF,
            OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET, OPT_TASKS, OPT_LEASE, OPT_SORT, OPT_ORDER,
-           OPT_REQUEST_DEFINITION, OPT_TASK_TYPE };
+           OPT_REQUEST_DEFINITION, OPT_TASK_TYPE, OPT_ALLOW_LOCAL };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -315,6 +323,7 @@ static int parse_args(int argc, char **argv, cli *c)
         {"sort", required_argument, NULL, OPT_SORT},   {"order", required_argument, NULL, OPT_ORDER},
         {"request-definition", no_argument, NULL, OPT_REQUEST_DEFINITION},
         {"task-type", required_argument, NULL, OPT_TASK_TYPE},
+        {"allow-local-paths", required_argument, NULL, OPT_ALLOW_LOCAL},
         {"mns-endpoint", required_argument, NULL, OPT_MNS},
         {"notify-url", required_argument, NULL, OPT_NOTIFY_URL},
         {"notify-file", required_argument, NULL, OPT_NOTIFY_FILE},
@@ -394,6 +403,11 @@ static int parse_args(int argc, char **argv, cli *c)
             break;
         }
         case OPT_TASK_TYPE: c->task_type = optarg; break;
+        case OPT_ALLOW_LOCAL:
+            if (c->nallow_local == MAX_ALLOWED_FOLDERS)
+                return -1;
+            c->allow_local[c->nallow_local++] = optarg;
+            break;
         case OPT_MNS: c->notify.mns_endpoint = optarg; break;
         case OPT_NOTIFY_URL: c->notify.url = optarg; break;
         case OPT_NOTIFY_FILE: c->notify.file = optarg; break;
@@ -455,8 +469,18 @@ static int parse_args(int argc, char **argv, cli *c)
     }
     if (c->cmd == CMD_LIST_TASKS)
         return optind == argc ? 0 : -1;
-    if (c->cmd == CMD_SERVE)
+    if (c->nallow_local && c->cmd != CMD_SERVE) {
+        imm_error_set(&c->bad, IMM_EARG, "--allow-local-paths is serve's: run, plan and compare "
+                      "take any local path, their request being the operator's own.");
+        return -1;
+    }
+    if (c->cmd == CMD_SERVE) {
+        /* A caller's request reaches only what the operator configured. */
+        so->local_paths = (imm_local_paths){.restricted = 1, .dirs = c->allow_local,
+                                            .ndirs = (size_t)c->nallow_local};
+        c->notify.operator_sinks_only = 1;
         return optind == argc && c->listen && !c->access_key_id == !c->access_key_secret ? 0 : -1;
+    }
     if (c->cmd == CMD_COMPARE) {
         if (optind != argc - 2)
             return -1;

@@ -88,8 +88,11 @@ struct imm_request {
     int ntargets;
     char *user_data;
     char *notify_topic;        /* Notification.MNS.TopicName (or legacy NotifyTopicName) */
+    const char *notify_topic_field;
     char *notify_extended_uri; /* Notification.ExtendedMessageURI */
     bool notify_rocketmq;      /* Notification.RocketMQ was given */
+    char *notify_endpoint;     /* Notification.MNS.Endpoint (or legacy NotifyEndpoint) */
+    const char *notify_endpoint_field; /* which of the two named it */
     char *raw;        /* the request as given, for TaskRequestDefinition */
     void *tags;       /* cJSON object or NULL */
     int64_t created;  /* when it was parsed (Unix seconds): the templates' t_year.. t_sec */

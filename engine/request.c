@@ -610,6 +610,13 @@ static imm_err parse_notification(ctx *c, const cJSON *root, imm_request *req)
         snprintf(c->path, sizeof(c->path), "Notification.MNS.TopicName");
         if (mns && (e = get_string(c, mns, "TopicName", &req->notify_topic)))
             return e;
+        if (req->notify_topic)
+            req->notify_topic_field = "Notification.MNS.TopicName";
+        snprintf(c->path, sizeof(c->path), "Notification.MNS.Endpoint");
+        if (mns && (e = get_string(c, mns, "Endpoint", &req->notify_endpoint)))
+            return e;
+        if (req->notify_endpoint)
+            req->notify_endpoint_field = "Notification.MNS.Endpoint";
         snprintf(c->path, sizeof(c->path), "Notification.RocketMQ");
         if ((e = get_object(c, note, "RocketMQ", &rocket)))
             return e;
@@ -624,6 +631,24 @@ static imm_err parse_notification(ctx *c, const cJSON *root, imm_request *req)
         snprintf(c->path, sizeof(c->path), "NotifyTopicName");
         if ((e = get_string(c, root, "NotifyTopicName", &req->notify_topic)))
             return e;
+        if (req->notify_topic)
+            req->notify_topic_field = "NotifyTopicName";
+    }
+    if (!req->notify_endpoint) {
+        snprintf(c->path, sizeof(c->path), "NotifyEndpoint");
+        if ((e = get_string(c, root, "NotifyEndpoint", &req->notify_endpoint)))
+            return e;
+        if (req->notify_endpoint)
+            req->notify_endpoint_field = "NotifyEndpoint";
+    }
+    if (req->notify_endpoint && !*req->notify_endpoint) {
+        free(req->notify_endpoint);
+        req->notify_endpoint = NULL;
+    }
+    if (req->notify_endpoint && strncmp(req->notify_endpoint, "http://", 7) &&
+        strncmp(req->notify_endpoint, "https://", 8)) {
+        snprintf(c->path, sizeof(c->path), "%s", req->notify_endpoint_field);
+        return bad(c, "is not an MNS endpoint (http:// or https://ACCOUNT.mns.REGION.aliyuncs.com)");
     }
     if (req->notify_topic && !*req->notify_topic) {
         free(req->notify_topic);
@@ -636,6 +661,7 @@ static imm_err parse_notification(ctx *c, const cJSON *root, imm_request *req)
         for (; okname && *t; t++)
             okname = (*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') ||
                      (*t >= '0' && *t <= '9') || *t == '-';
+        snprintf(c->path, sizeof(c->path), "%s", req->notify_topic_field);
         if (!okname)
             return bad(c, "is not an MNS topic name (a letter, then letters, digits and '-')");
     }
@@ -832,9 +858,18 @@ static imm_err parse_extras(ctx *c, const cJSON *root, imm_request *req)
     return parse_notification(c, root, req);
 }
 
-/* A target that overwrote a source, or another target, would lose data the user still has. */
+/* A target (or the ExtendedMessageURI) that overwrote a source, or another target, would lose
+ * data the user still has. */
 static imm_err check_target_clashes(ctx *c, const imm_request *req)
 {
+    const char *extended = req->notify_extended_uri;
+    at(c, "Notification.ExtendedMessageURI");
+    for (int j = 0; extended && j < req->nsources; j++)
+        if (!strcmp(extended, req->sources[j].uri))
+            return bad(c, "names one of the Sources; the task JSON never overwrites an input");
+    for (int j = 0; extended && j < req->ntargets; j++)
+        if (!strcmp(extended, req->targets[j].resolved))
+            return bad(c, "names one of the Targets; the task JSON would replace an output");
     imm_err e = IMM_OK;
     char *uris[IMM_MAX_TARGETS] = {0};
     for (int i = 0; i < req->ntargets && !e; i++) {
@@ -1034,23 +1069,44 @@ void imm_request_free(imm_request *req)
     free(req->project);
     free(req->notify_topic);
     free(req->notify_extended_uri);
+    free(req->notify_endpoint);
     free(req->user_data);
     free(req->raw);
     cJSON_Delete(req->tags);
     free(req);
 }
 
-const char *imm_request_notify_topic(const imm_request *req)
+imm_notification imm_request_notification(const imm_request *req)
 {
-    return req->notify_topic;
+    return (imm_notification){.topic = req->notify_topic,
+                              .topic_field = req->notify_topic_field,
+                              .endpoint = req->notify_endpoint,
+                              .endpoint_field = req->notify_endpoint_field,
+                              .extended_uri = req->notify_extended_uri,
+                              .rocketmq = req->notify_rocketmq};
 }
 
-const char *imm_request_extended_message_uri(const imm_request *req)
+imm_err imm_request_check_storage(const imm_request *req, imm_storage *st, imm_error *err)
 {
-    return req->notify_extended_uri;
-}
-
-int imm_request_wants_rocketmq(const imm_request *req)
-{
-    return req->notify_rocketmq;
+    imm_error why;
+    char field[64];
+    const char *uri;
+    if (!st->ops->admits)
+        return IMM_OK;
+    for (int i = 0; i < req->nsources + req->ntargets + 1; i++) {
+        if (i < req->nsources) {
+            snprintf(field, sizeof(field), "Sources[%d].URI", i);
+            uri = req->sources[i].uri;
+        } else if (i < req->nsources + req->ntargets) {
+            snprintf(field, sizeof(field), "Targets[%d].URI", i - req->nsources);
+            uri = req->targets[i - req->nsources].resolved;
+        } else {
+            snprintf(field, sizeof(field), "Notification.ExtendedMessageURI");
+            uri = req->notify_extended_uri;
+        }
+        if (uri && st->ops->admits(st, uri, &why))
+            return imm_error_set(err, why.code, "The parameter %s is refused: %s", field,
+                                 why.message);
+    }
+    return IMM_OK;
 }

@@ -579,7 +579,8 @@ imm_err imm_task_plan(const imm_request *req, const imm_run_options *opt, char *
     imm_source_info primary = {0};
     imm_err e;
     *json = NULL;
-    if (!(e = probe_sources(&r, &primary, 1, err)) && !(e = check_length(&r, err)) &&
+    if (!(e = imm_request_check_storage(req, opt->storage, err)) &&
+        !(e = probe_sources(&r, &primary, 1, err)) && !(e = check_length(&r, err)) &&
         !(e = plan_targets(&r, &primary, err))) {
         const imm_target_plan *plans[IMM_MAX_TARGETS];
         imm_preview_source ps[IMM_MAX_SOURCES] = {0};
@@ -623,7 +624,9 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
         task->status = "Running";
         imm_now_rfc3339(task->start); /* it starts now, not when it was queued */
     }
-    if (!(e = probe_sources(&r, &primary, 0, err)) && !(e = check_length(&r, err)) &&
+    /* Where the task was created may not be where it runs (a shared queue): this store judges. */
+    if (!(e = imm_request_check_storage(req, opt->storage, err)) &&
+        !(e = probe_sources(&r, &primary, 0, err)) && !(e = check_length(&r, err)) &&
         !(e = plan_targets(&r, &primary, err)) && !(e = prepass(&r, err)) &&
         !(e = open_targets(&r, err))) {
         for (int i = 0; i < req->nsources && !e; i++)

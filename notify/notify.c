@@ -220,22 +220,60 @@ static void md5_hex_upper(const char *s, char out[33])
         snprintf(out + i * 2, 3, "%02X", d[i]);
 }
 
-static void to_mns(const imm_notify_config *cfg, const char *topic, const char *message,
-                   outcome *o)
+/* The length of endpoint without its trailing '/'s. */
+static size_t endpoint_len(const char *endpoint)
+{
+    size_t n = strlen(endpoint);
+    while (n && endpoint[n - 1] == '/')
+        n--;
+    return n;
+}
+
+static int same_endpoint(const char *a, const char *b)
+{
+    size_t n = endpoint_len(a);
+    return n == endpoint_len(b) && !strncasecmp(a, b, n);
+}
+
+/* The MNS endpoint a request's message goes to: the operator's, or in a run of the operator's
+ * own request, the one it names. NULL when there is none. */
+static const char *mns_endpoint(const imm_notify_config *cfg, const imm_notification *n)
+{
+    return n->endpoint && !cfg->operator_sinks_only ? n->endpoint : cfg->mns_endpoint;
+}
+
+imm_err imm_notify_admits(const imm_notify_config *cfg, const imm_request *req, imm_error *err)
+{
+    imm_notification n = imm_request_notification(req);
+    if (n.rocketmq)
+        return imm_error_set(err, IMM_EARG, "The parameter Notification.RocketMQ asks for a "
+                             "RocketMQ message, which immerge does not send; use Notification.MNS "
+                             "or the server's --notify-url or --notify-file.");
+    if (n.endpoint && cfg->operator_sinks_only &&
+        (!cfg->mns_endpoint || !same_endpoint(n.endpoint, cfg->mns_endpoint)))
+        return imm_error_set(err, IMM_EARG, "The parameter %s names an MNS endpoint other than "
+                             "this server's: messages go only where its operator configured "
+                             "(--mns-endpoint).", n.endpoint_field);
+    if (n.topic && !mns_endpoint(cfg, &n))
+        return imm_error_set(err, IMM_EARG, "The parameter %s names MNS topic %s, but this "
+                             "server has no MNS endpoint to publish it to (--mns-endpoint or "
+                             "MNS_ENDPOINT).", n.topic_field, n.topic);
+    return IMM_OK;
+}
+
+static void to_mns(const imm_notify_config *cfg, const char *endpoint, const char *topic,
+                   const char *message, outcome *o)
 {
     char url[1024], md5[33], got[64];
     mns_call m = {.cfg = cfg};
     imm_http_response resp = {0};
-    if (!cfg->mns_endpoint) {
+    if (!endpoint) {
         set(o, "Failed", "The request names MNS topic %s, but no MNS endpoint is configured "
             "(--mns-endpoint or MNS_ENDPOINT).", topic);
         return;
     }
-    size_t el = strlen(cfg->mns_endpoint);
-    while (el && cfg->mns_endpoint[el - 1] == '/')
-        el--;
     snprintf(m.resource, sizeof(m.resource), "/topics/%s/messages", topic);
-    snprintf(url, sizeof(url), "%.*s%s", (int)el, cfg->mns_endpoint, m.resource);
+    snprintf(url, sizeof(url), "%.*s%s", (int)endpoint_len(endpoint), endpoint, m.resource);
     char *escaped = xml_escape(message);
     size_t blen = escaped ? strlen(escaped) + 160 : 0;
     char *body = escaped ? malloc(blen) : NULL;
@@ -290,16 +328,15 @@ static void to_object(imm_storage *st, const char *uri, const imm_task *task, ou
 char *imm_notify_deliver(const imm_notify_config *cfg, imm_storage *st, const imm_request *req,
                          const imm_task *task)
 {
-    const char *topic = imm_request_notify_topic(req);
-    const char *extended = imm_request_extended_message_uri(req);
-    int rocketmq = imm_request_wants_rocketmq(req);
-    if (!cfg->file && !cfg->url && !topic && !extended && !rocketmq)
+    imm_notification n = imm_request_notification(req);
+    const char *topic = n.topic, *extended = n.extended_uri, *endpoint = mns_endpoint(cfg, &n);
+    if (!cfg->file && !cfg->url && !topic && !extended && !n.rocketmq)
         return NULL;
     /* The subject names an account and region: given, else read off the MNS endpoint
      * ("https://ACCOUNT.mns.REGION.aliyuncs.com"), else placeholders for an offline run. */
     char account[64] = "0", region[64] = "local";
-    const char *host = cfg->mns_endpoint ? strstr(cfg->mns_endpoint, "://") : NULL;
-    host = host ? host + 3 : cfg->mns_endpoint;
+    const char *host = endpoint ? strstr(endpoint, "://") : NULL;
+    host = host ? host + 3 : endpoint;
     const char *mns = host ? strstr(host, ".mns.") : NULL;
     if (mns && (size_t)(mns - host) < sizeof(account)) {
         snprintf(account, sizeof(account), "%.*s", (int)(mns - host), host);
@@ -318,10 +355,10 @@ char *imm_notify_deliver(const imm_notify_config *cfg, imm_storage *st, const im
     }
     if (topic) {
         o = (outcome){0};
-        to_mns(cfg, topic, message, &o);
+        to_mns(cfg, endpoint, topic, message, &o);
         add_outcome(arr, "MNS", topic, &o);
     }
-    if (rocketmq) {
+    if (n.rocketmq) {
         o = (outcome){0};
         set(&o, "Failed", "RocketMQ delivery is not supported by immerge; use an MNS topic, "
             "--notify-url or --notify-file.");

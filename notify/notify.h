@@ -22,7 +22,17 @@ typedef struct imm_notify_config {
     const char *account_id;
     int retries;              /* attempts after the first for network failures and 5xx */
     double retry_seconds;
+    /* serve: a message goes only where the operator configured, never to an endpoint the
+     * request names (see imm_notify_admits). Without it (run, whose request is the operator's
+     * own), a request's MNS endpoint is used in place of mns_endpoint. */
+    int operator_sinks_only;
 } imm_notify_config;
+
+/* Whether cfg can deliver what req asks and only to the operator's sinks: a RocketMQ
+ * destination (not supported), an MNS topic without an MNS endpoint, and (operator_sinks_only)
+ * an MNS endpoint other than cfg's are refused with IMM_EARG, naming the field. A server checks
+ * this when a task is created, so that nothing asked for is silently dropped. */
+imm_err imm_notify_admits(const imm_notify_config *cfg, const imm_request *req, imm_error *err);
 
 /* Delivers the completion message of task (run from req) everywhere cfg and the request say;
  * returns the outcomes, a malloc'd JSON array of {Destination, Target, Status ("Delivered" or

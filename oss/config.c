@@ -221,6 +221,7 @@ static imm_err open_remote(const imm_oss_options *o, const char *endpoint, file_
     take(&c.access_key_secret, secret);
     take(&c.session_token, token);
     take(&c.temp_dir, o->temp_dir);
+    c.local_paths = o->local_paths;
     if (!c.endpoint)
         e = imm_error_set(err, IMM_EINTERNAL, "out of memory");
     else
@@ -232,10 +233,10 @@ static imm_err open_remote(const imm_oss_options *o, const char *endpoint, file_
     return e;
 }
 
-static imm_err open_local(const char *root, imm_storage **out, char describe[256],
-                          imm_error *err)
+static imm_err open_local(const imm_oss_options *o, const char *root, imm_storage **out,
+                          char describe[256], imm_error *err)
 {
-    imm_err e = imm_oss_local_new(root, out, err);
+    imm_err e = imm_oss_local_new(root, &o->local_paths, out, err);
     if (!e && describe)
         snprintf(describe, 256, "storage: local folder %s", root ? root : "(none; paths only)");
     return e;
@@ -251,7 +252,7 @@ imm_err imm_oss_open(const imm_oss_options *o, imm_storage **out, char describe[
     if (o->root && o->endpoint)
         return imm_error_set(err, IMM_EARG, "Give --oss-root or --oss-endpoint, not both.");
     if (o->root)
-        return open_local(o->root, out, describe, err);
+        return open_local(o, o->root, out, describe, err);
 
     /* The file is read even when the endpoint comes from elsewhere: it may hold the keys. */
     char home_file[4096];
@@ -271,11 +272,11 @@ imm_err imm_oss_open(const imm_oss_options *o, imm_storage **out, char describe[
         e = imm_error_set(err, IMM_EARG, "Both IMMERGE_OSS_ROOT and OSS_ENDPOINT are set: pass "
                           "--oss-root or --oss-endpoint to choose.");
     else if (env_root)
-        e = open_local(env_root, out, describe, err);
+        e = open_local(o, env_root, out, describe, err);
     else if (env_endpoint || f.endpoint)
         e = open_remote(o, env_endpoint ? env_endpoint : f.endpoint, &f, out, describe, err);
     else
-        e = open_local(NULL, out, describe, err);
+        e = open_local(o, NULL, out, describe, err);
     file_values_clear(&f);
     return e;
 }

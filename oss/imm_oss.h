@@ -14,8 +14,21 @@
 
 #include "immerge.h"
 
-/* root may be NULL: then only local paths work and oss:// URIs are refused with a clear error. */
-imm_err imm_oss_local_new(const char *root, imm_storage **out, imm_error *err);
+/* Which local files (file:// URIs and plain paths) a store opens. `run` opens any: its request is
+ * the operator's own. `serve` opens none, or only those beneath the folders its operator listed
+ * (--allow-local-paths DIR), as absolute paths: a caller's request must not reach the server's
+ * file system. The refusal is judged from the URI alone (see imm_storage_ops.admits), so that its
+ * answer cannot tell whether a file exists. */
+typedef struct imm_local_paths {
+    int restricted;
+    const char *const *dirs; /* restricted: the folders allowed, ndirs of them */
+    size_t ndirs;
+} imm_local_paths;
+
+/* root may be NULL: then only local paths work and oss:// URIs are refused with a clear error.
+ * paths may be NULL: any local path. */
+imm_err imm_oss_local_new(const char *root, const imm_local_paths *paths, imm_storage **out,
+                          imm_error *err);
 
 typedef enum imm_oss_signature {
     IMM_OSS_SIGN_V4,   /* OSS4-HMAC-SHA256, the default */
@@ -43,6 +56,7 @@ typedef struct imm_oss_config {
     long stall_seconds;   /* a transfer with no progress for this long fails (and is retried) */
     long long part_size;  /* uploads larger than this are multipart, in parts of this size */
     char *temp_dir;       /* where outputs wait for upload; NULL: $TMPDIR or /tmp */
+    imm_local_paths local_paths; /* borrowed: which local files the store also opens */
 } imm_oss_config;
 
 /* What the command line said; NULL means "not given". Numbers are validated here. */
@@ -58,6 +72,7 @@ typedef struct imm_oss_options {
     const char *timeout;     /* --oss-timeout SECONDS */
     const char *part_size;   /* --oss-part-size BYTES[K|M] */
     const char *temp_dir;    /* --temp-dir */
+    imm_local_paths local_paths; /* serve: restricted, with --allow-local-paths' folders */
 } imm_oss_options;
 
 /* Chooses and opens the store: the command line first (--oss-root or --oss-endpoint), then the

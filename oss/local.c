@@ -23,11 +23,29 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* A folder local paths may name (imm_local_paths): as given and as the kernel resolves it. */
+typedef struct allowed_dir {
+    int fd;
+    char *given, *real; /* without a trailing '/'; "" for the root folder itself */
+} allowed_dir;
+
 typedef struct local_storage {
     imm_storage base;
     int root_fd; /* -1 when no root was given */
     char *root;
+    int restricted;      /* local paths only beneath dirs (none when ndirs is 0) */
+    allowed_dir *dirs;
+    size_t ndirs;
 } local_storage;
+
+/* Where a URI lives: a path relative to dirfd (AT_FDCWD: as given), opened beneath dirfd unless
+ * that is AT_FDCWD. Inside a bucket, key prefixes are folders made as needed, as OSS treats them;
+ * elsewhere a target's folder must exist. */
+typedef struct place {
+    int dirfd;
+    int in_bucket;
+    char rel[PATH_MAX];
+} place;
 
 struct imm_object {
     int fd;
@@ -106,26 +124,84 @@ static imm_err errno_error(imm_error *err, int e, const char *what, const char *
     }
 }
 
-/* For oss:// URIs, the path below the root ("bucket/key"); for local ones, the path itself. */
-static imm_err resolve(local_storage *ls, const char *uri, char *rel, size_t len, int *dirfd,
-                       imm_error *err)
+/* The folder of ls->dirs that path (absolute) is beneath, and the rest of path below it. */
+static const allowed_dir *allowed_for(const local_storage *ls, const char *path, const char **rest)
+{
+    for (size_t i = 0; i < ls->ndirs; i++) {
+        const char *names[] = {ls->dirs[i].given, ls->dirs[i].real};
+        for (int k = 0; k < 2; k++) {
+            size_t n = strlen(names[k]);
+            if (!strncmp(path, names[k], n) && path[n] == '/' && path[n + 1]) {
+                *rest = path + n + 1;
+                return &ls->dirs[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Whether an absolute path has an empty, "." or ".." segment: judged by its text, so that a
+ * refusal never depends on what is on disk. */
+static int has_dot_segments(const char *path)
+{
+    for (const char *seg = path + 1;; ) {
+        const char *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+        if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return 1;
+        if (!end)
+            return 0;
+        seg = end + 1;
+    }
+}
+
+/* A local path of a restricted store: beneath one of its folders, or refused. */
+static imm_err resolve_allowed(const local_storage *ls, const char *uri, const char *path,
+                               place *p, imm_error *err)
+{
+    const char *rest = NULL;
+    const allowed_dir *d = NULL;
+    if (!ls->ndirs)
+        return imm_error_set(err, IMM_EARG, "%s names a local file; this server reads and "
+                             "writes only the oss:// objects of its store (its operator may allow "
+                             "local folders with --allow-local-paths DIR).", uri);
+    if (path[0] != '/')
+        return imm_error_set(err, IMM_EARG, "%s is a relative path; this server takes local "
+                             "files only as absolute paths beneath the folders its operator "
+                             "allows (--allow-local-paths).", uri);
+    if (has_dot_segments(path) || !(d = allowed_for(ls, path, &rest)))
+        return imm_error_set(err, IMM_EARG, "%s is not beneath a folder this server allows "
+                             "local files in (--allow-local-paths), or has an empty, '.' or "
+                             "'..' segment.", uri);
+    if ((size_t)snprintf(p->rel, sizeof(p->rel), "%s", rest) >= sizeof(p->rel))
+        return imm_error_set(err, IMM_EARG, "The URI %s is too long.", uri);
+    p->dirfd = d->fd;
+    return IMM_OK;
+}
+
+/* For oss:// URIs, the path below the root ("bucket/key"); for local ones, the path itself, or
+ * beneath the allowed folder that holds it. */
+static imm_err resolve(const local_storage *ls, const char *uri, place *p, imm_error *err)
 {
     imm_uri u;
     imm_err e = imm_uri_parse(uri, &u, err);
     if (e)
         return e;
+    p->in_bucket = u.is_oss;
     if (!u.is_oss) {
-        snprintf(rel, len, "%s", u.path);
-        *dirfd = AT_FDCWD;
+        if (ls->restricted)
+            return resolve_allowed(ls, uri, u.path, p, err);
+        snprintf(p->rel, sizeof(p->rel), "%s", u.path);
+        p->dirfd = AT_FDCWD;
         return IMM_OK;
     }
     if (ls->root_fd < 0)
         return imm_error_set(err, IMM_EARG,
                              "%s is an OSS URI but no storage is configured: pass --oss-root DIR "
                              "(a local folder) or --oss-endpoint URL (an OSS or S3 server).", uri);
-    if ((size_t)snprintf(rel, len, "%s/%s", u.bucket, u.key) >= len)
+    if ((size_t)snprintf(p->rel, sizeof(p->rel), "%s/%s", u.bucket, u.key) >= sizeof(p->rel))
         return imm_error_set(err, IMM_EARG, "The URI %s is too long.", uri);
-    *dirfd = ls->root_fd;
+    p->dirfd = ls->root_fd;
     return IMM_OK;
 }
 
@@ -134,16 +210,20 @@ static int open_path(int dirfd, const char *rel, int flags, mode_t mode)
     return dirfd == AT_FDCWD ? open(rel, flags, mode) : open_beneath(dirfd, rel, flags, mode);
 }
 
+static imm_err local_admits(imm_storage *st, const char *uri, imm_error *err)
+{
+    place p;
+    return resolve((local_storage *)st, uri, &p, err);
+}
+
 static imm_err local_open_read(imm_storage *st, const char *uri, imm_object **out, imm_error *err)
 {
-    local_storage *ls = (local_storage *)st;
-    char rel[PATH_MAX];
-    int dirfd;
+    place p;
     struct stat sb;
-    imm_err e = resolve(ls, uri, rel, sizeof(rel), &dirfd, err);
+    imm_err e = resolve((local_storage *)st, uri, &p, err);
     if (e)
         return e;
-    int fd = open_path(dirfd, rel, O_RDONLY | O_CLOEXEC, 0);
+    int fd = open_path(p.dirfd, p.rel, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return errno_error(err, errno, "source", uri);
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
@@ -162,11 +242,12 @@ static imm_err local_open_read(imm_storage *st, const char *uri, imm_object **ou
     return IMM_OK;
 }
 
-/* Opens the folder that will hold rel's last component, creating key prefixes inside a bucket the
+/* Opens the folder that will hold p's last component, creating key prefixes inside a bucket the
  * way OSS treats them (virtual folders), but never creating the bucket itself. */
-static int open_parent(int dirfd, char *rel, const char **base)
+static int open_parent(place *where, const char **base)
 {
-    char *slash = strrchr(rel, '/');
+    int dirfd = where->dirfd;
+    char *rel = where->rel, *slash = strrchr(rel, '/');
     if (!slash) {
         *base = rel;
         return dirfd == AT_FDCWD ? open(".", O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
@@ -175,6 +256,8 @@ static int open_parent(int dirfd, char *rel, const char **base)
     *base = slash + 1;
     if (dirfd == AT_FDCWD)
         return open(rel[0] ? rel : "/", O_DIRECTORY | O_CLOEXEC);
+    if (!where->in_bucket)
+        return open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
     /* rel is "bucket/prefix...": walk it, creating each prefix folder below the bucket. */
     int fd = open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
     if (fd >= 0 || errno != ENOENT)
@@ -235,18 +318,17 @@ static int create_hidden(int dir_fd, const char *base, char tmp[NAME_MAX + 1], i
 static imm_err local_open_write(imm_storage *st, const char *uri, imm_object **out,
                                 imm_error *err)
 {
-    local_storage *ls = (local_storage *)st;
-    char rel[PATH_MAX], tmp[NAME_MAX + 1];
+    place p;
+    char tmp[NAME_MAX + 1];
     const char *base;
-    int dirfd;
-    imm_err e = resolve(ls, uri, rel, sizeof(rel), &dirfd, err);
+    imm_err e = resolve((local_storage *)st, uri, &p, err);
     if (e)
         return e;
     imm_object *obj = calloc(1, sizeof(*obj));
     if (!obj)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     obj->fd = -1;
-    obj->dir_fd = open_parent(dirfd, rel, &base);
+    obj->dir_fd = open_parent(&p, &base);
     if (obj->dir_fd < 0) {
         e = errno_error(err, errno, "target folder or bucket", uri);
         goto fail;
@@ -354,21 +436,19 @@ static void local_close(imm_object *obj)
 
 static imm_err local_remove(imm_storage *st, const char *uri, imm_error *err)
 {
-    local_storage *ls = (local_storage *)st;
-    char rel[PATH_MAX];
-    int dirfd;
-    imm_err e = resolve(ls, uri, rel, sizeof(rel), &dirfd, err);
+    place p;
+    imm_err e = resolve((local_storage *)st, uri, &p, err);
     if (e)
         return e;
-    char *slash = strrchr(rel, '/');
+    char *rel = p.rel, *slash = strrchr(rel, '/');
     const char *base = slash ? slash + 1 : rel;
     int dir;
     if (slash) {
         *slash = '\0';
-        dir = dirfd == AT_FDCWD ? open(rel[0] ? rel : "/", O_DIRECTORY | O_CLOEXEC)
-                                : open_beneath(dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
+        dir = p.dirfd == AT_FDCWD ? open(rel[0] ? rel : "/", O_DIRECTORY | O_CLOEXEC)
+                                  : open_beneath(p.dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
     } else {
-        dir = dirfd == AT_FDCWD ? open(".", O_DIRECTORY | O_CLOEXEC) : dup(dirfd);
+        dir = p.dirfd == AT_FDCWD ? open(".", O_DIRECTORY | O_CLOEXEC) : dup(p.dirfd);
     }
     if (dir < 0)
         return errno == ENOENT ? IMM_OK : errno_error(err, errno, "object", uri);
@@ -384,11 +464,18 @@ static void local_free(imm_storage *st)
     local_storage *ls = (local_storage *)st;
     if (ls->root_fd >= 0)
         close(ls->root_fd);
+    for (size_t i = 0; i < ls->ndirs; i++) {
+        close(ls->dirs[i].fd);
+        free(ls->dirs[i].given);
+        free(ls->dirs[i].real);
+    }
+    free(ls->dirs);
     free(ls->root);
     free(ls);
 }
 
 static const imm_storage_ops local_ops = {
+    .admits = local_admits,
     .open_read = local_open_read,
     .open_write = local_open_write,
     .read = local_read,
@@ -400,7 +487,41 @@ static const imm_storage_ops local_ops = {
     .free = local_free,
 };
 
-imm_err imm_oss_local_new(const char *root, imm_storage **out, imm_error *err)
+/* An allowed folder's name without its trailing '/' ("" for "/"); NULL when out of memory. */
+static char *folder_name(const char *path)
+{
+    size_t n = strlen(path);
+    while (n && path[n - 1] == '/')
+        n--;
+    return strndup(path, n);
+}
+
+static imm_err allow_dirs(local_storage *ls, const imm_local_paths *paths, imm_error *err)
+{
+    ls->restricted = 1;
+    if (!paths->ndirs)
+        return IMM_OK;
+    if (!(ls->dirs = calloc(paths->ndirs, sizeof(*ls->dirs))))
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    for (size_t i = 0; i < paths->ndirs; i++) {
+        const char *dir = paths->dirs[i];
+        char real[PATH_MAX];
+        allowed_dir *d = &ls->dirs[ls->ndirs];
+        if (!realpath(dir, real) || (d->fd = open(real, O_DIRECTORY | O_RDONLY | O_CLOEXEC)) < 0)
+            return imm_error_set(err, IMM_EARG, "--allow-local-paths %s cannot be opened as a "
+                                 "folder: %s", dir, strerror(errno));
+        ls->ndirs++;
+        if (!(d->given = folder_name(dir)) || !(d->real = folder_name(real)))
+            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+        if (dir[0] != '/' || (d->given[0] && has_dot_segments(d->given)))
+            return imm_error_set(err, IMM_EARG, "--allow-local-paths %s: give an absolute "
+                                 "path without '.' or '..' segments.", dir);
+    }
+    return IMM_OK;
+}
+
+imm_err imm_oss_local_new(const char *root, const imm_local_paths *paths, imm_storage **out,
+                          imm_error *err)
 {
     local_storage *ls = calloc(1, sizeof(*ls));
     if (!ls)
@@ -416,6 +537,11 @@ imm_err imm_oss_local_new(const char *root, imm_storage **out, imm_error *err)
             return e;
         }
         ls->root = strdup(root);
+    }
+    imm_err e = paths && paths->restricted ? allow_dirs(ls, paths, err) : IMM_OK;
+    if (e) {
+        local_free(&ls->base);
+        return e;
     }
     *out = &ls->base;
     return IMM_OK;

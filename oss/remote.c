@@ -686,6 +686,17 @@ static void remote_close(imm_object *o)
     obj_free(o);
 }
 
+/* Objects of the endpoint are all served; local paths as the local store judges them. */
+static imm_err remote_admits(imm_storage *st, const char *uri, imm_error *err)
+{
+    remote *rs = (remote *)st;
+    imm_uri u;
+    imm_err e = imm_uri_parse(uri, &u, err);
+    if (e || u.is_oss)
+        return e;
+    return rs->local->ops->admits(rs->local, uri, err);
+}
+
 static imm_err remote_remove(imm_storage *st, const char *uri, imm_error *err)
 {
     remote *rs = (remote *)st;
@@ -718,6 +729,7 @@ static void remote_free(imm_storage *st)
 }
 
 static const imm_storage_ops remote_ops = {
+    .admits = remote_admits,
     .open_read = remote_open_read,
     .open_write = remote_open_write,
     .read = remote_read,
@@ -815,7 +827,7 @@ imm_err imm_oss_remote_new(const imm_oss_config *cfg, imm_storage **out, imm_err
     else if (!(rs->pool = imm_http_pool_new()))
         e = imm_error_set(err, IMM_EINTERNAL, "Cannot start libcurl.");
     else
-        e = imm_oss_local_new(NULL, &rs->local, err);
+        e = imm_oss_local_new(NULL, &cfg->local_paths, &rs->local, err);
     if (e) {
         remote_free(&rs->base);
         return e;

@@ -7,7 +7,8 @@
  * clients send them. CreateMediaConvertTask validates the request at once (a bad one gets the
  * error body and HTTP 400), records the task as Queued and answers {RequestId, TaskId, EventId};
  * a worker then runs it through job.c. The queue is bounded: a full one refuses with Throttling
- * rather than grow. Without keys the server listens on loopback only.
+ * rather than grow. A request may name only the store's objects and the operator's message sinks
+ * (imm_request_check_storage, imm_notify_admits). Without keys the server listens on loopback only.
  */
 #include "server.h"
 
@@ -209,6 +210,12 @@ static char *create_task(server *s, unsigned *status, const params *p)
         return fail(status, &err);
     }
     free(json);
+    /* A caller names only what the operator configured: the store's objects, its sinks. */
+    if (imm_request_check_storage(req, s->opt->run.storage, &err) ||
+        imm_notify_admits(s->opt->notify, req, &err)) {
+        imm_request_free(req);
+        return fail(status, &err);
+    }
     imm_task *task = imm_task_new(req);
     if (!task) {
         imm_request_free(req);

@@ -74,6 +74,12 @@ typedef struct imm_object imm_object;
 enum { IMM_SEEK_SIZE = 0x10000 }; /* whence for seek: return the object's size, do not move */
 
 typedef struct imm_storage_ops {
+    /* Optional (NULL: every URI may be tried): whether this store serves uri at all, judged from
+     * the URI alone, touching nothing. A store that keeps a caller to its own objects refuses
+     * local paths here (IMM_EARG), so that a request naming one is refused before it runs, and
+     * the answer is the same whether the file exists or not. open_read and open_write refuse
+     * what this refuses. */
+    imm_err (*admits)(imm_storage *st, const char *uri, imm_error *err);
     imm_err (*open_read)(imm_storage *st, const char *uri, imm_object **out, imm_error *err);
     imm_err (*open_write)(imm_storage *st, const char *uri, imm_object **out, imm_error *err);
     /* Bytes read (0 at end of object) or -1 with errno set. */
@@ -113,11 +119,19 @@ typedef struct imm_request imm_request;
  * reading the sources is judged here. */
 imm_err imm_request_parse(const char *json, size_t len, imm_request **out, imm_error *err);
 void imm_request_free(imm_request *req);
-/* What the request's Notification asks for: the MNS topic, the ExtendedMessageURI (NULL when not
- * given), and whether it names a RocketMQ destination. */
-const char *imm_request_notify_topic(const imm_request *req);
-const char *imm_request_extended_message_uri(const imm_request *req);
-int imm_request_wants_rocketmq(const imm_request *req);
+/* Every URI the request names (its sources, its targets as resolved, its ExtendedMessageURI) is
+ * one st admits (see imm_storage_ops.admits), or the request is refused (IMM_EARG) naming the
+ * field. imm_task_run and imm_task_plan check it too; a server checks it when a task is created. */
+imm_err imm_request_check_storage(const imm_request *req, imm_storage *st, imm_error *err);
+/* Where the request asks its completion message to go: each field NULL when not given. The
+ * *_field members name the request field that gave the value (the SDK's or the legacy one). */
+typedef struct imm_notification {
+    const char *topic, *topic_field;       /* Notification.MNS.TopicName, NotifyTopicName */
+    const char *endpoint, *endpoint_field; /* Notification.MNS.Endpoint, NotifyEndpoint */
+    const char *extended_uri;              /* Notification.ExtendedMessageURI */
+    int rocketmq;                          /* Notification.RocketMQ was given */
+} imm_notification;
+imm_notification imm_request_notification(const imm_request *req);
 
 /* ---- Task -------------------------------------------------------------------------------------- */
 typedef struct imm_task imm_task;

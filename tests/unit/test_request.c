@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imm_oss.h"
 #include "internal.h"
 
 #define TARGET_MP3 \
@@ -279,6 +280,81 @@ static void video_fields_are_refused_unless_empty(void **state)
                    "case-sensitive: Bitrate");
 }
 
+/* The ExtendedMessageURI receives the task JSON: it may not name a source or a target. */
+static void extended_message_uri_never_overwrites_the_request_s_objects(void **state)
+{
+    (void)state;
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 ",\"Notification\":"
+                   "{\"ExtendedMessageURI\":\"oss://b-1/a.mp3\"}}", IMM_EARG,
+                   "Notification.ExtendedMessageURI names one of the Sources");
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 ",\"Notification\":"
+                   "{\"ExtendedMessageURI\":\"oss://b-1/out/x.mp3\"}}", IMM_EARG,
+                   "Notification.ExtendedMessageURI names one of the Targets");
+}
+
+/* Where the message goes, with the field that said so (the SDK's or the legacy one). */
+static void notification_fields_are_named(void **state)
+{
+    (void)state;
+    imm_request *req = NULL;
+    imm_error err = {0};
+    const char *json = "{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 ",\"Notification\":"
+                       "{\"MNS\":{\"TopicName\":\"t-1\",\"Endpoint\":\"http://1.mns.x\"}},"
+                       "\"NotifyEndpoint\":\"http://ignored\"}";
+    assert_int_equal(parse(json, &req, &err), IMM_OK);
+    imm_notification n = imm_request_notification(req);
+    assert_string_equal(n.topic, "t-1");
+    assert_string_equal(n.topic_field, "Notification.MNS.TopicName");
+    assert_string_equal(n.endpoint, "http://1.mns.x");
+    assert_string_equal(n.endpoint_field, "Notification.MNS.Endpoint");
+    assert_false(n.rocketmq);
+    imm_request_free(req);
+    json = "{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 ",\"NotifyTopicName\":\"t\","
+           "\"NotifyEndpoint\":\"https://2.mns.y\"}";
+    assert_int_equal(parse(json, &req, &err), IMM_OK);
+    n = imm_request_notification(req);
+    assert_string_equal(n.topic_field, "NotifyTopicName");
+    assert_string_equal(n.endpoint_field, "NotifyEndpoint");
+    imm_request_free(req);
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 ",\"NotifyEndpoint\":"
+                   "\"file:///tmp/x\"}", IMM_EARG, "NotifyEndpoint is not an MNS endpoint");
+    expect_refused("{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 ",\"Notification\":"
+                   "{\"MNS\":{\"TopicName\":\"a/../b\"}}}", IMM_EARG,
+                   "Notification.MNS.TopicName is not an MNS topic name");
+}
+
+/* A store that serves only its own objects refuses the request naming the first local URI. */
+static void check_storage_names_the_field(void **state)
+{
+    (void)state;
+    imm_request *req = NULL;
+    imm_storage *st = NULL;
+    imm_error err = {0};
+    imm_local_paths none = {.restricted = 1};
+    assert_int_equal(imm_oss_local_new("/tmp", &none, &st, &err), IMM_OK);
+    const char *cases[][2] = {
+        {"{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"oss://b-1/a.mp3\"},{\"URI\":"
+         "\"/etc/passwd\"}]," TARGET_MP3 "}", "Sources[1].URI"},
+        {"{\"ProjectName\":\"p\"," ONE_SOURCE ",\"Targets\":[{\"URI\":\"file:///tmp/{barename}."
+         "{autoext}\",\"Container\":\"mp3\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}",
+         "Targets[0].URI"},
+        {"{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 ",\"Notification\":"
+         "{\"ExtendedMessageURI\":\"file:///root/.bashrc\"}}", "Notification.ExtendedMessageURI"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        assert_int_equal(parse(cases[i][0], &req, &err), IMM_OK);
+        assert_int_equal(imm_request_check_storage(req, st, &err), IMM_EARG);
+        if (!strstr(err.message, cases[i][1]))
+            fail_msg("message \"%s\" does not name %s", err.message, cases[i][1]);
+        imm_request_free(req);
+    }
+    assert_int_equal(parse("{\"ProjectName\":\"p\"," ONE_SOURCE "," TARGET_MP3 "}", &req, &err),
+                     IMM_OK);
+    assert_int_equal(imm_request_check_storage(req, st, &err), IMM_OK);
+    imm_request_free(req);
+    imm_storage_free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +373,9 @@ int main(void)
         cmocka_unit_test(autoext_resolves_to_the_container),
         cmocka_unit_test(container_is_inferred_from_a_known_extension),
         cmocka_unit_test(error_body_has_the_service_shape),
+        cmocka_unit_test(extended_message_uri_never_overwrites_the_request_s_objects),
+        cmocka_unit_test(notification_fields_are_named),
+        cmocka_unit_test(check_storage_names_the_field),
     };
     return cmocka_run_group_tests_name("request", tests, NULL, NULL);
 }

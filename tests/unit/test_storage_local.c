@@ -50,7 +50,7 @@ static int setup(void **state)
     snprintf(path, sizeof(path), "%s/outside", fx->dir);
     snprintf(link, sizeof(link), "%s/bkt/dirlink", fx->root);
     assert_int_equal(symlink(path, link), 0);
-    assert_int_equal(imm_oss_local_new(fx->root, &fx->st, NULL), IMM_OK);
+    assert_int_equal(imm_oss_local_new(fx->root, NULL, &fx->st, NULL), IMM_OK);
     *state = fx;
     return 0;
 }
@@ -175,11 +175,11 @@ static void oss_uris_need_a_root(void **state)
     imm_storage *st = NULL;
     imm_object *obj = NULL;
     imm_error err;
-    assert_int_equal(imm_oss_local_new(NULL, &st, NULL), IMM_OK);
+    assert_int_equal(imm_oss_local_new(NULL, NULL, &st, NULL), IMM_OK);
     assert_int_equal(st->ops->open_read(st, "oss://bkt/in.txt", &obj, &err), IMM_EARG);
     assert_non_null(strstr(err.message, "--oss-root"));
     imm_storage_free(st);
-    assert_int_equal(imm_oss_local_new("/nonexistent/immerge", &st, &err), IMM_EARG);
+    assert_int_equal(imm_oss_local_new("/nonexistent/immerge", NULL, &st, &err), IMM_EARG);
 }
 
 /* remove undoes a committed object, treats a missing one as done, and cannot reach outside the
@@ -201,6 +201,94 @@ static void remove_stays_inside_the_root(void **state)
     assert_int_equal(stat(path, &sb), 0);
 }
 
+/* A store restricted to no local folders refuses every local path by its text alone: the answer
+ * for a file that exists is the answer for one that does not, and nothing is written. */
+static void a_restricted_store_refuses_local_paths(void **state)
+{
+    fixture *fx = *state;
+    imm_storage *st = NULL;
+    imm_object *obj = NULL;
+    imm_error a = {0}, b = {0};
+    char uri[256], missing[256];
+    imm_local_paths none = {.restricted = 1};
+    assert_int_equal(imm_oss_local_new(fx->root, &none, &st, NULL), IMM_OK);
+    snprintf(uri, sizeof(uri), "file://%s/outside/secret.txt", fx->dir);
+    snprintf(missing, sizeof(missing), "file://%s/outside/nothing.txt", fx->dir);
+    assert_int_equal(st->ops->admits(st, uri, &a), IMM_EARG);
+    assert_int_equal(st->ops->open_read(st, missing, &obj, &b), IMM_EARG);
+    assert_non_null(strstr(a.message, "--allow-local-paths"));
+    assert_int_equal(st->ops->open_read(st, uri + 7, &obj, &a), IMM_EARG);
+    assert_int_equal(st->ops->open_write(st, "relative.txt", &obj, &a), IMM_EARG);
+    assert_int_equal(st->ops->remove(st, uri, &a), IMM_EARG);
+    assert_int_equal(st->ops->admits(st, "oss://bkt/in.txt", &a), IMM_OK);
+    assert_int_equal(st->ops->open_read(st, "oss://bkt/in.txt", &obj, &a), IMM_OK);
+    st->ops->close(obj);
+    imm_storage_free(st);
+}
+
+/* --allow-local-paths DIR: absolute paths beneath DIR are served; '..', empty segments, a
+ * lookalike prefix, a relative path and a link planted inside DIR that leads out are not. */
+static void allowed_folders_hold_and_contain(void **state)
+{
+    fixture *fx = *state;
+    imm_storage *st = NULL;
+    imm_object *obj = NULL;
+    imm_error err = {0};
+    char allowed[128], uri[320], path[320], link[320];
+    uint8_t buf[16];
+    snprintf(allowed, sizeof(allowed), "%s/allowed", fx->dir);
+    mkdir(allowed, 0755);
+    snprintf(path, sizeof(path), "%s/in.txt", allowed);
+    write_file(path, "allowed");
+    snprintf(path, sizeof(path), "%s/allowed-not", fx->dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof(path), "%s/outside", fx->dir);
+    snprintf(link, sizeof(link), "%s/out", allowed);
+    assert_int_equal(symlink(path, link), 0);
+    char given[140];
+    snprintf(given, sizeof(given), "%s/", allowed); /* a trailing '/' is the same folder */
+    const char *dirs[] = {given};
+    imm_local_paths paths = {.restricted = 1, .dirs = dirs, .ndirs = 1};
+    assert_int_equal(imm_oss_local_new(fx->root, &paths, &st, &err), IMM_OK);
+
+    snprintf(uri, sizeof(uri), "file://%s/in.txt", allowed);
+    assert_int_equal(st->ops->open_read(st, uri, &obj, &err), IMM_OK);
+    assert_int_equal(st->ops->read(obj, buf, sizeof(buf)), 7);
+    st->ops->close(obj);
+    snprintf(uri, sizeof(uri), "%s/made.txt", allowed);
+    assert_int_equal(st->ops->open_write(st, uri, &obj, &err), IMM_OK);
+    assert_int_equal(st->ops->write(obj, (const uint8_t *)"x", 1), 1);
+    assert_int_equal(st->ops->commit(obj, &err), IMM_OK);
+    st->ops->close(obj);
+    assert_int_equal(access(uri, F_OK), 0);
+    /* No folder is made outside a bucket: a target's folder must be there. */
+    snprintf(uri, sizeof(uri), "%s/new/made.txt", allowed);
+    assert_int_not_equal(st->ops->open_write(st, uri, &obj, &err), IMM_OK);
+
+    const char *refused[] = {"file://%s/../outside/secret.txt", "file://%s//in.txt",
+                             "file://%s/./in.txt", "file://%s-not/x.txt", "file://%s",
+                             "file://%s/"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+        snprintf(uri, sizeof(uri), refused[i], allowed);
+        assert_int_equal(st->ops->admits(st, uri, &err), IMM_EARG);
+        assert_int_equal(st->ops->open_read(st, uri, &obj, &err), IMM_EARG);
+    }
+    assert_int_equal(st->ops->admits(st, "in.txt", &err), IMM_EARG);
+    assert_non_null(strstr(err.message, "relative"));
+    /* The link passes the text (admits) but not the kernel's RESOLVE_BENEATH. */
+    snprintf(uri, sizeof(uri), "file://%s/out/secret.txt", allowed);
+    assert_int_equal(st->ops->admits(st, uri, &err), IMM_OK);
+    assert_int_equal(st->ops->open_read(st, uri, &obj, &err), IMM_EFORBIDDEN);
+    imm_storage_free(st);
+
+    const char *bad[] = {"relative/dir", "/no/such/folder"};
+    for (size_t i = 0; i < 2; i++) {
+        paths.dirs = &bad[i];
+        assert_int_equal(imm_oss_local_new(fx->root, &paths, &st, &err), IMM_EARG);
+        assert_non_null(strstr(err.message, "--allow-local-paths"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +301,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_missing_bucket_is_not_created, setup, teardown),
         cmocka_unit_test_setup_teardown(remove_stays_inside_the_root, setup, teardown),
         cmocka_unit_test(oss_uris_need_a_root),
+        cmocka_unit_test_setup_teardown(a_restricted_store_refuses_local_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(allowed_folders_hold_and_contain, setup, teardown),
     };
     return cmocka_run_group_tests_name("storage_local", tests, NULL, NULL);
 }
