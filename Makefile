@@ -49,7 +49,7 @@ $(BUILD)/libimmservice.a: $(SERVICE_OBJ)
 $(BUILD)/immerge: $(CLI_OBJ) $(BUILD)/libimmservice.a $(BUILD)/libimmnotify.a $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimmservice.a $(BUILD)/libimmnotify.a $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iengine -o $@ $^ $(LDLIBS) -lcmocka
 

@@ -57,6 +57,7 @@ struct conn {
     char *buf;           /* read and not yet taken */
     size_t len, cap;
     time_t deadline;     /* the call being read must have arrived by then */
+    struct sockaddr_in local; /* the address the peer connected to */
 };
 
 /* ---- reading ---------------------------------------------------------------------------------- */
@@ -307,11 +308,13 @@ typedef struct head {
     imm_kv *headers, *query;
     size_t nheaders, nquery;
     int minor;           /* HTTP/1.minor */
+    char *authority;     /* an absolute-form target's host[:port] */
 } head;
 
 static void head_free(head *h)
 {
     free(h->text);
+    free(h->authority);
     free(h->headers);
     free(h->query);
 }
@@ -411,7 +414,11 @@ static unsigned split_target(head *h, const char **path, const char **why)
     int rooted = 1;
     if (!strncasecmp(t, "http://", 7) || !strncasecmp(t, "https://", 8)) {
         t = strstr(t, "//") + 2;
-        t += strcspn(t, "/?#"); /* past the authority */
+        size_t n = strcspn(t, "/?#");
+        *why = "out of memory";
+        if (!(h->authority = strndup(t, n)))
+            return 503;
+        t += n;
         rooted = *t == '/';
     }
     *why = "The request target is not a path.";
@@ -428,6 +435,20 @@ static unsigned split_target(head *h, const char **path, const char **why)
         return 400;
     *path = rooted ? t : "/";
     return 0;
+}
+
+/* The authority the call names (see imm_http_request.host): 0, or 400 for a Host missing from an
+ * HTTP/1.1 call, or given more than once (RFC 9112, 3.2: two could name two hosts to two
+ * readers). */
+static unsigned call_host(const head *h, const char **host, const char **why)
+{
+    size_t n = 0;
+    *host = h->authority;
+    for (size_t i = 0; i < h->nheaders; i++)
+        if (!strcasecmp(h->headers[i].key, "Host") && n++ == 0 && !h->authority)
+            *host = h->headers[i].value;
+    *why = n > 1 ? "The call carries Host more than once." : "An HTTP/1.1 call must carry Host.";
+    return n > 1 || (h->minor == 1 && !n) ? 400 : 0;
 }
 
 /* ---- one call --------------------------------------------------------------------------------- */
@@ -557,12 +578,14 @@ static unsigned read_body(conn *c, const head *h, char **body, size_t *len, cons
 /* Answers one call whose head is read; returns whether the connection stays open. */
 static int serve_call(conn *c, head *h)
 {
-    const char *why = NULL, *path = NULL;
+    const char *why = NULL, *path = NULL, *host = NULL;
     char *body = NULL;
     size_t len = 0;
     unsigned status = parse_head(h, &why);
     if (!status)
         status = split_target(h, &path, &why);
+    if (!status)
+        status = call_host(h, &host, &why);
     if (!status)
         status = read_body(c, h, &body, &len, &why);
     if (status) {
@@ -580,8 +603,9 @@ static int serve_call(conn *c, head *h)
     const char *connection = header(h, "Connection");
     int keep = h->minor == 1 ? !(connection && lists(connection, "close"))
                              : connection && lists(connection, "keep-alive");
-    imm_http_request req = {h->method, path, h->query, h->nquery, h->headers, h->nheaders,
-                            body, len};
+    imm_http_request req = {.method = h->method, .path = path, .query = h->query,
+                            .nquery = h->nquery, .headers = h->headers, .nheaders = h->nheaders,
+                            .body = body, .body_len = len, .host = host, .local = c->local};
     unsigned answered = 200;
     char *json = c->d->handle(c->d->opaque, &req, &answered);
     int sent = answer(c, answered, json, keep, !strcmp(h->method, "HEAD"));
@@ -624,6 +648,10 @@ static void *connection(void *opaque)
 {
     conn *c = opaque;
     int budget;
+    socklen_t alen = sizeof(c->local);
+    if (getsockname(c->fd, (struct sockaddr *)&c->local, &alen) || alen != sizeof(c->local) ||
+        c->local.sin_family != AF_INET)
+        memset(&c->local, 0, sizeof(c->local));
     if (room(c, 4096, IMM_HTTP_MAX_HEAD, &budget)) { /* the buffer is never NULL from here */
         refuse(c, 503, "ServiceUnavailable", "Too many large calls at once; try again.");
         close_conn(c);

@@ -26,6 +26,11 @@ typedef struct imm_http_request {
     size_t nheaders;
     const char *body;      /* NUL-terminated; chunked bodies arrive joined */
     size_t body_len;
+    /* The authority the call names: an absolute-form target's, else its Host header's (RFC 9112,
+     * 3.2.2); NULL when it names none (HTTP/1.0 without Host). */
+    const char *host;
+    /* The address the call arrived at (sin_family 0 when not an IPv4 socket). */
+    struct sockaddr_in local;
 } imm_http_request;
 
 /* Answers a call: sets *status and returns the JSON body (malloc'd; the server frees it; NULL is

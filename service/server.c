@@ -8,13 +8,15 @@
  * error body and HTTP 400), records the task as Queued and answers {RequestId, TaskId, EventId};
  * a worker then runs it through job.c. The queue is bounded: a full one refuses with Throttling
  * rather than grow. A request may name only the store's objects and the operator's message sinks
- * (imm_request_check_storage, imm_notify_admits). Without keys the server listens on loopback only.
+ * (imm_request_check_storage, imm_notify_admits). Without keys the server listens on loopback only
+ * and refuses what a web page would send (keyless.c).
  */
 #include "server.h"
 
 #include "auth.h"
 #include "httpd.h"
 #include "job.h"
+#include "keyless.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -302,6 +304,12 @@ static char *dispatch(void *opaque, const imm_http_request *r, unsigned *status)
                         "A parameter of the form body holds a NUL byte (%00).");
         goto out;
     }
+    const char *action = get(&p, "Action");
+    const char *version = get(&p, "Version");
+    if (!action)
+        action = header(r, "x-acs-action");
+    if (!version)
+        version = header(r, "x-acs-version");
     if (s->auth) {
         char code[64], msg[256];
         imm_auth_call call = {.method = r->method, .path = r->path, .params = r->query,
@@ -311,13 +319,13 @@ static char *dispatch(void *opaque, const imm_http_request *r, unsigned *status)
             ret = fail_code(status, imm_auth_status(code), code, msg);
             goto out;
         }
+    } else {
+        imm_refusal why;
+        if (imm_keyless_refuses(r, action && !strcmp(action, "CreateMediaConvertTask"), &why)) {
+            ret = fail_code(status, why.status, why.code, why.message);
+            goto out;
+        }
     }
-    const char *action = get(&p, "Action");
-    const char *version = get(&p, "Version");
-    if (!action)
-        action = header(r, "x-acs-action");
-    if (!version)
-        version = header(r, "x-acs-version");
     if (version && strcmp(version, API_VERSION))
         ret = fail_code(status, 400, "InvalidVersion", "This server speaks Version 2020-09-30.");
     else if (!action)

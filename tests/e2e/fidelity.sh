@@ -168,11 +168,16 @@ lf-lines 200 ok
 absolute-target 200 ok
 absolute-no-path 200 ok
 pipelined 400+200 ResourceNotFound+ok
-expect-100 200 ok"
+expect-100 200 ok
+no-host 400 MalformedRequest
+two-hosts 400 MalformedRequest
+foreign-host 403 Forbidden
+http-1.0-no-host 403 Forbidden
+absolute-foreign 403 Forbidden"
 got=$(printf '%s\n' "$edges" | awk '{ print $1, $2, $3 }')
 slow=$(printf '%s\n' "$edges" | awk '$4 > 2 { print $1 }')
 [ "$got" = "$want" ] && [ -z "$slow" ] \
-  && ok "HTTP edges: a 9 MiB request line (414), 9 MiB of headers (431), malformed calls, HTTP/2.0, a body over 1 MiB, NUL bytes: each in the service's JSON shape, never HTML; chunked bodies, HTTP/1.0, pipelined calls and Expect: 100-continue served at once" \
+  && ok "HTTP edges: a 9 MiB request line (414), 9 MiB of headers (431), malformed calls, HTTP/2.0, a body over 1 MiB, NUL bytes, a missing or doubled Host: each in the service's JSON shape, never HTML; a keyless server's other names refused (403); chunked bodies, HTTP/1.0, pipelined calls and Expect: 100-continue served at once" \
   || not_ok "HTTP edges (want | got)" "$(diff <(echo "$want") <(echo "$got") | tr '\n' ' ') slow: $slow"
 port=$port_signed
 

@@ -12,7 +12,10 @@ import sys
 import time
 
 PORT = int(sys.argv[1])
-GET = b"GET /?Action=GetTask&Version=2020-09-30&TaskId=none HTTP/1.1\r\nHost: x\r\n"
+# The server is keyless, so a call must name it by its address (service/keyless.h): "HERE" in a
+# case stands for that address.
+HERE = b"127.0.0.1:%d" % PORT
+GET = b"GET /?Action=GetTask&Version=2020-09-30&TaskId=none HTTP/1.1\r\nHost: HERE\r\n"
 
 
 def exchange(data, pause=None, half_close=True):
@@ -79,37 +82,47 @@ def answers(raw):
 
 
 def case(name, data, **kw):
+    here = lambda b: b.replace(b"HERE", HERE)
+    data = tuple(map(here, data)) if isinstance(data, tuple) else here(data)
     raw, secs = exchange(data, **kw)
     got = answers(raw) or [(0, "none")]
     print(name, "+".join(str(s) for s, _ in got), "+".join(c for _, c in got), "%.2f" % secs)
 
 
-case("request-line-9MiB", b"GET /?Action=GetTask&X=" + b"a" * (9 << 20) + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+case("request-line-9MiB", b"GET /?Action=GetTask&X=" + b"a" * (9 << 20) + b" HTTP/1.1\r\nHost: HERE\r\n\r\n")
 case("headers-9MiB", GET + (b"X-Pad: " + b"b" * 1000 + b"\r\n") * 9500 + b"\r\n")
 case("not-http", b"GARBAGE\r\n\r\n")
-case("http-2.0", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+case("http-2.0", b"GET / HTTP/2.0\r\nHost: HERE\r\n\r\n")
 case("folded-header", GET + b"X-A: a\r\n  b\r\n\r\n")
-case("body-over-1MiB", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"a" * 2000000)
-case("bad-content-length", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12x\r\n\r\n")
-case("body-cut-short", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-case("bad-chunk", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
-case("gzip-coding", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
-case("nul-in-query", b"GET /?Action=GetTask&TaskId=a%00b HTTP/1.1\r\nHost: x\r\n\r\n")
-case("nul-in-form", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+case("body-over-1MiB", b"POST / HTTP/1.1\r\nHost: HERE\r\nContent-Length: 2000000\r\n\r\n" + b"a" * 2000000)
+case("bad-content-length", b"POST / HTTP/1.1\r\nHost: HERE\r\nContent-Length: 12x\r\n\r\n")
+case("body-cut-short", b"POST / HTTP/1.1\r\nHost: HERE\r\nContent-Length: 100\r\n\r\nabc")
+case("bad-chunk", b"POST / HTTP/1.1\r\nHost: HERE\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+case("gzip-coding", b"POST / HTTP/1.1\r\nHost: HERE\r\nTransfer-Encoding: gzip\r\n\r\n")
+case("nul-in-query", b"GET /?Action=GetTask&TaskId=a%00b HTTP/1.1\r\nHost: HERE\r\n\r\n")
+case("nul-in-form", b"POST / HTTP/1.1\r\nHost: HERE\r\nContent-Type: application/x-www-form-urlencoded\r\n"
      b"Content-Length: 30\r\n\r\nAction=GetTask&TaskId=a%00bcde")
-case("put", b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+case("put", b"PUT / HTTP/1.1\r\nHost: HERE\r\nContent-Length: 0\r\n\r\n")
 # Calls that are answered: chunked form bodies, HTTP/1.0, LF-only lines, an absolute target,
 # two calls on one connection (keep-alive, pipelined), and Expect: 100-continue.
-case("chunked-form", b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+case("chunked-form", b"POST / HTTP/1.1\r\nHost: HERE\r\nTransfer-Encoding: chunked\r\n"
      b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
      b"1d\r\nAction=ListTasks&ProjectName=\r\n3;ext=1\r\nnop\r\n0\r\nX-Trailer: 1\r\n\r\n")
-case("http-1.0", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.0\r\n\r\n")
-case("lf-lines", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\nHost: x\n\n")
-case("absolute-target", b"GET http://127.0.0.1/?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: x\r\n\r\n")
-case("absolute-no-path", b"GET http://127.0.0.1?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: x\r\n\r\n")
-case("pipelined", b"\r\n" + GET + b"\r\n" + b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: x\r\n"
+case("http-1.0", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.0\r\nHost: HERE\r\n\r\n")
+case("lf-lines", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\nHost: HERE\n\n")
+case("absolute-target", b"GET http://HERE/?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: HERE\r\n\r\n")
+case("absolute-no-path", b"GET http://HERE?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: HERE\r\n\r\n")
+case("pipelined", b"\r\n" + GET + b"\r\n" + b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: HERE\r\n"
      b"Connection: close\r\n\r\n")
 body = b"Action=ListTasks&ProjectName=nop&Pad=" + b"a" * 100000
-case("expect-100", (b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+case("expect-100", (b"POST / HTTP/1.1\r\nHost: HERE\r\nExpect: 100-continue\r\n"
                     b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n"
                     % len(body), body), pause=True)
+# Host (RFC 9112, 3.2): an HTTP/1.1 call without one, or with two, is malformed; a keyless server
+# answers no other name than its address, nor a call without a name (HTTP/1.0 may leave it out),
+# and an absolute target's authority is the one that counts, whatever Host says.
+case("no-host", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\r\n\r\n")
+case("two-hosts", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: HERE\r\nHost: evil.example\r\n\r\n")
+case("foreign-host", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+case("http-1.0-no-host", b"GET /?Action=ListTasks&ProjectName=nop HTTP/1.0\r\n\r\n")
+case("absolute-foreign", b"GET http://evil.example/?Action=ListTasks&ProjectName=nop HTTP/1.1\r\nHost: HERE\r\n\r\n")
