@@ -2,7 +2,8 @@
 # (Debian packages, and the npm packages of the storage tests' servers), builds, and runs the unit
 # tests (also under ASan+UBSan), valgrind, the end-to-end suites under ASan+UBSan and normally
 # (merge, targets, service with a 200-task soak, seams, hostile input, plan/report/compare/progress,
-# ImmergeExtensions, decoded lengths of every codec, three servers sharing one PostgreSQL queue,
+# ImmergeExtensions, decoded lengths of every codec, serve attacked as a caller would (security),
+# three servers sharing one PostgreSQL queue,
 # and storage against servers on 127.0.0.1), and a 60 s libFuzzer run of each fuzz target (the
 # request parser, the media path, serve's HTTP layer).
 
@@ -83,6 +84,7 @@ e2e: all
 	@tests/e2e/extensions.sh $(BUILD)/immerge
 	@tests/e2e/lengths.sh $(BUILD)/immerge
 	@tests/e2e/fidelity.sh $(BUILD)/immerge
+	@tests/e2e/security.sh $(BUILD)/immerge
 	@tests/e2e/cluster.sh $(BUILD)/immerge
 
 # valgrind: the unit tests, both examples, testdata/features.json (Speed, Mixing, Quality, HLS
@@ -123,6 +125,7 @@ test: deps
 	@tests/e2e/extensions.sh build/asan/immerge
 	@tests/e2e/lengths.sh build/asan/immerge
 	@tests/e2e/fidelity.sh build/asan/immerge
+	@tests/e2e/security.sh build/asan/immerge
 	@IMMERGE_E2E_QUICK=1 tests/e2e/cluster.sh build/asan/immerge
 	@tests/e2e/run.sh build/immerge
 	@tests/e2e/targets.sh build/immerge
@@ -133,6 +136,7 @@ test: deps
 	@tests/e2e/extensions.sh build/immerge
 	@tests/e2e/lengths.sh build/immerge
 	@tests/e2e/fidelity.sh build/immerge
+	@tests/e2e/security.sh build/immerge
 	@tests/e2e/cluster.sh build/immerge
 	@tests/e2e/storage.sh build/immerge
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=60
