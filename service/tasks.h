@@ -25,7 +25,8 @@ typedef struct imm_claim imm_claim;
 
 typedef struct imm_tasks_options {
     double lease_seconds; /* PostgreSQL: how long a claim holds without a heartbeat; 0: 30 */
-    int connections;      /* PostgreSQL: connections kept open at most; 0: 8 */
+    int connections;      /* PostgreSQL: connections for the API's calls, and as many for the
+                             workers' (the heartbeat and the listener have one each); 0: 8 */
     int quiet;            /* no warnings on stderr (a lost database, a lost lease) */
 } imm_tasks_options;
 

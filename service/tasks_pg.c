@@ -20,9 +20,15 @@
  * - Tasks that `immerge run` recorded (not runnable by servers) whose lease expires are marked
  *   Failed/TaskInterrupted by whichever server sweeps them.
  *
- * The schema is created and migrated here, under an advisory lock, versioned in immerge_schema.
- * A lost connection is reset and the statement tried again; a database that is down is waited
- * out by the workers and answered as ServiceUnavailable by the API meanwhile.
+ * The schema is created and migrated here, in one transaction under a transaction-level advisory
+ * lock, versioned in immerge_schema.
+ *
+ * Every statement has a deadline of ours (see CALL_SECONDS): libpq has none for an answer, and a
+ * frozen database (a hung disk, a partition) would hold a caller for as long as it stays frozen.
+ * The API's calls, the workers and the heartbeat have connections of their own, so that no kind
+ * of work can starve another. A broken pooled connection is replaced and the statement tried once
+ * more; a database that is down is waited out by the workers and answered as ServiceUnavailable
+ * by the API meanwhile.
  */
 #include "tasks_internal.h"
 
@@ -42,6 +48,26 @@
 #define LOCK_QUEUE 0x696d6d32
 #define CHANNEL "immerge_tasks"
 
+/* Time bounds. A call of the API gets its answer within CALL_SECONDS whatever the database does
+ * (the SDKs' clients give up on a server silent for 3 s): at most POOL_WAIT of it waiting for a
+ * connection, the rest for connecting and the statement, past which the statement is cancelled
+ * and its connection dropped. A worker's statement gets WORK_SECONDS; a lease renewal a third of
+ * a lease. */
+#define CALL_SECONDS 2.0
+#define POOL_WAIT 1.0
+#define WORK_SECONDS 10.0
+#define MIGRATE_SECONDS 600.0
+
+/* Connections for one kind of work, so that one kind cannot take another's: the API's calls,
+ * the workers' claims and writes. The heartbeat and the listener have one each besides. */
+typedef struct pg_pool {
+    const char *name;
+    PGconn **conns;
+    int *busy, n;
+    double wait; /* the longest a caller waits for a free one; 0: until one is free */
+    pthread_cond_t freed;
+} pg_pool;
+
 typedef struct pg_tasks {
     imm_tasks base;
     char *uri;
@@ -49,12 +75,11 @@ typedef struct pg_tasks {
     int quiet;
     char owner[160]; /* this process: host, pid, a random tag */
     pthread_mutex_t lock;
-    pthread_cond_t freed; /* a pooled connection came back */
     pthread_cond_t wake;  /* a task was queued (NOTIFY), or the tasks close */
     pthread_cond_t beat;  /* the tasks close: the heartbeat ends */
     unsigned long wakes;
-    PGconn **pool;
-    int *busy, npool;
+    pg_pool api, work;
+    PGconn *beat_conn;  /* the heartbeat's own */
     imm_claim *claims; /* this process's live claims, renewed by the heartbeat */
     int closing, down;
     int opened; /* past imm_tasks_pg_open: a lost database is waited for, and said so */
@@ -70,44 +95,98 @@ static void ignore_notice(void *opaque, const char *message)
     (void)opaque, (void)message; /* "already exists, skipping" and the like */
 }
 
-static PGconn *connect_db(const pg_tasks *p)
+/* A new connection, made by `until` (monotonic seconds): NULL when that passed first, else one
+ * whose status says whether it worked. TCP keepalives and tcp_user_timeout find a peer that is
+ * gone (a cable, a host) within seconds; a peer that is there but silent (a frozen database) is
+ * what the deadlines are for, which libpq's own connect_timeout (whole seconds, at least 2, per
+ * address) cannot keep. */
+static PGconn *connect_until(const pg_tasks *p, double until)
 {
     /* Our defaults first: whatever the URI says overrides them. */
-    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *values[] = {"5", "immerge", p->uri, NULL};
-    PGconn *conn = PQconnectdbParams(keys, values, 1);
-    if (conn)
-        PQsetNoticeProcessor(conn, ignore_notice, NULL);
-    return conn;
+    const char *keys[] = {"application_name", "keepalives", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname",
+                          NULL};
+    const char *values[] = {"immerge", "1", "5", "2", "3", "10000", p->uri, NULL};
+    PGconn *conn = PQconnectStartParams(keys, values, 1);
+    if (!conn || PQstatus(conn) == CONNECTION_BAD)
+        return conn;
+    PQsetNoticeProcessor(conn, ignore_notice, NULL);
+    for (PostgresPollingStatusType st = PGRES_POLLING_WRITING;;) {
+        if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED)
+            return conn;
+        double left = until - imm_tasks_clock();
+        if (left <= 0) {
+            PQfinish(conn);
+            return NULL;
+        }
+        struct pollfd pfd = {.fd = PQsocket(conn),
+                             .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        if (poll(&pfd, 1, (int)(left * 1000) + 1) < 0 && errno != EINTR) {
+            PQfinish(conn);
+            return NULL;
+        }
+        st = PQconnectPoll(conn);
+    }
 }
 
-static PGconn *acquire(pg_tasks *p)
+/* *slot connected (made anew when it is not), by `until`; 0, or -1 with err set. */
+static int ensure_connected(pg_tasks *p, PGconn **slot, double until, const char *what,
+                            imm_error *err);
+
+static int pool_init(pg_pool *pool, const char *name, int n, double wait)
 {
+    pool->name = name;
+    pool->n = n;
+    pool->wait = wait;
+    pthread_cond_init(&pool->freed, NULL);
+    pool->conns = calloc((size_t)n, sizeof(*pool->conns));
+    pool->busy = calloc((size_t)n, sizeof(*pool->busy));
+    return pool->conns && pool->busy ? 0 : -1;
+}
+
+static void pool_clear(pg_pool *pool)
+{
+    for (int i = 0; pool->conns && i < pool->n; i++)
+        PQfinish(pool->conns[i]);
+    free(pool->conns);
+    free(pool->busy);
+    pthread_cond_destroy(&pool->freed);
+}
+
+/* A connection slot of pool for this caller alone, waiting at most pool->wait (and until `until`)
+ * for one to come free; NULL with err set past that. The statement connects it if need be. */
+static PGconn **acquire(pg_tasks *p, pg_pool *pool, double until, imm_error *err)
+{
+    double give_up = pool->wait > 0 ? imm_tasks_clock() + pool->wait : until;
+    if (give_up > until)
+        give_up = until;
     pthread_mutex_lock(&p->lock);
     int i;
     for (;;) {
-        for (i = 0; i < p->npool && p->busy[i]; i++)
+        for (i = 0; i < pool->n && pool->busy[i]; i++)
             ;
-        if (i < p->npool)
+        if (i < pool->n)
             break;
-        pthread_cond_wait(&p->freed, &p->lock);
+        double left = give_up - imm_tasks_clock();
+        if (left <= 0) {
+            pthread_mutex_unlock(&p->lock);
+            imm_error_set(err, IMM_EIO, "Task records (PostgreSQL): no connection for %s came "
+                          "free within %.0f s (all %d busy); try again.", pool->name,
+                          pool->wait > 0 ? pool->wait : left, pool->n);
+            return NULL;
+        }
+        imm_tasks_wait(&pool->freed, &p->lock, left);
     }
-    p->busy[i] = 1;
+    pool->busy[i] = 1;
     pthread_mutex_unlock(&p->lock);
-    if (!p->pool[i])
-        p->pool[i] = connect_db(p);
-    else if (PQstatus(p->pool[i]) != CONNECTION_OK)
-        PQreset(p->pool[i]);
-    return p->pool[i];
+    return &pool->conns[i];
 }
 
-static void give_back(pg_tasks *p, PGconn *conn)
+static void give_back(pg_tasks *p, pg_pool *pool, PGconn **slot)
 {
     pthread_mutex_lock(&p->lock);
-    for (int i = 0; i < p->npool; i++)
-        if (p->pool[i] == conn)
-            p->busy[i] = 0;
-    pthread_cond_signal(&p->freed);
+    pool->busy[slot - pool->conns] = 0;
+    pthread_cond_signal(&pool->freed);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -138,39 +217,148 @@ static imm_err pg_error(pg_tasks *p, PGconn *conn, const PGresult *r, const char
     return imm_error_set(err, IMM_EIO, "Task records (PostgreSQL): %s failed: %s", what, clean);
 }
 
-/* One statement with text parameters on conn; the result when its status is the wanted one
- * (PGRES_TUPLES_OK or PGRES_COMMAND_OK), else NULL with err set. */
-static PGresult *run(pg_tasks *p, PGconn *conn, const char *what, const char *sql, int n,
-                     const char *const *values, imm_error *err)
+static int ensure_connected(pg_tasks *p, PGconn **slot, double until, const char *what,
+                            imm_error *err)
 {
-    PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
-        return r;
-    pg_error(p, conn, r, what, err);
-    PQclear(r);
+    if (*slot && PQstatus(*slot) == CONNECTION_OK)
+        return 0;
+    PQfinish(*slot);
+    *slot = connect_until(p, until);
+    if (*slot && PQstatus(*slot) == CONNECTION_OK)
+        return 0;
+    if (*slot) {
+        pg_error(p, *slot, NULL, what, err);
+        PQfinish(*slot);
+        *slot = NULL;
+        return -1;
+    }
+    note_db(p, 1, "no connection in time");
+    imm_error_set(err, IMM_EIO, "Task records (PostgreSQL): %s failed: the database did not "
+                  "take a connection in time (it is hung, overloaded or unreachable).", what);
+    return -1;
+}
+
+/* Sends a statement's cancel from a thread of its own: to a database that is frozen the cancel
+ * waits as long as the database does, and nobody waits for it. */
+static void *send_cancel(void *opaque)
+{
+    char why[256];
+    PQcancel(opaque, why, sizeof(why));
+    PQfreeCancel(opaque);
     return NULL;
 }
 
-/* One statement on a pooled connection, tried again once on the same connection reset when the
- * connection was lost: a pooled connection may have died unseen while the database restarted.
- * Every statement run this way may safely run twice. */
-static PGresult *exec1(pg_tasks *p, const char *what, const char *sql, int n,
-                       const char *const *values, imm_error *err)
+/* A statement that overran its deadline: cancelled (so that a database that is only slow stops
+ * working on it) and its connection dropped, to be made anew by the next caller. */
+static void abandon(PGconn **slot)
 {
-    PGresult *r = NULL;
-    PGconn *conn = acquire(p);
-    for (int tries = 0; tries < 2 && !r; tries++) {
-        if (tries)
-            PQreset(conn);
-        if (PQstatus(conn) == CONNECTION_OK)
-            r = run(p, conn, what, sql, n, values, err);
-        else
-            pg_error(p, conn, NULL, what, err);
-        if (PQstatus(conn) == CONNECTION_OK)
-            break;
+    PGcancel *cancel = PQgetCancel(*slot);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (cancel && pthread_create(&t, &attr, send_cancel, cancel))
+        PQfreeCancel(cancel);
+    pthread_attr_destroy(&attr);
+    PQfinish(*slot);
+    *slot = NULL;
+}
+
+/* One statement on *slot, answered by `until` (monotonic seconds), with text parameters (n of
+ * values; n 0 and values NULL: SQL of one or more statements without any). The result when every
+ * statement's status is the wanted one (PGRES_TUPLES_OK or PGRES_COMMAND_OK), else NULL with err
+ * set; past the deadline the statement is abandoned and *slot is NULL. *timed_out (may be NULL)
+ * says which. */
+static PGresult *run_until(pg_tasks *p, PGconn **slot, double until, const char *what,
+                           const char *sql, int n, const char *const *values, int *timed_out,
+                           imm_error *err)
+{
+    PGresult *last = NULL, *failed = NULL;
+    if (timed_out)
+        *timed_out = 0;
+    if (ensure_connected(p, slot, until, what, err))
+        return NULL;
+    PGconn *conn = *slot;
+    PQsetnonblocking(conn, 1);
+    int sent = !n && !values ? PQsendQuery(conn, sql)
+                             : PQsendQueryParams(conn, sql, n, NULL, values, NULL, NULL, 0);
+    if (!sent) {
+        pg_error(p, conn, NULL, what, err);
+        return NULL;
     }
-    give_back(p, conn);
+    for (;;) {
+        int flushing = PQflush(conn);
+        if (flushing < 0 || !PQconsumeInput(conn))
+            goto broken;
+        while (!flushing && !PQisBusy(conn)) {
+            PGresult *r = PQgetResult(conn);
+            if (!r)
+                goto answered;
+            ExecStatusType st = PQresultStatus(r);
+            if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !failed) {
+                failed = r;
+                continue;
+            }
+            if (r == failed)
+                continue;
+            PQclear(last);
+            last = r;
+        }
+        double left = until - imm_tasks_clock();
+        if (left <= 0) {
+            PQclear(last);
+            PQclear(failed);
+            abandon(slot);
+            if (timed_out)
+                *timed_out = 1;
+            note_db(p, 1, "a statement went unanswered");
+            imm_error_set(err, IMM_EIO, "Task records (PostgreSQL): %s did not answer in time "
+                          "(the database is hung or overloaded); the statement was cancelled.",
+                          what);
+            return NULL;
+        }
+        struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN | (flushing ? POLLOUT : 0)};
+        int ms = left > 1e6 ? 1000000000 : (int)(left * 1000) + 1;
+        if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+            goto broken;
+    }
+answered:
+    if (failed) {
+        pg_error(p, conn, failed, what, err);
+        PQclear(failed);
+        PQclear(last);
+        return NULL;
+    }
+    return last;
+broken:
+    PQclear(last);
+    PQclear(failed);
+    pg_error(p, conn, NULL, what, err);
+    return NULL;
+}
+
+/* One statement on a connection of pool, answered within `seconds`, tried again once on a new
+ * connection when it was lost (a pooled connection may have died unseen while the database
+ * restarted) and time remains. Every statement run this way may safely run twice. */
+static PGresult *exec1(pg_tasks *p, pg_pool *pool, double seconds, const char *what,
+                       const char *sql, int n, const char *const *values, imm_error *err)
+{
+    double until = imm_tasks_clock() + seconds;
+    PGresult *r = NULL;
+    PGconn **slot = acquire(p, pool, until, err);
+    if (!slot)
+        return NULL;
+    for (int tries = 0; tries < 2 && !r; tries++) {
+        int timed_out = 0, pooled = *slot && PQstatus(*slot) == CONNECTION_OK;
+        r = run_until(p, slot, until, what, sql, n, values, &timed_out, err);
+        /* Again only on a new connection after a pooled one broke: not when connecting failed,
+         * nor when the database was too slow. */
+        if (r || timed_out || !pooled || (*slot && PQstatus(*slot) == CONNECTION_OK))
+            break;
+        PQfinish(*slot);
+        *slot = NULL;
+    }
+    give_back(p, pool, slot);
     if (r)
         note_db(p, 0, NULL);
     return r;
@@ -183,7 +371,7 @@ static PGresult *exec_patiently(pg_tasks *p, double seconds, const char *what, c
 {
     double until = imm_tasks_clock() + seconds;
     for (;;) {
-        PGresult *r = exec1(p, what, sql, n, values, err);
+        PGresult *r = exec1(p, &p->work, WORK_SECONDS, what, sql, n, values, err);
         pthread_mutex_lock(&p->lock);
         int down = p->down;
         pthread_mutex_unlock(&p->lock);
@@ -217,28 +405,32 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))
 
+/* One transaction that takes the schema's lock first, so that servers starting at once migrate
+ * one after the other: a transaction-level lock, which a pooler in transaction mode (PgBouncer)
+ * keeps on one server connection, where a session's lock could be taken on one and released on
+ * another. */
 static imm_err migrate(pg_tasks *p, imm_error *err)
 {
     char lock[64];
-    snprintf(lock, sizeof(lock), "SELECT pg_advisory_lock(%d)", LOCK_SCHEMA);
-    PGconn *conn = acquire(p);
+    snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d)", LOCK_SCHEMA);
+    double until = imm_tasks_clock() + MIGRATE_SECONDS;
+    PGconn **slot = acquire(p, &p->work, until, err);
+    if (!slot)
+        return IMM_EIO;
     imm_err e = IMM_OK;
     PGresult *r = NULL;
-    if (PQstatus(conn) != CONNECTION_OK) {
-        e = pg_error(p, conn, NULL, "connecting", err);
-        give_back(p, conn);
-        return e;
-    }
-    const char *setup[] = {lock, "CREATE TABLE IF NOT EXISTS immerge_schema (version integer "
-                           "NOT NULL)", NULL};
+    const char *setup[] = {"BEGIN", lock, "CREATE TABLE IF NOT EXISTS immerge_schema (version "
+                           "integer NOT NULL)", NULL};
     for (int i = 0; setup[i] && !e; i++) {
-        if (!(r = run(p, conn, "setting up the schema", setup[i], 0, NULL, err)))
+        if (!(r = run_until(p, slot, until, "setting up the schema", setup[i], 0, NULL, NULL,
+                            err)))
             e = IMM_EIO;
         PQclear(r);
     }
     int version = 0;
-    if (!e && (r = run(p, conn, "reading the schema version", "SELECT coalesce(max(version), 0) "
-                       "FROM immerge_schema", 0, NULL, err))) {
+    if (!e && (r = run_until(p, slot, until, "reading the schema version", "SELECT "
+                             "coalesce(max(version), 0) FROM immerge_schema", 0, NULL, NULL,
+                             err))) {
         version = atoi(PQgetvalue(r, 0, 0));
         PQclear(r);
     } else {
@@ -250,18 +442,23 @@ static imm_err migrate(pg_tasks *p, imm_error *err)
     for (int v = version + 1; !e && v <= SCHEMA_VERSION; v++) {
         char record[80];
         snprintf(record, sizeof(record), "INSERT INTO immerge_schema VALUES (%d)", v);
-        const char *steps[] = {"BEGIN", migrations[v - 1], record, "COMMIT"};
-        for (int i = 0; i < 4 && !e; i++) {
-            PGresult *m = PQexec(conn, steps[i]);
-            if (PQresultStatus(m) != PGRES_COMMAND_OK)
-                e = pg_error(p, conn, m, "migrating the schema", err);
-            PQclear(m);
+        const char *steps[] = {migrations[v - 1], record};
+        for (int i = 0; i < 2 && !e; i++) {
+            if (!(r = run_until(p, slot, until, "migrating the schema", steps[i], 0, NULL, NULL,
+                                err)))
+                e = IMM_EIO;
+            PQclear(r);
         }
-        if (e)
-            PQclear(PQexec(conn, "ROLLBACK"));
     }
-    PQclear(PQexec(conn, "SELECT pg_advisory_unlock_all()"));
-    give_back(p, conn);
+    if (*slot) {
+        imm_error ignored;
+        r = run_until(p, slot, until, "migrating the schema", e ? "ROLLBACK" : "COMMIT", 0, NULL,
+                      NULL, e ? &ignored : err);
+        if (!r && !e)
+            e = IMM_EIO;
+        PQclear(r);
+    }
+    give_back(p, &p->work, slot);
     return e;
 }
 
@@ -292,23 +489,45 @@ static void lose(pg_tasks *p, imm_claim *c)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Renews c's lease: 1 when it holds, 0 when another run has the task, -1 when the database
- * cannot say. */
+static const char renew_sql[] =
+    "UPDATE immerge_tasks SET lease_until = now() + make_interval(secs => $3::float8) WHERE "
+    "task_id = $1 AND attempt = $2::int AND status = 'Running'";
+
+/* What a renewal's result says: 1 the lease holds, 0 another run has the task, -1 the database
+ * did not say. */
+static int renewed(PGresult *r)
+{
+    int held = r ? atoi(PQcmdTuples(r)) == 1 : -1;
+    PQclear(r);
+    return held;
+}
+
+/* Renews c's lease on a worker's connection, waiting up to `patience` for a database that is
+ * down: the fence before a commit. */
 static int renew(pg_tasks *p, imm_claim *c, double patience, imm_error *err)
 {
     char attempt[24], lease[32];
     snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
     snprintf(lease, sizeof(lease), "%.3f", p->lease);
     const char *v[] = {c->task_id, attempt, lease};
-    PGresult *r = exec_patiently(p, patience, "renewing a lease",
-                                 "UPDATE immerge_tasks SET lease_until = now() + "
-                                 "make_interval(secs => $3::float8) WHERE task_id = $1 AND "
-                                 "attempt = $2::int AND status = 'Running'", 3, v, err);
-    if (!r)
-        return -1;
-    int held = atoi(PQcmdTuples(r)) == 1;
-    PQclear(r);
-    return held;
+    return renewed(exec_patiently(p, patience, "renewing a lease", renew_sql, 3, v, err));
+}
+
+/* The heartbeat's renewal, on its own connection: however busy the API's and the workers'
+ * connections are, the leases of the runs under way are renewed, each within a third of a
+ * lease. */
+static int beat(pg_tasks *p, const imm_claim *c, imm_error *err)
+{
+    char attempt[24], lease[32];
+    snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
+    snprintf(lease, sizeof(lease), "%.3f", p->lease);
+    const char *v[] = {c->task_id, attempt, lease};
+    double until = imm_tasks_clock() + (p->lease / 3 < 1 ? 1 : p->lease / 3);
+    PGresult *r = run_until(p, &p->beat_conn, until, "renewing a lease", renew_sql, 3, v, NULL,
+                            err);
+    if (r)
+        note_db(p, 0, NULL);
+    return renewed(r);
 }
 
 static void *heartbeat(void *opaque)
@@ -330,7 +549,7 @@ static void *heartbeat(void *opaque)
             imm_claim copy = *c;
             imm_error err = {0};
             pthread_mutex_unlock(&p->lock);
-            int held = renew(p, &copy, 0, &err);
+            int held = beat(p, &copy, &err);
             pthread_mutex_lock(&p->lock);
             /* The same run (not a claim that came to live at the same address since) that has
              * not begun to record its end. */
@@ -359,10 +578,10 @@ static void *listener(void *opaque)
     PGconn *conn = NULL;
     while (!p->closing) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
-            PQfinish(conn);
-            conn = connect_db(p);
-            PGresult *r = PQstatus(conn) == CONNECTION_OK ? PQexec(conn, "LISTEN " CHANNEL) : NULL;
-            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            imm_error ignored;
+            PGresult *r = run_until(p, &conn, imm_tasks_clock() + WORK_SECONDS, "listening",
+                                    "LISTEN " CHANNEL, 0, NULL, NULL, &ignored);
+            int ok = r != NULL;
             PQclear(r);
             if (!ok) {
                 for (int i = 0; i < 4 && !p->closing; i++)
@@ -394,7 +613,8 @@ static imm_err get(imm_tasks *t, const char *project, const char *task_id, char 
 {
     pg_tasks *p = (pg_tasks *)t;
     const char *v[] = {task_id, project};
-    PGresult *r = exec1(p, "reading a task", "SELECT json FROM immerge_tasks WHERE task_id = $1 "
+    PGresult *r = exec1(p, &p->api, CALL_SECONDS, "reading a task", "SELECT json FROM "
+                        "immerge_tasks WHERE task_id = $1 "
                         "AND ($2::text IS NULL OR project = $2)", 2, v, err);
     if (!r)
         return IMM_EIO;
@@ -434,7 +654,7 @@ static imm_err list(imm_tasks *t, const imm_list_query *q, const imm_list_cursor
              "ORDER BY %s COLLATE \"C\" %s, seq %s LIMIT $6::int",
              key, key, imm_list_after_sql(q), start, start, start, start, end, end, end, end, key,
              imm_list_order_sql(q), imm_list_order_sql(q));
-    PGresult *r = exec1(p, "listing tasks", sql, 12, v, err);
+    PGresult *r = exec1(p, &p->api, CALL_SECONDS, "listing tasks", sql, 12, v, err);
     if (!r)
         return IMM_EIO;
     for (int i = 0; i < PQntuples(r); i++)
@@ -488,7 +708,8 @@ static imm_err start(imm_tasks *t, imm_claim *c, imm_error *err)
     snprintf(lease, sizeof(lease), "%.3f", p->lease);
     const char *v[] = {row.task_id, row.project, row.status, row.start, row.tags, row.json,
                        p->owner, lease};
-    PGresult *r = exec1(p, "recording a task", "INSERT INTO immerge_tasks (task_id, project, "
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "recording a task", "INSERT INTO "
+                        "immerge_tasks (task_id, project, "
                         "status, start_time, tags, json, runnable, owner, attempt, lease_until) "
                         "VALUES ($1, $2, $3, $4, $5::jsonb, $6, false, $7, 1, now() + "
                         "make_interval(secs => $8::float8))", 8, v, err);
@@ -500,40 +721,56 @@ static imm_err start(imm_tasks *t, imm_claim *c, imm_error *err)
     return IMM_OK;
 }
 
-/* The insert of a queued task, in a transaction of its own on conn. */
-static imm_err queue_row(pg_tasks *p, PGconn *conn, const char *const *v, const char *lock,
-                         int *full, imm_error *err)
+/* The insert of a queued task, in a transaction of its own on *slot, answered by `until`. A
+ * second try (the first one's connection was lost, maybe after its COMMIT) first looks for the
+ * row: the TaskId is ours, so a task the first try created is not created twice. */
+static imm_err queue_row(pg_tasks *p, PGconn **slot, double until, const char *const *v,
+                         const char *lock, int again, int *full, imm_error *err)
 {
+    static const char what[] = "queueing a task";
     imm_err e = IMM_OK;
     PGresult *r = NULL;
-    if (PQstatus(conn) != CONNECTION_OK)
-        return pg_error(p, conn, NULL, "queueing a task", err);
+    *full = 0;
+    if (again && (r = run_until(p, slot, until, what, "SELECT 1 FROM immerge_tasks WHERE "
+                                "task_id = $1", 1, v, NULL, err))) {
+        int there = PQntuples(r) == 1;
+        PQclear(r);
+        if (there)
+            return IMM_OK;
+    } else if (again) {
+        return IMM_EIO;
+    }
     /* The lock makes count-then-insert one step across servers: the bound holds. */
     const char *steps[] = {"BEGIN", lock, NULL};
     for (int i = 0; steps[i] && !e; i++) {
-        if (!(r = run(p, conn, "queueing a task", steps[i], 0, NULL, err)))
+        if (!(r = run_until(p, slot, until, what, steps[i], 0, NULL, NULL, err)))
             e = IMM_EIO;
         PQclear(r);
     }
-    if (!e && (r = run(p, conn, "queueing a task", "INSERT INTO immerge_tasks (task_id, "
-                       "project, status, start_time, tags, json, runnable) SELECT $1, $2, "
-                       "'Queued', $3, $4::jsonb, $5, true WHERE (SELECT count(*) FROM "
-                       "immerge_tasks WHERE status = 'Queued') < $6::int", 6, v, err))) {
+    if (!e && (r = run_until(p, slot, until, what, "INSERT INTO immerge_tasks (task_id, "
+                             "project, status, start_time, tags, json, runnable) SELECT $1, $2, "
+                             "'Queued', $3, $4::jsonb, $5, true WHERE (SELECT count(*) FROM "
+                             "immerge_tasks WHERE status = 'Queued') < $6::int", 6, v, NULL,
+                             err))) {
         *full = atoi(PQcmdTuples(r)) == 0;
         PQclear(r);
     } else {
         e = IMM_EIO;
     }
     if (!e && !*full) {
-        if ((r = run(p, conn, "queueing a task", "NOTIFY " CHANNEL, 0, NULL, err)))
+        if ((r = run_until(p, slot, until, what, "NOTIFY " CHANNEL, 0, NULL, NULL, err)))
             PQclear(r);
         else
             e = IMM_EIO;
     }
-    r = PQexec(conn, e ? "ROLLBACK" : "COMMIT");
-    if (!e && PQresultStatus(r) != PGRES_COMMAND_OK)
-        e = pg_error(p, conn, r, "queueing a task", err);
-    PQclear(r);
+    if (*slot) {
+        imm_error ignored;
+        r = run_until(p, slot, until, what, e ? "ROLLBACK" : "COMMIT", 0, NULL, NULL,
+                      e ? &ignored : err);
+        if (!r && !e)
+            e = IMM_EIO;
+        PQclear(r);
+    }
     return e;
 }
 
@@ -542,6 +779,7 @@ static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_err
     pg_tasks *p = (pg_tasks *)t;
     task_row row;
     char cap[16], lock[64];
+    double until = imm_tasks_clock() + CALL_SECONDS;
     imm_err e = imm_task_row(c->task, &row, err);
     if (e) {
         imm_claim_free(c);
@@ -550,15 +788,19 @@ static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_err
     snprintf(cap, sizeof(cap), "%d", queue);
     snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d)", LOCK_QUEUE);
     const char *v[] = {row.task_id, row.project, row.start, row.tags, row.json, cap};
-    PGconn *conn = acquire(p);
-    for (int tries = 0; tries < 2; tries++) {
-        if (tries)
-            PQreset(conn); /* it died unseen while the database restarted: once more */
-        e = queue_row(p, conn, v, lock, full, err);
-        if (!e || PQstatus(conn) == CONNECTION_OK)
+    PGconn **slot = acquire(p, &p->api, until, err);
+    e = slot ? IMM_OK : IMM_EIO;
+    for (int tries = 0; slot && tries < 2; tries++) {
+        /* A pooled connection that died unseen while the database restarted: once more. */
+        int pooled = *slot && PQstatus(*slot) == CONNECTION_OK;
+        e = queue_row(p, slot, until, v, lock, tries, full, err);
+        if (!e || !pooled || !*slot || PQstatus(*slot) == CONNECTION_OK)
             break;
+        PQfinish(*slot);
+        *slot = NULL;
     }
-    give_back(p, conn);
+    if (slot)
+        give_back(p, &p->api, slot);
     if (!e)
         note_db(p, 0, NULL);
     imm_task_row_clear(&row);
@@ -574,7 +816,7 @@ static void sweep(pg_tasks *p)
     char max[16];
     snprintf(max, sizeof(max), "%d", MAX_ATTEMPTS);
     const char *v[] = {max};
-    PGresult *r = exec1(p, "sweeping tasks", "SELECT seq, attempt, json, coalesce(owner, ''), "
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "sweeping tasks", "SELECT seq, attempt, json, coalesce(owner, ''), "
                         "runnable FROM immerge_tasks WHERE status = 'Running' AND lease_until < "
                         "now() AND (NOT runnable OR attempt >= $1::int) LIMIT 50", 1, v, &err);
     for (int i = 0; r && i < PQntuples(r); i++) {
@@ -588,7 +830,7 @@ static void sweep(pg_tasks *p)
             snprintf(who, sizeof(who), "immerge process %s", PQgetvalue(r, i, 3));
         char *json = imm_task_interrupted(PQgetvalue(r, i, 2), who, 0, &status);
         const char *u[] = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), status, json};
-        PGresult *w = json ? exec1(p, "sweeping tasks", "UPDATE immerge_tasks SET status = $3, "
+        PGresult *w = json ? exec1(p, &p->work, WORK_SECONDS, "sweeping tasks", "UPDATE immerge_tasks SET status = $3, "
                                    "json = $4, owner = NULL, lease_until = NULL WHERE seq = "
                                    "$1::bigint AND attempt = $2::int AND status = 'Running' AND "
                                    "lease_until < now()", 4, u, &err) : NULL;
@@ -624,7 +866,8 @@ static imm_claim *take_up(pg_tasks *p, const PGresult *r)
     char *json = imm_task_interrupted(stored, "immerge server", 0, &status);
     const char *v[] = {PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), json};
     imm_error err;
-    PQclear(json ? exec1(p, "recording a task", "UPDATE immerge_tasks SET status = 'Failed', "
+    PQclear(json ? exec1(p, &p->work, WORK_SECONDS, "recording a task", "UPDATE immerge_tasks "
+                         "SET status = 'Failed', "
                          "json = $3, owner = NULL, lease_until = NULL WHERE task_id = $1 AND "
                          "attempt = $2::int", 3, v, &err) : NULL);
     free(json);
@@ -650,7 +893,7 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
             sweep(p);
         imm_error e = {0};
         /* The fairness rule of tasks.h: fewest running first, then oldest. */
-        PGresult *r = exec1(p, "claiming a task",
+        PGresult *r = exec1(p, &p->work, WORK_SECONDS, "claiming a task",
             "WITH busy AS (SELECT project, count(*) AS n FROM immerge_tasks WHERE status = "
             "'Running' AND lease_until > now() GROUP BY project), "
             "next AS (SELECT t.seq FROM immerge_tasks t LEFT JOIN busy b ON b.project = t.project "
@@ -778,12 +1021,10 @@ static void close_tasks(imm_tasks *t)
         pthread_join(p->heart, NULL);
         pthread_join(p->listener, NULL);
     }
-    for (int i = 0; i < p->npool; i++)
-        PQfinish(p->pool[i]);
-    free(p->pool);
-    free(p->busy);
+    pool_clear(&p->api);
+    pool_clear(&p->work);
+    PQfinish(p->beat_conn);
     free(p->uri);
-    pthread_cond_destroy(&p->freed);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->beat);
     pthread_mutex_destroy(&p->lock);
@@ -808,18 +1049,19 @@ imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tas
     p->base.shared = 1;
     p->lease = opt->lease_seconds > 0 ? opt->lease_seconds : 30;
     p->quiet = opt->quiet;
-    p->npool = opt->connections > 0 ? opt->connections : 8;
+    int n = opt->connections > 0 ? opt->connections : 8;
     gethostname(host, sizeof(host) - 1);
     imm_request_id_new(tag);
     snprintf(p->owner, sizeof(p->owner), "%s/%ld/%.8s", host, (long)getpid(), tag);
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->freed, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->beat, NULL);
     p->uri = strdup(uri);
-    p->pool = calloc((size_t)p->npool, sizeof(*p->pool));
-    p->busy = calloc((size_t)p->npool, sizeof(*p->busy));
-    imm_err e = !p->uri || !p->pool || !p->busy
+    /* The API's calls wait a bounded time for theirs (then 503); the workers' never starve the
+     * API's nor the heartbeat's. */
+    int pools = pool_init(&p->api, "API calls", n, POOL_WAIT) |
+                pool_init(&p->work, "the workers", n, 0);
+    imm_err e = !p->uri || pools
                     ? imm_error_set(err, IMM_EINTERNAL, "out of memory") : migrate(p, err);
     if (!e) {
         p->opened = 1; /* before the threads that read it */

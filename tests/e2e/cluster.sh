@@ -5,6 +5,7 @@
 # ffmpeg CLI; completion messages are counted at a real HTTP receiver.
 #   tests/e2e/cluster.sh BIN
 #   IMMERGE_E2E_QUICK=1 tests/e2e/cluster.sh BIN     60 tasks instead of 300 (under ASan)
+#   IMMERGE_CLUSTER_TESTS="test_kill_9 ..." tests/e2e/cluster.sh BIN     only those
 # It also prints what it measured as '#' lines: tasks per second through the API, the delay from
 # Create to Running, the recovery time after kill -9, each server's RSS.
 set -uo pipefail
@@ -213,6 +214,87 @@ test_database_outage() {
   echo "# cluster: after the outage, runs per task: $(psql_db -c "SELECT string_agg(attempt || ' run(s): ' || n, ', ') FROM (SELECT attempt, count(*) n FROM immerge_tasks WHERE json LIKE '%output/outage/%' GROUP BY 1 ORDER BY 1) x")"
 }
 
+# The database frozen (SIGSTOP of the postmaster and every backend: what a hung disk or a network
+# partition looks like from here): every call on every server, on connections it already holds,
+# gets the service's JSON 503 within the stated bound (2 s, as the official client measures the
+# call; it gives up on a server silent for 3); when it thaws, the servers answer and run tasks
+# again.
+test_database_frozen() {
+  local pm; pm=$(head -1 "$pg_dir/data/postmaster.pid")
+  requests 1 frozen test-project > "$work/frozen.jsonl"
+  local id; id=$(client --requests "$work/frozen.jsonl" --wait | jq -r '.tasks[0].id')
+  for i in 1 2 3; do call "${srv_ep[$i]}" GetTask "{\"TaskId\":\"$id\"}" > /dev/null; done # pooled now
+  kill -STOP "$pm" $(pgrep -P "$pm")
+  local k=0 i action params callers=()
+  for i in 1 2 3; do
+    for action in GetTask ListTasks CreateMediaConvertTask; do
+      case $action in
+        GetTask) params="{\"TaskId\":\"$id\"}" ;;
+        ListTasks) params='{"ProjectName":"test-project","Sort":"StartTime","MaxResults":5}' ;;
+        *) params=$(head -1 "$work/frozen.jsonl") ;;
+      esac
+      ( r=$(timeout 30 node "$top/tests/oss/openapi-call.js" "${srv_ep[$i]}" "$AK" "$SK" "$action" "$params")
+        echo "$(jq -r '"\(.ms) \(.error.statusCode) \(.error.code)"' <<< "${r:-null}") $action@$i $(head -c 200 <<< "$r")" ) > "$work/frozen-$k.txt" &
+      callers+=($!) k=$((k + 1))
+    done
+  done
+  wait "${callers[@]}"
+  kill -CONT $(pgrep -P "$pm") "$pm"
+  local answers worst codes
+  answers=$(cat "$work"/frozen-*.txt); worst=$(awk '{print $1}' <<< "$answers" | sort -n | tail -1)
+  codes=$(awk '{print $2, $3}' <<< "$answers" | sort -u | paste -sd,)
+  [ "$codes" = "503 ServiceUnavailable" ] && [ "$worst" -le 2500 ] \
+    && ok "database frozen: GetTask, ListTasks and Create on all 3 servers answer 503 ServiceUnavailable, the slowest in $worst ms (bound 2 s)" \
+    || not_ok "frozen database" "$(tr '\n' ';' <<< "$answers")"
+  echo "# cluster: answer time with the database frozen (9 calls over 3 servers): worst $worst ms, median $(awk '{print $1}' <<< "$answers" | sort -n | sed -n 5p) ms"
+  local status
+  requests 1 thawed test-project > "$work/thawed.jsonl"
+  status=$(client --requests "$work/thawed.jsonl" --wait --timeout 120 | jq -r '.tasks[0].status')
+  [ "$status" = Succeeded ] && ok "thawed: the servers take and run a task again" || not_ok "after the freeze" "$status"
+}
+
+# Calls that hold every API connection (16 Creates waiting on the queue's lock, which a session
+# of ours holds for 12 s) starve neither the heartbeat nor the API: the long merge under way keeps
+# its lease (one run, never taken over), and every call is answered within the bound.
+test_pool_starvation() {
+  requests 1 starve long oss://test-bucket/audio/long.flac mp3 > "$work/starve.jsonl"
+  local id owner="" pid i
+  id=$(client --requests "$work/starve.jsonl" | jq -r '.tasks[0].id')
+  for _ in $(seq 100); do
+    owner=$(psql_db -c "SELECT owner FROM immerge_tasks WHERE task_id = '$id' AND status = 'Running'")
+    [ -n "$owner" ] && break; sleep 0.1
+  done
+  pid=$(echo "$owner" | cut -d/ -f2)
+  for i in 1 2 3; do [ "${srv_pid[$i]}" = "$pid" ] && break; done
+  psql_db -c "SELECT pg_advisory_lock($((0x696d6d32))), pg_sleep(12)" > /dev/null &
+  local locker=$!
+  sleep 0.5
+  requests 1 starve-burst test-project > "$work/burst1.jsonl"
+  local k end=$(( $(date +%s) + 12 )) callers=()
+  for k in $(seq 16); do
+    ( while [ "$(date +%s)" -lt "$end" ]; do
+        r=$(timeout 30 node "$top/tests/oss/openapi-call.js" "${srv_ep[$i]}" "$AK" "$SK" CreateMediaConvertTask "$(cat "$work/burst1.jsonl")")
+        jq -r '"\(.ms) \(.error.code // "ok")"' <<< "${r:-null}"
+      done > "$work/starve-$k.txt" ) &
+    callers+=($!)
+  done
+  sleep 3
+  local get t_get; get=$(call "${srv_ep[$i]}" GetTask "{\"TaskId\":\"$id\"}"); t_get=$(jq .ms <<< "$get"); get=$(jq -r '.body.Status // .error.code' <<< "$get")
+  wait "$locker" "${callers[@]}"
+  local status=""
+  for _ in $(seq 1200); do
+    status=$(psql_db -c "SELECT status || ' ' || attempt FROM immerge_tasks WHERE task_id = '$id'")
+    [ "${status% *}" = Succeeded ] && break; sleep 0.1
+  done
+  local worst calls; worst=$(cat "$work"/starve-*.txt | awk '{print $1}' | sort -n | tail -1); calls=$(cat "$work"/starve-*.txt | wc -l)
+  local codes; codes=$(cat "$work"/starve-*.txt | awk '{print $2}' | sort | uniq -c | awk '{print $2 "x" $1}' | paste -sd,)
+  [ "$status" = "Succeeded 1" ] && ! grep -q "task $id was taken over" "$work/serve-$i.log" && [ "$worst" -le 2500 ] \
+    && [ "$t_get" -le 2500 ] && [[ "$codes" == *ServiceUnavailable* ]] \
+    && ok "16 callers holding every API connection for 12 s: the merge kept its lease (one run), each of $calls calls answered within $worst ms ($codes), GetTask meanwhile in $t_get ms ($get)" \
+    || not_ok "pool starvation" "task: $status; worst $worst ms over $calls calls ($codes); GetTask $get in $t_get ms"
+  psql_db -c "DELETE FROM immerge_tasks WHERE json LIKE '%output/starve-burst/%' AND status = 'Queued'" > /dev/null
+}
+
 test_fairness_and_drain() {
   requests 1000 bulk bulk oss://test-bucket/audio/seg3.mp3 flac > "$work/bulk.jsonl"
   requests 1 solo solo > "$work/solo.jsonl"
@@ -226,7 +308,7 @@ test_fairness_and_drain() {
   [ "$(jq .accepted "$work/bulk.json")" = 1000 ] && [ "$(jq -r '.tasks[0].status' "$work/solo.json")" = Succeeded ] \
     && [ "$between" -le $((3 * workers)) ] && [ "$waiting" -gt 100 ] \
     && ok "fairness: project bulk queued 1000, then solo's one task started after $between bulk starts (<= the 6 workers) while $waiting bulk tasks still waited" \
-    || not_ok "fairness" "accepted=$(jq .accepted "$work/bulk.json") solo=$(jq -r '.tasks[0].status' "$work/solo.json") between=$between waiting=$waiting"
+    || not_ok "fairness" "accepted=$(jq .accepted "$work/bulk.json") solo=$(jq -r '.tasks[0].status' "$work/solo.json") between=$between waiting=$waiting $(jq -c "{refused, errors}" "$work/bulk.json")"
 
   # SIGTERM on server 1 mid-queue: its running tasks finish, it exits 0, the others go on.
   local owner1 mine_running rc queued_before queued_after
@@ -321,14 +403,11 @@ test_valgrind() {
     || { not_ok "valgrind on PostgreSQL" "serve=$rc run=$rc_run list=$rc_list"; cat "$work"/vg-*.txt | grep -v '^--[0-9]*-- ' | head -30; }
 }
 
-test_many_tasks
-test_kill_9
-test_stale_finisher
-test_database_outage
-test_fairness_and_drain
-test_queue_bound
-test_run_interrupted
-test_schema_and_reach
-[[ "$bin" == */asan/* ]] || test_valgrind
+# IMMERGE_CLUSTER_TESTS="test_a test_b" runs only those (while working on one).
+tests=(test_many_tasks test_kill_9 test_stale_finisher test_database_outage test_database_frozen
+       test_pool_starvation test_fairness_and_drain test_queue_bound test_run_interrupted
+       test_schema_and_reach)
+[[ "$bin" == */asan/* ]] || tests+=(test_valgrind)
+for t in ${IMMERGE_CLUSTER_TESTS:-${tests[*]}}; do "$t"; done
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -16,8 +16,16 @@ function client(endpoint, ak, sk) {
   }));
 }
 
-// {status: HTTP status, body: answer}, or {error: {code, message, statusCode}}.
+// {status: HTTP status, body: answer, ms}, or {error: {code, message, statusCode}, ms}: ms is
+// how long the call took, from the request to its answer (this process's start not counted).
 async function call(c, action, params) {
+  const t0 = Date.now();
+  const r = await call1(c, action, params);
+  r.ms = Date.now() - t0;
+  return r;
+}
+
+async function call1(c, action, params) {
   const query = {};
   for (const [k, v] of Object.entries(params || {}))
     query[k] = typeof v === 'object' ? JSON.stringify(v) : String(v);
