@@ -64,6 +64,8 @@ static const char usage[] =
     "                        else $XDG_DATA_HOME/immerge or ~/.local/share/immerge)\n"
     "  --lease S             PostgreSQL: a task whose server is silent this long is taken\n"
     "                        over by another and run again (default 30)\n"
+    "  --retain-days D       finished tasks are deleted D days after their end, as the\n"
+    "                        service keeps them 7 days (default 7; 0: kept)\n"
     "\n"
     "completion messages (the service's envelope; delivery never fails a task):\n"
     "  --mns-endpoint URL    publish to the request's Notification.MNS.TopicName there\n"
@@ -143,6 +145,7 @@ typedef struct cli {
     const char *state;
     const char *tasks; /* --tasks */
     double lease;
+    double retain_days; /* --retain-days */
     const char *arg; /* run: the request; get-task: the TaskId; compare: A */
     const char *arg2; /* compare: B */
     imm_compare_options compare;
@@ -279,7 +282,8 @@ static imm_err open_tasks(const cli *c, imm_tasks **out, int required, imm_error
     char buf[4096];
     int explicit;
     const char *where = tasks_where(c, buf, sizeof(buf), &explicit);
-    imm_tasks_options opt = {.lease_seconds = c->lease, .quiet = c->quiet};
+    imm_tasks_options opt = {.lease_seconds = c->lease, .retain_days = c->retain_days,
+                             .quiet = c->quiet};
     *out = NULL;
     if (!where)
         return imm_error_set(err, IMM_EARG, "No task records: pass --tasks, --state DIR or set "
@@ -307,7 +311,7 @@ static int parse_args(int argc, char **argv, cli *c)
            OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING, OPT_MAX_DURATION,
            OPT_TIMEOUT, OPT_SEARCH, OPT_WINDOW, OPT_MIN_SNR, OPT_MAX_LOUDNESS_DIFF,
            OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET, OPT_TASKS, OPT_LEASE, OPT_SORT, OPT_ORDER,
-           OPT_REQUEST_DEFINITION, OPT_TASK_TYPE, OPT_ALLOW_LOCAL };
+           OPT_REQUEST_DEFINITION, OPT_TASK_TYPE, OPT_ALLOW_LOCAL, OPT_RETAIN };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -317,7 +321,8 @@ static int parse_args(int argc, char **argv, cli *c)
         {"temp-dir", required_argument, NULL, 10},     {"progress", optional_argument, NULL, 'p'},
         {"quiet", no_argument, NULL, 'q'},             {"verbose", no_argument, NULL, 'v'},
         {"state", required_argument, NULL, OPT_STATE},
-        {"tasks", required_argument, NULL, OPT_TASKS}, {"lease", required_argument, NULL, OPT_LEASE}, {"project", required_argument, NULL, OPT_PROJECT},
+        {"tasks", required_argument, NULL, OPT_TASKS}, {"lease", required_argument, NULL, OPT_LEASE},
+        {"retain-days", required_argument, NULL, OPT_RETAIN}, {"project", required_argument, NULL, OPT_PROJECT},
         {"status", required_argument, NULL, OPT_STATUS}, {"tag", required_argument, NULL, OPT_TAG},
         {"max", required_argument, NULL, OPT_MAX},     {"next-token", required_argument, NULL, OPT_NEXT},
         {"sort", required_argument, NULL, OPT_SORT},   {"order", required_argument, NULL, OPT_ORDER},
@@ -418,6 +423,7 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_SK: c->access_key_secret = optarg; break;
         case OPT_NO_CHUNKING: c->chunks = 1; break;
         case OPT_LEASE:
+        case OPT_RETAIN:
         case OPT_MAX_DURATION:
         case OPT_TIMEOUT:
         case OPT_SEARCH:
@@ -430,6 +436,7 @@ static int parse_args(int argc, char **argv, cli *c)
             if (ch == OPT_LEASE && v < 1)
                 return -1;
             *(ch == OPT_LEASE ? &c->lease
+              : ch == OPT_RETAIN ? &c->retain_days
               : ch == OPT_TIMEOUT ? &c->timeout_seconds
               : ch == OPT_MAX_DURATION ? &c->max_seconds
               : ch == OPT_SEARCH ? &c->compare.search_seconds
@@ -690,7 +697,7 @@ static int query(const cli *c)
 
 int main(int argc, char **argv)
 {
-    cli c = {.max_seconds = 86400, .timeout_seconds = 21600,
+    cli c = {.max_seconds = 86400, .timeout_seconds = 21600, .retain_days = 7,
              .compare = {.search_seconds = 1, .window_seconds = 5, .min_snr = 20,
                          .max_loudness_diff = 1}};
     if (parse_args(argc, argv, &c)) {

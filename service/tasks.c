@@ -399,9 +399,10 @@ imm_err imm_task_row(const imm_task *task, task_row *row, imm_error *err)
         imm_task_row_clear(row);
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     }
-    const char *fields[] = {"TaskId", "ProjectName", "Status", "StartTime"};
-    const char **columns[] = {&row->task_id, &row->project, &row->status, &row->start};
-    for (int i = 0; i < 4; i++) {
+    const char *fields[] = {"TaskId", "ProjectName", "Status", "StartTime", "EndTime"};
+    const char **columns[] = {&row->task_id, &row->project, &row->status, &row->start,
+                              &row->end};
+    for (int i = 0; i < 5; i++) {
         *columns[i] = cJSON_GetStringValue(cJSON_GetObjectItem(row->parsed, fields[i]));
         if (!*columns[i])
             *columns[i] = "";

@@ -27,6 +27,7 @@ typedef struct imm_tasks_options {
     double lease_seconds; /* PostgreSQL: how long a claim holds without a heartbeat; 0: 30 */
     int connections;      /* PostgreSQL: connections for the API's calls, and as many for the
                              workers' (the heartbeat and the listener have one each); 0: 8 */
+    double retain_days;   /* finished tasks older than this many days are deleted; 0: kept */
     int quiet;            /* no warnings on stderr (a lost database, a lost lease) */
 } imm_tasks_options;
 

@@ -72,7 +72,7 @@ void imm_claim_free(imm_claim *c);
 typedef struct task_row {
     char *json;
     cJSON *parsed;
-    const char *task_id, *project, *status, *start;
+    const char *task_id, *project, *status, *start, *end; /* "" when absent */
     char *tags; /* JSON object, or NULL */
 } task_row;
 

@@ -44,8 +44,7 @@
 #include <unistd.h>
 
 #define MAX_ATTEMPTS 3
-#define LOCK_SCHEMA 0x696d6d31 /* advisory lock keys: "imm1", "imm2" */
-#define LOCK_QUEUE 0x696d6d32
+#define LOCK_SCHEMA 0x696d6d31 /* the migration's advisory lock: "imm1" */
 #define CHANNEL "immerge_tasks"
 
 /* Time bounds. A call of the API gets its answer within CALL_SECONDS whatever the database does
@@ -57,6 +56,13 @@
 #define POOL_WAIT 1.0
 #define WORK_SECONDS 10.0
 #define MIGRATE_SECONDS 600.0
+
+/* Retention: finished tasks are deleted PURGE_BATCH at a time, every PURGE_EVERY seconds. */
+#define PURGE_BATCH 1000
+#define PURGE_BATCH_TEXT "1000"
+#define PURGE_EVERY 10.0
+
+#define DOUBTFUL_MAX 64
 
 /* Connections for one kind of work, so that one kind cannot take another's: the API's calls,
  * the workers' claims and writes. The heartbeat and the listener have one each besides. */
@@ -83,7 +89,10 @@ typedef struct pg_tasks {
     imm_claim *claims; /* this process's live claims, renewed by the heartbeat */
     int closing, down;
     int opened; /* past imm_tasks_pg_open: a lost database is waited for, and said so */
-    double swept;
+    double retain_days; /* finished tasks older than this are deleted; 0: kept */
+    double maintained, purged; /* when this process last did its maintenance turn, a purge */
+    char doubtful[DOUBTFUL_MAX][37]; /* TaskIds of Creates answered 503 that may exist */
+    int ndoubtful;
     pthread_t heart, listener;
     int threads;
 } pg_tasks;
@@ -337,22 +346,21 @@ broken:
     return NULL;
 }
 
-/* One statement on a connection of pool, answered within `seconds`, tried again once on a new
- * connection when it was lost (a pooled connection may have died unseen while the database
- * restarted) and time remains. Every statement run this way may safely run twice. */
-static PGresult *exec1(pg_tasks *p, pg_pool *pool, double seconds, const char *what,
-                       const char *sql, int n, const char *const *values, imm_error *err)
+/* One statement on a connection of pool, answered within `seconds`, tried up to `tries` times:
+ * again only on a new connection after a pooled one was lost (it may have died unseen while the
+ * database restarted) and while time remains; not when connecting failed, nor when the database
+ * was too slow. */
+static PGresult *execute(pg_tasks *p, pg_pool *pool, double seconds, int tries, const char *what,
+                         const char *sql, int n, const char *const *values, imm_error *err)
 {
     double until = imm_tasks_clock() + seconds;
     PGresult *r = NULL;
     PGconn **slot = acquire(p, pool, until, err);
     if (!slot)
         return NULL;
-    for (int tries = 0; tries < 2 && !r; tries++) {
+    for (int i = 0; i < tries && !r; i++) {
         int timed_out = 0, pooled = *slot && PQstatus(*slot) == CONNECTION_OK;
         r = run_until(p, slot, until, what, sql, n, values, &timed_out, err);
-        /* Again only on a new connection after a pooled one broke: not when connecting failed,
-         * nor when the database was too slow. */
         if (r || timed_out || !pooled || (*slot && PQstatus(*slot) == CONNECTION_OK))
             break;
         PQfinish(*slot);
@@ -362,6 +370,21 @@ static PGresult *exec1(pg_tasks *p, pg_pool *pool, double seconds, const char *w
     if (r)
         note_db(p, 0, NULL);
     return r;
+}
+
+/* A statement that may safely run twice: tried again after a lost pooled connection. */
+static PGresult *exec1(pg_tasks *p, pg_pool *pool, double seconds, const char *what,
+                       const char *sql, int n, const char *const *values, imm_error *err)
+{
+    return execute(p, pool, seconds, 2, what, sql, n, values, err);
+}
+
+/* One that may not (whether a lost answer's statement took effect is for the caller to find
+ * out). */
+static PGresult *exec_once(pg_tasks *p, pg_pool *pool, double seconds, const char *what,
+                           const char *sql, int n, const char *const *values, imm_error *err)
+{
+    return execute(p, pool, seconds, 1, what, sql, n, values, err);
 }
 
 /* Like exec1, tried again every second for up to `seconds` while the database is unreachable:
@@ -402,6 +425,52 @@ static const char *const migrations[] = {
     "CREATE INDEX immerge_tasks_project ON immerge_tasks (project, seq);"
     "CREATE INDEX immerge_tasks_waiting ON immerge_tasks (seq) WHERE status = 'Queued';"
     "CREATE INDEX immerge_tasks_leased ON immerge_tasks (lease_until) WHERE status = 'Running';",
+    /* 2: what ListTasks sorts and filters on as columns of their own, indexed (in the order of
+     * the bytes, as SQLite's); the waiting tasks by project, for a claim that looks at each
+     * project's oldest only; a rerun's earliest start (backoff); the end, for retention; the
+     * queue's depth kept by triggers, so that a Create locks one row instead of counting the
+     * backlog; the maintenance leader's lease; a claim's own token, by which a claim whose answer
+     * was lost is found again. */
+    "ALTER TABLE immerge_tasks ALTER COLUMN task_id TYPE text COLLATE \"C\","
+    " ALTER COLUMN start_time TYPE text COLLATE \"C\","
+    " ADD COLUMN end_time text COLLATE \"C\" NOT NULL DEFAULT '',"
+    " ADD COLUMN not_before timestamptz NOT NULL DEFAULT '-infinity',"
+    " ADD COLUMN claim_token text,"
+    " ADD COLUMN ended timestamptz;"
+    "UPDATE immerge_tasks SET start_time = coalesce(json::jsonb ->> 'StartTime', ''),"
+    " end_time = coalesce(json::jsonb ->> 'EndTime', ''),"
+    " ended = CASE WHEN status NOT IN ('Queued', 'Running') THEN now() END;"
+    "DROP INDEX immerge_tasks_waiting;"
+    "CREATE INDEX immerge_tasks_waiting ON immerge_tasks (project, seq)"
+    " WHERE status = 'Queued' AND runnable;"
+    "CREATE INDEX immerge_tasks_by_status ON immerge_tasks (project, status, seq);"
+    "CREATE INDEX immerge_tasks_by_id ON immerge_tasks (project, task_id);"
+    "CREATE INDEX immerge_tasks_by_start ON immerge_tasks (project, start_time, seq);"
+    "CREATE INDEX immerge_tasks_by_end ON immerge_tasks (project, end_time, seq);"
+    "CREATE INDEX immerge_tasks_tags ON immerge_tasks USING gin (tags jsonb_path_ops);"
+    "CREATE INDEX immerge_tasks_ended ON immerge_tasks (ended) WHERE ended IS NOT NULL;"
+    "CREATE TABLE immerge_queue (one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    " depth bigint NOT NULL);"
+    "INSERT INTO immerge_queue (depth) SELECT count(*) FROM immerge_tasks WHERE status = 'Queued';"
+    "CREATE FUNCTION immerge_queue_depth() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE d bigint := 0; BEGIN"
+    "  IF TG_OP IN ('INSERT', 'UPDATE') THEN"
+    "   d := d + (SELECT count(*) FROM new_rows WHERE status = 'Queued'); END IF;"
+    "  IF TG_OP IN ('DELETE', 'UPDATE') THEN"
+    "   d := d - (SELECT count(*) FROM old_rows WHERE status = 'Queued'); END IF;"
+    "  IF d <> 0 THEN UPDATE immerge_queue SET depth = depth + d; END IF;"
+    "  IF d > 0 THEN PERFORM pg_notify('" CHANNEL "', ''); END IF;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER immerge_queue_insert AFTER INSERT ON immerge_tasks"
+    " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION immerge_queue_depth();"
+    "CREATE TRIGGER immerge_queue_update AFTER UPDATE ON immerge_tasks"
+    " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+    " FOR EACH STATEMENT EXECUTE FUNCTION immerge_queue_depth();"
+    "CREATE TRIGGER immerge_queue_delete AFTER DELETE ON immerge_tasks"
+    " REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION immerge_queue_depth();"
+    "CREATE TABLE immerge_leader (name text PRIMARY KEY, owner text,"
+    " until timestamptz NOT NULL DEFAULT '-infinity');"
+    "INSERT INTO immerge_leader (name) VALUES ('maintenance');",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))
 
@@ -632,28 +701,39 @@ static imm_err list(imm_tasks *t, const imm_list_query *q, const imm_list_cursor
 {
     pg_tasks *p = (pg_tasks *)t;
     char a[24], m[16], sql[1400];
-    const char *start = "COALESCE(json::jsonb ->> 'StartTime', '')";
-    const char *end = "COALESCE(json::jsonb ->> 'EndTime', '')";
-    const char *key = imm_list_key_sql(q, start, end);
+    const char *key = imm_list_key_sql(q, "start_time", "end_time");
+    char after_sql[160];
+    /* In submission order the key is "" throughout (as $7 is): the cursor is seq alone, which
+     * the index (project, seq) holds; a row comparison with a constant would not use it. */
+    if (!strcmp(key, "''"))
+        snprintf(after_sql, sizeof(after_sql), "seq %s $1::bigint AND $7::text = ''",
+                 imm_list_after_sql(q));
+    else
+        snprintf(after_sql, sizeof(after_sql), "(%s, seq) %s ($7::text, $1::bigint)", key,
+                 imm_list_after_sql(q));
     snprintf(a, sizeof(a), "%lld", after->seq);
     snprintf(m, sizeof(m), "%d", max + 1);
     const char *v[] = {a, q->project, q->status, q->tag_key,
                        q->tag_key ? (q->tag_value ? q->tag_value : "") : NULL, m, after->key,
                        imm_list_bound(q->start_from), imm_list_bound(q->start_to),
                        imm_list_bound(q->end_from), imm_list_bound(q->end_to), q->status_also};
-    /* COLLATE "C": the order of the bytes, as SQLite's, whatever the database's locale. */
+    /* Keyset paging on (key, seq), which the indexes of schema 2 hold in this order for each
+     * project: a page costs the same however far in. The columns are COLLATE "C": the order of
+     * the bytes, as SQLite's, whatever the database's locale. The parameters are constants to
+     * the planner (an unnamed statement is planned with its values), so the tests of the ones
+     * not given fold away. */
     snprintf(sql, sizeof(sql),
-             "SELECT seq, json, %s FROM immerge_tasks WHERE ($1::bigint = 0 OR (%s COLLATE \"C\", "
-             "seq) %s ($7::text COLLATE \"C\", $1::bigint)) AND ($2::text IS NULL OR project = $2) "
+             "SELECT seq, json, %s FROM immerge_tasks WHERE ($1::bigint = 0 OR (%s)) "
+             "AND ($2::text IS NULL OR project = $2) "
              "AND ($3::text IS NULL OR status = $3 OR status = $12::text) "
-             "AND ($4::text IS NULL OR tags ->> $4 = $5) "
-             "AND ($8::text IS NULL OR (%s <> '' AND %s >= $8)) "
-             "AND ($9::text IS NULL OR (%s <> '' AND %s <= $9)) "
-             "AND ($10::text IS NULL OR (%s <> '' AND %s >= $10)) "
-             "AND ($11::text IS NULL OR (%s <> '' AND %s <= $11)) "
-             "ORDER BY %s COLLATE \"C\" %s, seq %s LIMIT $6::int",
-             key, key, imm_list_after_sql(q), start, start, start, start, end, end, end, end, key,
-             imm_list_order_sql(q), imm_list_order_sql(q));
+             "AND ($4::text IS NULL OR tags @> jsonb_build_object($4::text, $5::text)) "
+             "AND ($8::text IS NULL OR (start_time <> '' AND start_time >= $8)) "
+             "AND ($9::text IS NULL OR (start_time <> '' AND start_time <= $9)) "
+             "AND ($10::text IS NULL OR (end_time <> '' AND end_time >= $10)) "
+             "AND ($11::text IS NULL OR (end_time <> '' AND end_time <= $11)) "
+             "ORDER BY %s %s, seq %s LIMIT $6::int",
+             key, after_sql, !strcmp(key, "''") ? "seq" : key, imm_list_order_sql(q),
+             imm_list_order_sql(q));
     PGresult *r = exec1(p, &p->api, CALL_SECONDS, "listing tasks", sql, 12, v, err);
     if (!r)
         return IMM_EIO;
@@ -674,7 +754,8 @@ static void hold(pg_tasks *p, imm_claim *c)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* A write of the claim's run: (task_id, attempt) and the row's status, JSON and tags. With
+/* A write of the claim's run: (task_id, attempt) and the row's status, JSON, tags, StartTime
+ * and EndTime ($1 to $7). With
  * running_only, nothing is written (and *skipped set) once the task has ended: its end is
  * finish's to record, conditionally. */
 static PGresult *write_row(pg_tasks *p, imm_claim *c, double patience, const char *what,
@@ -690,8 +771,8 @@ static PGresult *write_row(pg_tasks *p, imm_claim *c, double patience, const cha
         return NULL;
     }
     snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
-    const char *v[] = {row.task_id, attempt, row.status, row.json, row.tags};
-    PGresult *r = exec_patiently(p, patience, what, sql, 5, v, err);
+    const char *v[] = {row.task_id, attempt, row.status, row.json, row.tags, row.start, row.end};
+    PGresult *r = exec_patiently(p, patience, what, sql, 7, v, err);
     imm_task_row_clear(&row);
     return r;
 }
@@ -721,64 +802,85 @@ static imm_err start(imm_tasks *t, imm_claim *c, imm_error *err)
     return IMM_OK;
 }
 
-/* The insert of a queued task, in a transaction of its own on *slot, answered by `until`. A
- * second try (the first one's connection was lost, maybe after its COMMIT) first looks for the
- * row: the TaskId is ours, so a task the first try created is not created twice. */
+/* A Create answered 503 whose insert may yet have been committed (its answer was lost, or came
+ * after the deadline): remembered, to be deleted while still waiting, since its caller was told
+ * it was not created. */
+static void doubt(pg_tasks *p, const char *task_id)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->ndoubtful < DOUBTFUL_MAX)
+        snprintf(p->doubtful[p->ndoubtful++], sizeof(*p->doubtful), "%s", task_id);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* Deletes the doubtful Creates' tasks that were created after all and have not started. */
+static void undo_doubtful(pg_tasks *p)
+{
+    char list[DOUBTFUL_MAX * 40 + 8] = "{";
+    pthread_mutex_lock(&p->lock);
+    int n = p->ndoubtful;
+    for (int i = 0; i < n; i++)
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? "," : "",
+                 p->doubtful[i]);
+    pthread_mutex_unlock(&p->lock);
+    if (!n)
+        return;
+    strcat(list, "}");
+    imm_error err = {0};
+    const char *v[] = {list};
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "withdrawing refused Creates", "DELETE FROM "
+                        "immerge_tasks WHERE task_id = ANY($1::text[]) AND status = 'Queued' "
+                        "AND attempt = 0", 1, v, &err);
+    if (!r)
+        return;
+    if (atoi(PQcmdTuples(r)) && !p->quiet)
+        fprintf(stderr, "immerge: warning: %s task(s) created by calls answered 503 were "
+                "withdrawn\n", PQcmdTuples(r));
+    PQclear(r);
+    pthread_mutex_lock(&p->lock);
+    memmove(p->doubtful, p->doubtful + n, (size_t)(p->ndoubtful - n) * sizeof(*p->doubtful));
+    p->ndoubtful -= n;
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* The insert of a queued task, answered by `until`: one statement, which locks the queue's depth
+ * row first, so that the bound holds across servers at the cost of one row lock (the triggers
+ * of schema 2 keep the depth and NOTIFY). It inserts nothing once the call's deadline ($7, wall
+ * clock) has passed: a database that froze with the statement unread, then woke, does not
+ * create a task whose caller was told 503. A second try (the first one's connection was lost,
+ * maybe after its commit) first looks for the row: the TaskId is ours, so a task the first try
+ * created is not created twice. */
 static imm_err queue_row(pg_tasks *p, PGconn **slot, double until, const char *const *v,
-                         const char *lock, int again, int *full, imm_error *err)
+                         int again, int *full, imm_error *err)
 {
     static const char what[] = "queueing a task";
-    imm_err e = IMM_OK;
-    PGresult *r = NULL;
+    PGresult *r;
     *full = 0;
-    if (again && (r = run_until(p, slot, until, what, "SELECT 1 FROM immerge_tasks WHERE "
-                                "task_id = $1", 1, v, NULL, err))) {
+    if (again) {
+        if (!(r = run_until(p, slot, until, what, "SELECT 1 FROM immerge_tasks WHERE "
+                            "task_id = $1", 1, v, NULL, err)))
+            return IMM_EIO;
         int there = PQntuples(r) == 1;
         PQclear(r);
         if (there)
             return IMM_OK;
-    } else if (again) {
+    }
+    if (!(r = run_until(p, slot, until, what, "WITH q AS (SELECT depth FROM immerge_queue FOR "
+                        "UPDATE) INSERT INTO immerge_tasks (task_id, project, status, "
+                        "start_time, tags, json, runnable) SELECT $1, $2, 'Queued', $3, "
+                        "$4::jsonb, $5, true FROM q WHERE q.depth < $6::int AND "
+                        "clock_timestamp() < to_timestamp($7::float8)", 7, v, NULL, err)))
         return IMM_EIO;
-    }
-    /* The lock makes count-then-insert one step across servers: the bound holds. */
-    const char *steps[] = {"BEGIN", lock, NULL};
-    for (int i = 0; steps[i] && !e; i++) {
-        if (!(r = run_until(p, slot, until, what, steps[i], 0, NULL, NULL, err)))
-            e = IMM_EIO;
-        PQclear(r);
-    }
-    if (!e && (r = run_until(p, slot, until, what, "INSERT INTO immerge_tasks (task_id, "
-                             "project, status, start_time, tags, json, runnable) SELECT $1, $2, "
-                             "'Queued', $3, $4::jsonb, $5, true WHERE (SELECT count(*) FROM "
-                             "immerge_tasks WHERE status = 'Queued') < $6::int", 6, v, NULL,
-                             err))) {
-        *full = atoi(PQcmdTuples(r)) == 0;
-        PQclear(r);
-    } else {
-        e = IMM_EIO;
-    }
-    if (!e && !*full) {
-        if ((r = run_until(p, slot, until, what, "NOTIFY " CHANNEL, 0, NULL, NULL, err)))
-            PQclear(r);
-        else
-            e = IMM_EIO;
-    }
-    if (*slot) {
-        imm_error ignored;
-        r = run_until(p, slot, until, what, e ? "ROLLBACK" : "COMMIT", 0, NULL, NULL,
-                      e ? &ignored : err);
-        if (!r && !e)
-            e = IMM_EIO;
-        PQclear(r);
-    }
-    return e;
+    *full = atoi(PQcmdTuples(r)) == 0;
+    PQclear(r);
+    return IMM_OK;
 }
 
 static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_error *err)
 {
     pg_tasks *p = (pg_tasks *)t;
     task_row row;
-    char cap[16], lock[64];
+    char cap[16];
     double until = imm_tasks_clock() + CALL_SECONDS;
     imm_err e = imm_task_row(c->task, &row, err);
     if (e) {
@@ -786,14 +888,17 @@ static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_err
         return e;
     }
     snprintf(cap, sizeof(cap), "%d", queue);
-    snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d)", LOCK_QUEUE);
-    const char *v[] = {row.task_id, row.project, row.start, row.tags, row.json, cap};
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    char deadline[32];
+    snprintf(deadline, sizeof(deadline), "%.3f", wall.tv_sec + wall.tv_nsec / 1e9 + CALL_SECONDS);
+    const char *v[] = {row.task_id, row.project, row.start, row.tags, row.json, cap, deadline};
     PGconn **slot = acquire(p, &p->api, until, err);
     e = slot ? IMM_OK : IMM_EIO;
     for (int tries = 0; slot && tries < 2; tries++) {
         /* A pooled connection that died unseen while the database restarted: once more. */
         int pooled = *slot && PQstatus(*slot) == CONNECTION_OK;
-        e = queue_row(p, slot, until, v, lock, tries, full, err);
+        e = queue_row(p, slot, until, v, tries, full, err);
         if (!e || !pooled || !*slot || PQstatus(*slot) == CONNECTION_OK)
             break;
         PQfinish(*slot);
@@ -803,6 +908,8 @@ static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_err
         give_back(p, &p->api, slot);
     if (!e)
         note_db(p, 0, NULL);
+    else if (slot)
+        doubt(p, row.task_id);
     imm_task_row_clear(&row);
     imm_claim_free(c);
     return e;
@@ -816,9 +923,10 @@ static void sweep(pg_tasks *p)
     char max[16];
     snprintf(max, sizeof(max), "%d", MAX_ATTEMPTS);
     const char *v[] = {max};
-    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "sweeping tasks", "SELECT seq, attempt, json, coalesce(owner, ''), "
-                        "runnable FROM immerge_tasks WHERE status = 'Running' AND lease_until < "
-                        "now() AND (NOT runnable OR attempt >= $1::int) LIMIT 50", 1, v, &err);
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "sweeping tasks", "SELECT seq, attempt, "
+                        "json, coalesce(owner, ''), runnable FROM immerge_tasks WHERE status = "
+                        "'Running' AND lease_until < now() AND (NOT runnable OR attempt >= "
+                        "$1::int) LIMIT 50", 1, v, &err);
     for (int i = 0; r && i < PQntuples(r); i++) {
         char who[256];
         const char *status;
@@ -830,14 +938,95 @@ static void sweep(pg_tasks *p)
             snprintf(who, sizeof(who), "immerge process %s", PQgetvalue(r, i, 3));
         char *json = imm_task_interrupted(PQgetvalue(r, i, 2), who, 0, &status);
         const char *u[] = {PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), status, json};
-        PGresult *w = json ? exec1(p, &p->work, WORK_SECONDS, "sweeping tasks", "UPDATE immerge_tasks SET status = $3, "
-                                   "json = $4, owner = NULL, lease_until = NULL WHERE seq = "
-                                   "$1::bigint AND attempt = $2::int AND status = 'Running' AND "
-                                   "lease_until < now()", 4, u, &err) : NULL;
+        PGresult *w = json ? exec1(p, &p->work, WORK_SECONDS, "sweeping tasks", "UPDATE "
+                                   "immerge_tasks SET status = $3, json = $4, owner = NULL, "
+                                   "lease_until = NULL, ended = now() WHERE seq = $1::bigint AND "
+                                   "attempt = $2::int AND status = 'Running' AND lease_until < "
+                                   "now()", 4, u, &err) : NULL;
         PQclear(w);
         free(json);
     }
     PQclear(r);
+}
+
+/* How long a task whose run went silent waits before its next run: a quarter of a lease after
+ * the first, four times longer after each one more, so that a task that kills its server (a
+ * poison task) does not take the servers down one after the other at once. */
+static double backoff(const pg_tasks *p, long long attempt)
+{
+    double wait = p->lease / 4;
+    for (long long i = 1; i < attempt; i++)
+        wait *= 4;
+    return wait;
+}
+
+/* Runs whose lease ran out, of tasks that may run again: queued again, to start after their
+ * backoff. */
+static void rescue(pg_tasks *p)
+{
+    imm_error err = {0};
+    char max[16], base[32];
+    snprintf(max, sizeof(max), "%d", MAX_ATTEMPTS);
+    snprintf(base, sizeof(base), "%.3f", backoff(p, 1));
+    const char *v[] = {max, base};
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "queueing silent runs' tasks again",
+                        "UPDATE immerge_tasks SET status = 'Queued', lease_until = NULL, "
+                        "not_before = now() + make_interval(secs => $2::float8 * power(4, "
+                        "attempt - 1)) WHERE status = 'Running' AND runnable AND lease_until < "
+                        "now() AND attempt < $1::int RETURNING task_id, attempt, "
+                        "coalesce(owner, '')", 2, v, &err);
+    for (int i = 0; r && !p->quiet && i < PQntuples(r); i++) {
+        long long attempt = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        fprintf(stderr, "immerge: warning: task %s: run %lld (by %s) went silent past its "
+                "lease; it runs again in %.1f s\n", PQgetvalue(r, i, 0), attempt,
+                PQgetvalue(r, i, 2), backoff(p, attempt));
+    }
+    PQclear(r);
+}
+
+/* Finished tasks older than the retention, deleted in batches, a few per turn, so that neither
+ * the table nor one statement grows without bound. */
+static void purge(pg_tasks *p)
+{
+    imm_error err = {0};
+    char days[32];
+    snprintf(days, sizeof(days), "%.6f", p->retain_days);
+    const char *v[] = {days};
+    for (int batch = 0; batch < 10 && !p->closing; batch++) {
+        PGresult *r = exec1(p, &p->work, WORK_SECONDS, "deleting old tasks", "DELETE FROM "
+                            "immerge_tasks WHERE seq IN (SELECT seq FROM immerge_tasks WHERE "
+                            "ended < now() - make_interval(secs => $1::float8 * 86400) ORDER BY "
+                            "ended LIMIT " PURGE_BATCH_TEXT ")", 1, v, &err);
+        int n = r ? atoi(PQcmdTuples(r)) : 0;
+        PQclear(r);
+        if (n < PURGE_BATCH)
+            break;
+    }
+}
+
+/* The maintenance (sweeping, rescuing, purging) is one server's at a time: the one holding the
+ * leader row's lease, which it renews while it lives; any other takes over once that lapses. */
+static void maintain(pg_tasks *p)
+{
+    imm_error err = {0};
+    char lease[32];
+    snprintf(lease, sizeof(lease), "%.3f", p->lease);
+    const char *v[] = {p->owner, lease};
+    undo_doubtful(p); /* this server's own, leader or not */
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "leading the maintenance", "UPDATE "
+                        "immerge_leader SET owner = $1, until = now() + make_interval(secs => "
+                        "$2::float8) WHERE name = 'maintenance' AND (owner = $1 OR until < "
+                        "now())", 2, v, &err);
+    int leader = r && atoi(PQcmdTuples(r)) == 1;
+    PQclear(r);
+    if (!leader)
+        return;
+    sweep(p);
+    rescue(p);
+    if (p->retain_days > 0 && imm_tasks_clock() - p->purged >= PURGE_EVERY) {
+        p->purged = imm_tasks_clock();
+        purge(p);
+    }
 }
 
 /* The claimed row as a task to run: its request parsed again from TaskRequestDefinition. A row
@@ -868,8 +1057,8 @@ static imm_claim *take_up(pg_tasks *p, const PGresult *r)
     imm_error err;
     PQclear(json ? exec1(p, &p->work, WORK_SECONDS, "recording a task", "UPDATE immerge_tasks "
                          "SET status = 'Failed', "
-                         "json = $3, owner = NULL, lease_until = NULL WHERE task_id = $1 AND "
-                         "attempt = $2::int", 3, v, &err) : NULL);
+                         "json = $3, owner = NULL, lease_until = NULL, ended = now() WHERE "
+                         "task_id = $1 AND attempt = $2::int", 3, v, &err) : NULL);
     free(json);
     return NULL;
 }
@@ -877,33 +1066,63 @@ static imm_claim *take_up(pg_tasks *p, const PGresult *r)
 static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, imm_error *err)
 {
     pg_tasks *p = (pg_tasks *)t;
-    char lease[32], max[16];
+    char lease[32];
     snprintf(lease, sizeof(lease), "%.3f", p->lease);
-    snprintf(max, sizeof(max), "%d", MAX_ATTEMPTS);
-    const char *v[] = {p->owner, lease, max};
+    char token[37] = "";
+    const char *v[] = {p->owner, lease, token};
     (void)err;
     while (!*stop && !p->closing) {
         pthread_mutex_lock(&p->lock);
         unsigned long seen = p->wakes;
-        int due = imm_tasks_clock() - p->swept >= 2;
+        int due = imm_tasks_clock() - p->maintained >= 1;
         if (due)
-            p->swept = imm_tasks_clock();
+            p->maintained = imm_tasks_clock();
         pthread_mutex_unlock(&p->lock);
         if (due)
-            sweep(p);
+            maintain(p);
         imm_error e = {0};
-        /* The fairness rule of tasks.h: fewest running first, then oldest. */
-        PGresult *r = exec1(p, &p->work, WORK_SECONDS, "claiming a task",
-            "WITH busy AS (SELECT project, count(*) AS n FROM immerge_tasks WHERE status = "
-            "'Running' AND lease_until > now() GROUP BY project), "
-            "next AS (SELECT t.seq FROM immerge_tasks t LEFT JOIN busy b ON b.project = t.project "
-            "WHERE t.runnable AND t.attempt < $3::int AND (t.status = 'Queued' OR (t.status = "
-            "'Running' AND t.lease_until < now())) ORDER BY coalesce(b.n, 0), t.seq LIMIT 1 "
-            "FOR UPDATE OF t SKIP LOCKED) "
-            "UPDATE immerge_tasks u SET status = 'Running', owner = $1, attempt = u.attempt + 1, "
-            "lease_until = now() + make_interval(secs => $2::float8) FROM next WHERE u.seq = "
-            "next.seq RETURNING u.task_id, u.attempt, u.json, u.project", 3, v, &e);
+        PGresult *r = NULL;
+        /* The last claim's answer was lost: it may have taken a task all the same, which is
+         * ours then, not an orphan left to its lease. */
+        const char *mine[] = {token, p->owner};
+        if (*token && (r = exec1(p, &p->work, WORK_SECONDS, "claiming a task", "SELECT "
+                                 "task_id, attempt, json, project FROM immerge_tasks WHERE "
+                                 "claim_token = $1 AND owner = $2 AND status = 'Running'", 2,
+                                 mine, &e)) && PQntuples(r) != 1) {
+            PQclear(r);
+            r = NULL;
+        }
+        if (!r && e.code)
+            goto wait; /* the database is still away: the token is kept for the next turn */
+        if (!r) {
+            imm_request_id_new(token);
+            /* The fairness rule of tasks.h (fewest running first, then oldest) over each project's
+         * oldest waiting task only, found by a skip scan of the waiting index: the cost grows
+         * with the projects waiting, not with the backlog. */
+        r = exec_once(p, &p->work, WORK_SECONDS, "claiming a task",
+            "WITH RECURSIVE waiting(project) AS ("
+            " (SELECT project FROM immerge_tasks WHERE status = 'Queued' AND runnable"
+            "  ORDER BY project LIMIT 1)"
+            " UNION ALL SELECT (SELECT t.project FROM immerge_tasks t WHERE t.status = 'Queued'"
+            "  AND t.runnable AND t.project > w.project ORDER BY t.project LIMIT 1)"
+            " FROM waiting w WHERE w.project IS NOT NULL), "
+            "heads AS (SELECT w.project, (SELECT t.seq FROM immerge_tasks t WHERE t.status ="
+            " 'Queued' AND t.runnable AND t.project = w.project AND t.not_before <= now()"
+            " ORDER BY t.seq LIMIT 1) AS seq FROM waiting w WHERE w.project IS NOT NULL), "
+            "busy AS (SELECT project, count(*) AS n FROM immerge_tasks WHERE status = 'Running'"
+            " AND lease_until > now() GROUP BY project), "
+            "next AS (SELECT t.seq FROM heads h JOIN immerge_tasks t ON t.seq = h.seq"
+            " LEFT JOIN busy b ON b.project = h.project WHERE t.status = 'Queued'"
+            " ORDER BY coalesce(b.n, 0), t.seq LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
+            "UPDATE immerge_tasks u SET status = 'Running', owner = $1, attempt = u.attempt + 1,"
+            " lease_until = now() + make_interval(secs => $2::float8), claim_token = $3 FROM"
+            " next WHERE u.seq = next.seq RETURNING u.task_id, u.attempt, u.json, u.project",
+            3, v, &e);
+            if (r)
+                *token = '\0'; /* answered: nothing to look for */
+        }
         if (r && PQntuples(r) == 1) {
+            *token = '\0';
             imm_claim *c = take_up(p, r);
             PQclear(r);
             if (!c)
@@ -915,6 +1134,7 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
             return IMM_OK;
         }
         PQclear(r);
+    wait:
         /* Nothing to take (or no database): wait for a NOTIFY, a lease to run out, or *stop. */
         pthread_mutex_lock(&p->lock);
         for (int i = 0; i < 4 && p->wakes == seen && !*stop && !p->closing; i++)
@@ -929,8 +1149,9 @@ static imm_err progress(imm_tasks *t, imm_claim *c, imm_error *err)
     pg_tasks *p = (pg_tasks *)t;
     int skipped = 0;
     PGresult *r = write_row(p, c, 0, "recording progress", "UPDATE immerge_tasks SET status = "
-                            "$3, json = $4, tags = $5::jsonb WHERE task_id = $1 AND attempt = "
-                            "$2::int AND status = 'Running'", 1, &skipped, err);
+                            "$3, json = $4, tags = $5::jsonb, start_time = $6, end_time = $7 "
+                            "WHERE task_id = $1 AND attempt = $2::int AND status = 'Running'",
+                            1, &skipped, err);
     if (!r)
         return skipped ? IMM_OK : err->code;
     if (atoi(PQcmdTuples(r)) == 0)
@@ -971,8 +1192,9 @@ static imm_err finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err)
      * back. The owner stays, naming the run that ended it. */
     PGresult *r = write_row(p, c, patience(p), "recording a task's end",
                             "UPDATE immerge_tasks SET status = $3, json = $4, tags = $5::jsonb, "
-                            "lease_until = NULL WHERE task_id = $1 AND attempt = $2::int AND "
-                            "status = 'Running'", 0, NULL, err);
+                            "start_time = $6, end_time = $7, lease_until = NULL, ended = now() "
+                            "WHERE task_id = $1 AND attempt = $2::int AND status = 'Running'",
+                            0, NULL, err);
     if (!r)
         return err->code;
     *won = atoi(PQcmdTuples(r)) == 1;
@@ -986,8 +1208,9 @@ static imm_err annotate(imm_tasks *t, imm_claim *c, imm_error *err)
 {
     pg_tasks *p = (pg_tasks *)t;
     PGresult *r = write_row(p, c, p->lease, "recording completion messages", "UPDATE "
-                            "immerge_tasks SET status = $3, json = $4, tags = $5::jsonb WHERE "
-                            "task_id = $1 AND attempt = $2::int", 0, NULL, err);
+                            "immerge_tasks SET status = $3, json = $4, tags = $5::jsonb, "
+                            "start_time = $6, end_time = $7 WHERE task_id = $1 AND attempt = "
+                            "$2::int", 0, NULL, err);
     PQclear(r);
     return r ? IMM_OK : err->code;
 }
@@ -1021,6 +1244,13 @@ static void close_tasks(imm_tasks *t)
         pthread_join(p->heart, NULL);
         pthread_join(p->listener, NULL);
     }
+    if (p->opened) { /* the next server leads the maintenance at once, not a lease later */
+        imm_error ignored;
+        const char *v[] = {p->owner};
+        PQclear(exec1(p, &p->work, 1.0, "giving up the lead", "UPDATE immerge_leader SET until "
+                      "= '-infinity' WHERE name = 'maintenance' AND owner = $1", 1, v,
+                      &ignored));
+    }
     pool_clear(&p->api);
     pool_clear(&p->work);
     PQfinish(p->beat_conn);
@@ -1049,6 +1279,8 @@ imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tas
     p->base.shared = 1;
     p->lease = opt->lease_seconds > 0 ? opt->lease_seconds : 30;
     p->quiet = opt->quiet;
+    p->retain_days = opt->retain_days;
+    p->purged = -PURGE_EVERY;
     int n = opt->connections > 0 ? opt->connections : 8;
     gethostname(host, sizeof(host) - 1);
     imm_request_id_new(tag);
@@ -1080,7 +1312,7 @@ imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tas
         close_tasks(&p->base);
         return e;
     }
-    sweep(p); /* as the SQLite records recover on open: get-task sees a dead run as such */
+    maintain(p); /* as the SQLite records recover on open: get-task sees a dead run as such */
     *out = &p->base;
     return IMM_OK;
 }

@@ -29,7 +29,11 @@ typedef struct sqlite_tasks {
     pthread_mutex_t lock;
     pthread_cond_t work;
     imm_claim *queued, *running;
+    double retain_days; /* finished tasks older than this are deleted; 0: kept */
+    double purged;      /* when they last were (monotonic seconds) */
 } sqlite_tasks;
+
+#define PURGE_EVERY 3600.0
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS tasks ("
@@ -105,6 +109,29 @@ static void recover(sqlite_tasks *s)
         mark_interrupted(s, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 3),
                          pid, !strcmp((const char *)sqlite3_column_text(st, 4), "Queued"));
     }
+    sqlite3_finalize(st);
+}
+
+/* Finished tasks that ended more than retain_days ago, deleted in batches (each a transaction
+ * of its own, so that other processes are not held up); on open and hourly in a server. */
+static void purge(sqlite_tasks *s)
+{
+    char cutoff[32];
+    time_t when = time(NULL) - (time_t)(s->retain_days * 86400);
+    struct tm tm;
+    s->purged = imm_tasks_clock();
+    if (s->retain_days <= 0)
+        return;
+    gmtime_r(&when, &tm);
+    strftime(cutoff, sizeof(cutoff), "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE "
+                           "status NOT IN ('Running', 'Queued') AND json_extract(json, "
+                           "'$.EndTime') < ?1 LIMIT 1000)", -1, &st, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(s->db) == 1000)
+        sqlite3_reset(st);
     sqlite3_finalize(st);
 }
 
@@ -303,8 +330,11 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
     sqlite_tasks *s = (sqlite_tasks *)t;
     (void)err;
     pthread_mutex_lock(&s->lock);
-    while (!*stop && !(*out = take_next(s)))
+    while (!*stop && !(*out = take_next(s))) {
+        if (imm_tasks_clock() - s->purged >= PURGE_EVERY)
+            purge(s);
         imm_tasks_wait(&s->work, &s->lock, 0.2); /* a signal handler sets *stop: look again */
+    }
     pthread_mutex_unlock(&s->lock);
     return IMM_OK;
 }
@@ -376,7 +406,6 @@ imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, im
                               imm_error *err)
 {
     char dir[4096];
-    (void)opt;
     snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash && slash != dir) {
@@ -405,6 +434,8 @@ imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, im
         return e;
     }
     recover(s);
+    s->retain_days = opt->retain_days;
+    purge(s);
     *out = &s->base;
     return IMM_OK;
 }

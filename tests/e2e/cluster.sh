@@ -149,6 +149,40 @@ test_kill_9() {
   start_serve "$i" --workers "$workers" --queue 2000
 }
 
+# A poison task (one whose run kills its server: here the test kills whichever server runs it)
+# does not take the servers down one after the other at once: each rerun waits longer (a quarter
+# of a lease after the first run, a lease after the second), and after the third run it is
+# recorded Failed instead of run again.
+test_backoff() {
+  requests 1 poison poison oss://test-bucket/audio/long.flac mp3 > "$work/poison.jsonl"
+  local id; id=$(client --requests "$work/poison.jsonl" | jq -r '.tasks[0].id')
+  local k owner pid i t_kill=() gaps=() seen
+  for k in 1 2 3; do
+    seen=""
+    for _ in $(seq 400); do
+      seen=$(psql_db -c "SELECT owner FROM immerge_tasks WHERE task_id = '$id' AND status = 'Running' AND attempt = $k")
+      [ -n "$seen" ] && break; sleep 0.05
+    done
+    [ -n "$seen" ] || break
+    [ "$k" -gt 1 ] && gaps+=($(( $(now_ms) - t_kill[k - 1] )))
+    pid=$(echo "$seen" | cut -d/ -f2)
+    for i in 1 2 3; do [ "${srv_pid[$i]}" = "$pid" ] && break; done
+    t_kill[k]=$(now_ms); kill -9 "$pid"; wait "$pid" 2>/dev/null
+    start_serve "$i" --workers "$workers" --queue 2000
+  done
+  local status=""
+  for _ in $(seq 300); do
+    status=$(psql_db -c "SELECT status || ' ' || attempt || ' ' || coalesce(json::jsonb ->> 'Code', '') FROM immerge_tasks WHERE task_id = '$id'")
+    [ "${status%% *}" = Failed ] && break; sleep 0.1
+  done
+  # Lease expiry alone is 4 s: run 2 waits 1 s more, run 3 a lease (4 s) more.
+  [ "${#gaps[@]}" = 2 ] && [ "${gaps[0]}" -ge $(( lease * 1000 + 1000 - 300 )) ] && [ "${gaps[1]}" -ge $(( 2 * lease * 1000 - 300 )) ] \
+    && [ "$status" = "Failed 3 TaskInterrupted" ] \
+    && ok "a poison task (its server killed at each run): run 2 started ${gaps[0]} ms after the kill, run 3 ${gaps[1]} ms after (backoff after the ${lease} s lease), then Failed TaskInterrupted" \
+    || not_ok "backoff" "gaps: ${gaps[*]} ms; status: $status"
+  echo "# cluster: poison task, kill to next run: ${gaps[*]} ms (lease $lease s)"
+}
+
 # The second finisher: the server running a long merge is paused (SIGSTOP) past its lease, another
 # takes the task over and finishes it; then the first resumes. It must commit nothing over the
 # output (the object is not written again), record nothing and send no second message.
@@ -254,7 +288,7 @@ test_database_frozen() {
 }
 
 # Calls that hold every API connection (16 Creates waiting on the queue's lock, which a session
-# of ours holds for 12 s) starve neither the heartbeat nor the API: the long merge under way keeps
+# of ours holds for 12 s; the workers' claims wait on it too) starve neither the heartbeat nor the API: the long merge under way keeps
 # its lease (one run, never taken over), and every call is answered within the bound.
 test_pool_starvation() {
   requests 1 starve long oss://test-bucket/audio/long.flac mp3 > "$work/starve.jsonl"
@@ -266,7 +300,8 @@ test_pool_starvation() {
   done
   pid=$(echo "$owner" | cut -d/ -f2)
   for i in 1 2 3; do [ "${srv_pid[$i]}" = "$pid" ] && break; done
-  psql_db -c "SELECT pg_advisory_lock($((0x696d6d32))), pg_sleep(12)" > /dev/null &
+  # The queue's lock: schema 2's depth row (and the advisory lock the schema before took).
+  psql_db -c "SELECT pg_advisory_xact_lock($((0x696d6d32))); DO \$\$ BEGIN IF to_regclass('immerge_queue') IS NOT NULL THEN PERFORM 1 FROM immerge_queue FOR UPDATE; END IF; END \$\$; SELECT pg_sleep(12)" > /dev/null &
   local locker=$!
   sleep 0.5
   requests 1 starve-burst test-project > "$work/burst1.jsonl"
@@ -375,7 +410,7 @@ test_run_interrupted() {
 test_schema_and_reach() {
   psql_db -c "INSERT INTO immerge_schema VALUES (99)"
   out=$("$bin" list-tasks --tasks "$pg_url" 2>/dev/null); rc=$?
-  expect_error "a schema newer than this immerge (version 99) is refused, naming both versions" 2 InvalidArgument "version 99, newer than this immerge's (1)"
+  expect_error "a schema newer than this immerge (version 99) is refused, naming both versions" 2 InvalidArgument "version 99, newer than this immerge's ("
   psql_db -c "DELETE FROM immerge_schema WHERE version = 99"
   out=$("$bin" list-tasks --tasks "${pg_url%/*}/nosuchdb" 2>/dev/null); rc=$?
   expect_error "an unknown database: StorageError with libpq's reason, exit 2" 2 StorageError 'database "nosuchdb" does not exist'
@@ -403,10 +438,87 @@ test_valgrind() {
     || { not_ok "valgrind on PostgreSQL" "serve=$rc run=$rc_run list=$rc_list"; cat "$work"/vg-*.txt | grep -v '^--[0-9]*-- ' | head -30; }
 }
 
+# Cost as the tables grow: 300,000 finished tasks (5,000 of them past the retention of 7 days)
+# and 20,000 waiting. Each waiting task names a source that is not there, so the workers go on
+# claiming (each run fails in milliseconds) while the claim's own cost is read from
+# pg_stat_statements; ListTasks pages are timed through the API, the first and one 250,000 rows
+# in; the retention must delete the 5,000 (in batches, by the leader) and keep the rest.
+test_scale() {
+  psql_db -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" > /dev/null
+  requests 1 scale test-project > "$work/scale.jsonl"
+  local id; id=$(client --requests "$work/scale.jsonl" --wait | jq -r '.tasks[0].id')
+  local cols="" vals=""
+  if [ "$(psql_db -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'immerge_tasks' AND column_name = 'ended'")" = 1 ]; then
+    cols=", end_time, ended" vals=", te, CASE WHEN g <= 5000 THEN now() - interval '8 days' ELSE now() - make_interval(secs => g) END"
+  fi
+  local t0; t0=$(now_ms)
+  psql_db > /dev/null <<SQL
+INSERT INTO immerge_tasks (task_id, project, status, start_time, tags, json, runnable$cols)
+SELECT 'hist-' || g, 'history', 'Succeeded', ts, jsonb_build_object('batch', (g % 10)::text),
+       (t.json::jsonb || jsonb_build_object('TaskId', 'hist-' || g, 'ProjectName', 'history', 'StartTime', ts,
+         'EndTime', te, 'Tags', jsonb_build_object('batch', (g % 10)::text)))::text, false$vals
+FROM (SELECT json FROM immerge_tasks WHERE task_id = '$id') t, generate_series(1, 300000) g,
+     LATERAL (SELECT to_char((now() - make_interval(secs => g + CASE WHEN g <= 5000 THEN 8 * 86400 ELSE 0 END)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts) s,
+     LATERAL (SELECT s.ts AS te) e;
+INSERT INTO immerge_tasks (task_id, project, status, json, runnable)
+SELECT 'backlog-' || g, 'backlog', 'Queued',
+       replace(jsonb_set(jsonb_set(t.json::jsonb, '{TaskId}', to_jsonb('backlog-' || g)), '{ProjectName}', '"backlog"')::text,
+               'oss://test-bucket/audio/', 'oss://test-bucket/missing/'), true
+FROM (SELECT json FROM immerge_tasks WHERE task_id = '$id') t, generate_series(1, 20000) g;
+ANALYZE immerge_tasks;
+SELECT pg_stat_statements_reset();
+SQL
+  echo "# cluster: 300000 finished and 20000 waiting rows inserted in $(( $(now_ms) - t0 )) ms"
+  sleep 8
+  local claims claim_ms
+  read -r claims claim_ms < <(psql_db -F' ' -c "SELECT sum(calls), round((sum(total_exec_time) / greatest(sum(calls), 1))::numeric, 2) FROM pg_stat_statements WHERE query LIKE '%RETURNING u.task_id, u.attempt, u.json, u.project%'")
+  # A page deep in, by the token the servers give: start_time and seq of the 250,000th row.
+  local deep_seq deep_key deep_tok
+  read -r deep_seq deep_key < <(psql_db -F' ' -c "SELECT seq, coalesce(json::jsonb ->> 'StartTime', '') FROM immerge_tasks WHERE project = 'history' ORDER BY coalesce(json::jsonb ->> 'StartTime', '') COLLATE \"C\", seq OFFSET 250000 LIMIT 1")
+  deep_tok="Sa:$deep_seq:$(printf %s "$deep_key" | od -An -tx1 | tr -d ' \n')"
+  local name params worst=0 line lines=()
+  for name in first-by-start deep-by-start deep-submitted status-and-tag; do
+    case $name in
+      first-by-start) params='{"ProjectName":"history","Sort":"StartTime","MaxResults":100}' ;;
+      deep-by-start) params="{\"ProjectName\":\"history\",\"Sort\":\"StartTime\",\"MaxResults\":100,\"NextToken\":\"$deep_tok\"}" ;;
+      deep-submitted) params="{\"ProjectName\":\"history\",\"MaxResults\":100,\"NextToken\":\"$deep_seq\"}" ;;
+      status-and-tag) params='{"ProjectName":"history","Status":"Succeeded","TagSelector":"batch=3","Sort":"EndTime","Order":"desc","MaxResults":100}' ;;
+    esac
+    # 6 calls on one client: the first warms it up, the median of the other 5 counts.
+    local answers median
+    answers=$(node "$top/tests/oss/openapi-call.js" "${srv_ep[2]}" "$AK" "$SK" ListTasks "$params" 6 | tail -5)
+    median=$(jq .ms <<< "$answers" | sort -n | sed -n 3p)
+    [ "$(jq '.body.Tasks | length' <<< "$answers" | sort -u)" = 100 ] || median=999999
+    [ "$median" -gt "$worst" ] && worst=$median
+    lines+=("$name ${median} ms")
+  done
+  echo "# cluster: claim at 20000 waiting and 300000 finished: $claim_ms ms a claim (mean over $claims, server-side)"
+  local list_ms; list_ms=$(psql_db -c "SELECT round((sum(total_exec_time) / greatest(sum(calls), 1))::numeric, 2) FROM pg_stat_statements WHERE query LIKE 'SELECT seq, json, %'")
+  echo "# cluster: ListTasks page of 100 at 300000 finished (median of 5 through the official client): $(IFS=,; echo "${lines[*]}" | sed 's/,/, /g'); its statement $list_ms ms (mean, server-side)"
+  [ -n "$claims" ] && [ "$claims" -gt 10 ] && awk -v m="$claim_ms" 'BEGIN { exit !(m < 5) }' \
+    && ok "claim at 20000 waiting, 300000 finished: $claim_ms ms (mean of $claims claims, target < 5 ms)" \
+    || not_ok "claim cost" "$claim_ms ms over $claims claims"
+  # The target is the release build's; under ASan each row's JSON costs several times more.
+  local bound=50; [[ "$bin" == */asan/* ]] && bound=200
+  [ "$worst" -lt "$bound" ] \
+    && ok "ListTasks at 300000 finished, first page and 250000 rows in, by StartTime, submission, Status+Tag by EndTime: worst median $worst ms (target < $bound ms)" \
+    || not_ok "ListTasks cost" "${lines[*]}"
+  local left=0
+  for _ in $(seq 30); do
+    left=$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE project = 'history'")
+    [ "$left" = 295000 ] && break; sleep 1
+  done
+  [ "$left" = 295000 ] \
+    && ok "retention (--retain-days 7): the 5000 tasks that ended 8 days ago were deleted, the 295000 younger kept" \
+    || not_ok "retention" "history rows: $left (want 295000)"
+  psql_db -c "DELETE FROM immerge_tasks WHERE project IN ('history', 'backlog')" > /dev/null
+  for _ in $(seq 300); do [ "$(psql_db -c "SELECT count(*) FROM immerge_tasks WHERE status = 'Running'")" = 0 ] && break; sleep 0.1; done
+}
+
 # IMMERGE_CLUSTER_TESTS="test_a test_b" runs only those (while working on one).
-tests=(test_many_tasks test_kill_9 test_stale_finisher test_database_outage test_database_frozen
+tests=(test_many_tasks test_kill_9 test_backoff test_stale_finisher test_database_outage test_database_frozen
        test_pool_starvation test_fairness_and_drain test_queue_bound test_run_interrupted
-       test_schema_and_reach)
+       test_scale test_schema_and_reach)
 [[ "$bin" == */asan/* ]] || tests+=(test_valgrind)
 for t in ${IMMERGE_CLUSTER_TESTS:-${tests[*]}}; do "$t"; done
 echo "$pass passed, $fail failed"

@@ -77,7 +77,7 @@ start_postgres() {
   pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   pg_bin=$bindir
   pg_ctl_as() { "${pg_as[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w "$@"; }
-  pg_opts="-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+  pg_opts="-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c shared_preload_libraries=pg_stat_statements"
   pg_ctl_as -o "$pg_opts" start > /dev/null || { echo "Bail out! postgres"; cat "$pg_dir/log"; exit 1; }
   on_exit+=("pg_ctl_as -m immediate stop; rm -rf '$pg_dir'")
   "$bindir/createdb" -h 127.0.0.1 -p "$pg_port" -U immerge immerge || { echo "Bail out! createdb"; exit 1; }
