@@ -142,11 +142,12 @@ static size_t json_headers(imm_kv *h, void *opaque)
     return 1;
 }
 
-static void to_url(const imm_notify_config *cfg, const char *message, outcome *o)
+static void to_url(const imm_notify_config *cfg, const char *url, const char *message,
+                   outcome *o)
 {
     imm_http_response resp = {0};
-    if (post(cfg, cfg->url, message, json_headers, NULL, &resp, o))
-        set(o, "Delivered", "POST %s answered HTTP %ld.", cfg->url, resp.status);
+    if (post(cfg, url, message, json_headers, NULL, &resp, o))
+        set(o, "Delivered", "POST %s answered HTTP %ld.", url, resp.status);
     imm_http_response_clear(&resp);
 }
 
@@ -301,16 +302,15 @@ static void to_mns(const imm_notify_config *cfg, const char *endpoint, const cha
 }
 
 /* The full task JSON to the object the request names, atomically, through storage. */
-static void to_object(imm_storage *st, const char *uri, const imm_task *task, outcome *o)
+static void to_object(imm_storage *st, const char *uri, const char *json, outcome *o)
 {
     imm_object *obj = NULL;
     imm_error err = {0};
-    char *json = imm_task_to_json(task);
-    if (!json) {
-        set(o, "Failed", "out of memory");
+    size_t len = strlen(json);
+    if (!st) {
+        set(o, "Failed", "No storage to write %s with.", uri);
         return;
     }
-    size_t len = strlen(json);
     if (st->ops->open_write(st, uri, &obj, &err) == IMM_OK) {
         if (st->ops->write(obj, (const uint8_t *)json, len) != (int64_t)len)
             imm_error_set(&err, IMM_EIO, "Writing %s failed: %s", uri, strerror(errno));
@@ -322,14 +322,26 @@ static void to_object(imm_storage *st, const char *uri, const imm_task *task, ou
         set(o, "Failed", "%s: %s", imm_err_code(err.code), err.message);
     else
         set(o, "Delivered", "The task JSON (%zu bytes) is at %s.", len, uri);
-    free(json);
 }
 
-char *imm_notify_deliver(const imm_notify_config *cfg, imm_storage *st, const imm_request *req,
-                         const imm_task *task)
+static int add_message(imm_message *m, int *n, const char *destination, const char *target,
+                       const char *endpoint, const char *body)
+{
+    imm_message *x = &m[*n];
+    x->destination = destination;
+    x->target = strdup(target);
+    x->endpoint = endpoint ? strdup(endpoint) : NULL;
+    x->body = strdup(body);
+    (*n)++;
+    return x->target && x->body && (!endpoint || x->endpoint) ? 0 : -1;
+}
+
+imm_message *imm_notify_messages(const imm_notify_config *cfg, const imm_request *req,
+                                 const imm_task *task, int *count)
 {
     imm_notification n = imm_request_notification(req);
     const char *topic = n.topic, *extended = n.extended_uri, *endpoint = mns_endpoint(cfg, &n);
+    *count = 0;
     if (!cfg->file && !cfg->url && !topic && !extended && !n.rocketmq)
         return NULL;
     /* The subject names an account and region: given, else read off the MNS endpoint
@@ -346,41 +358,76 @@ char *imm_notify_deliver(const imm_notify_config *cfg, imm_storage *st, const im
     }
     char *message = imm_task_message(task, cfg->region ? cfg->region : region,
                                      cfg->account_id ? cfg->account_id : account);
-    cJSON *arr = cJSON_CreateArray();
-    outcome o;
-    if (!message || !arr) {
-        free(message);
-        cJSON_Delete(arr);
+    char *json = extended ? imm_task_to_json(task) : NULL;
+    imm_message *m = calloc(5, sizeof(*m));
+    int n_ = 0, bad = !message || !m || (extended && !json);
+    if (!bad && topic)
+        bad |= add_message(m, &n_, "MNS", topic, endpoint ? endpoint : "", message);
+    if (!bad && n.rocketmq)
+        bad |= add_message(m, &n_, "RocketMQ", "", NULL, message);
+    if (!bad && extended)
+        bad |= add_message(m, &n_, "ExtendedMessageURI", extended, NULL, json);
+    if (!bad && cfg->url)
+        bad |= add_message(m, &n_, "URL", cfg->url, NULL, message);
+    if (!bad && cfg->file)
+        bad |= add_message(m, &n_, "File", cfg->file, NULL, message);
+    free(message);
+    free(json);
+    if (bad) {
+        imm_notify_messages_free(m, n_);
         return NULL;
     }
-    if (topic) {
-        o = (outcome){0};
-        to_mns(cfg, endpoint, topic, message, &o);
-        add_outcome(arr, "MNS", topic, &o);
+    *count = n_;
+    return m;
+}
+
+void imm_notify_messages_free(imm_message *m, int n)
+{
+    for (int i = 0; m && i < n; i++) {
+        free(m[i].target);
+        free(m[i].endpoint);
+        free(m[i].body);
     }
-    if (n.rocketmq) {
-        o = (outcome){0};
-        set(&o, "Failed", "RocketMQ delivery is not supported by immerge; use an MNS topic, "
+    free(m);
+}
+
+static void send1(const imm_notify_config *cfg, imm_storage *st, const imm_message *m,
+                  outcome *o)
+{
+    const char *d = m->destination;
+    if (!strcmp(d, "MNS"))
+        to_mns(cfg, m->endpoint && *m->endpoint ? m->endpoint : NULL, m->target, m->body, o);
+    else if (!strcmp(d, "ExtendedMessageURI"))
+        to_object(st, m->target, m->body, o);
+    else if (!strcmp(d, "URL"))
+        to_url(cfg, m->target, m->body, o);
+    else if (!strcmp(d, "File"))
+        to_file(m->target, m->body, o);
+    else
+        set(o, "Failed", "RocketMQ delivery is not supported by immerge; use an MNS topic, "
             "--notify-url or --notify-file.");
-        add_outcome(arr, "RocketMQ", "", &o);
+}
+
+int imm_notify_send(const imm_notify_config *cfg, imm_storage *st, const imm_message *m,
+                    char *why, size_t len)
+{
+    outcome o = {0};
+    send1(cfg, st, m, &o);
+    snprintf(why, len, "%s", o.message);
+    return !strcmp(o.status, "Delivered");
+}
+
+char *imm_notify_send_all(const imm_notify_config *cfg, imm_storage *st, const imm_message *m,
+                          int n, int *delivered)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < n; i++) {
+        outcome o = {0};
+        send1(cfg, st, &m[i], &o);
+        delivered[i] = !strcmp(o.status, "Delivered");
+        add_outcome(arr, m[i].destination, m[i].target, &o);
     }
-    if (extended) {
-        o = (outcome){0};
-        to_object(st, extended, task, &o);
-        add_outcome(arr, "ExtendedMessageURI", extended, &o);
-    }
-    if (cfg->url) {
-        o = (outcome){0};
-        to_url(cfg, message, &o);
-        add_outcome(arr, "URL", cfg->url, &o);
-    }
-    if (cfg->file) {
-        o = (outcome){0};
-        to_file(cfg->file, message, &o);
-        add_outcome(arr, "File", cfg->file, &o);
-    }
-    char *out = cJSON_PrintUnformatted(arr);
+    char *out = arr ? cJSON_PrintUnformatted(arr) : NULL;
     cJSON_Delete(arr);
-    free(message);
     return out;
 }

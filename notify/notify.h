@@ -4,7 +4,9 @@
  * request's ExtendedMessageURI through storage.
  *
  * Delivery never fails a task: each destination's outcome comes back as a JSON array that the
- * caller attaches to the task (imm_task_set_notifications) and reports.
+ * caller attaches to the task (imm_task_set_notifications) and reports. The messages are made
+ * apart from sending them, so that a caller can record them first (the task records' outbox)
+ * and send them again after a crash.
  */
 #ifndef IMM_NOTIFY_H
 #define IMM_NOTIFY_H
@@ -34,10 +36,31 @@ typedef struct imm_notify_config {
  * this when a task is created, so that nothing asked for is silently dropped. */
 imm_err imm_notify_admits(const imm_notify_config *cfg, const imm_request *req, imm_error *err);
 
-/* Delivers the completion message of task (run from req) everywhere cfg and the request say;
- * returns the outcomes, a malloc'd JSON array of {Destination, Target, Status ("Delivered" or
- * "Failed"), Message, MessageId?}, or NULL when there was nowhere to deliver. */
-char *imm_notify_deliver(const imm_notify_config *cfg, imm_storage *st, const imm_request *req,
-                         const imm_task *task);
+/* One completion message bound for one destination, as it is recorded before it is sent (an
+ * outbox row) and sent again as is: the same bytes, so the same id for a receiver to dedupe. */
+typedef struct imm_message {
+    const char *destination; /* "MNS", "RocketMQ", "ExtendedMessageURI", "URL", "File" */
+    char *target;            /* the topic, "", the object's URI, the URL, the path */
+    char *endpoint;          /* MNS: where the topic is ("" when none is configured); else NULL */
+    char *body;              /* the message; ExtendedMessageURI: the task JSON */
+} imm_message;
+
+/* The messages of task's end (run from req), one per destination cfg and the request name, in
+ * the order they are sent; *n of them. NULL with *n 0 when there is nowhere to send (or out of
+ * memory). Free with imm_notify_messages_free. */
+imm_message *imm_notify_messages(const imm_notify_config *cfg, const imm_request *req,
+                                 const imm_task *task, int *n);
+void imm_notify_messages_free(imm_message *m, int n);
+
+/* Sends m (credentials and retries from cfg; an ExtendedMessageURI through st): 1 when it was
+ * delivered, else 0; why gets the outcome's message either way. */
+int imm_notify_send(const imm_notify_config *cfg, imm_storage *st, const imm_message *m,
+                    char *why, size_t len);
+
+/* Sends each of m[0..n), delivered[i] saying which arrived; returns the outcomes, a malloc'd
+ * JSON array of {Destination, Target, Status ("Delivered" or "Failed"), Message, MessageId?}
+ * for the task's record. */
+char *imm_notify_send_all(const imm_notify_config *cfg, imm_storage *st, const imm_message *m,
+                          int n, int *delivered);
 
 #endif

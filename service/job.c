@@ -40,9 +40,17 @@ static void warn(const imm_job_env *env, const char *what, const char *why)
         fprintf(stderr, "immerge: warning: %s%s%s\n", what, why ? ": " : "", why ? why : "");
 }
 
-static void notify(const imm_job_env *env, imm_task *task, const imm_request *req)
+/* Sends the end's messages (recorded as pending under ids when the task is recorded), marks
+ * each sent or tried, and attaches the outcomes to the task. */
+static void notify(const imm_job_env *env, imm_task *task, const imm_message *m, int n,
+                   const long long *ids)
 {
-    char *outcomes = imm_notify_deliver(env->notify, env->run.storage, req, task);
+    int *delivered = calloc((size_t)n, sizeof(*delivered));
+    char *outcomes = delivered ? imm_notify_send_all(env->notify, env->run.storage, m, n,
+                                                     delivered) : NULL;
+    for (int i = 0; delivered && env->tasks && i < n; i++)
+        imm_tasks_message_done(env->tasks, ids[i], delivered[i], delivered[i] ? NULL :
+                               "the first try failed (see the task's Notifications)");
     if (outcomes) {
         imm_task_set_notifications(task, outcomes);
         if (strstr(outcomes, "\"Status\":\"Failed\""))
@@ -50,6 +58,7 @@ static void notify(const imm_job_env *env, imm_task *task, const imm_request *re
                  NULL);
         free(outcomes);
     }
+    free(delivered);
 }
 
 imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *req,
@@ -57,7 +66,7 @@ imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *r
 {
     job j = {.env = env, .claim = env->tasks ? claim : NULL};
     imm_error note = {0};
-    int won = 1;
+    int won = 1, n = 0;
     clock_gettime(CLOCK_MONOTONIC, &j.last_save);
     imm_run_options opt = env->run;
     opt.progress = on_progress;
@@ -69,20 +78,48 @@ imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *r
             opt.cancel = imm_claim_lost(j.claim);
     }
     imm_err e = imm_task_run(task, req, &opt, err);
-    if (j.claim && imm_tasks_finish(env->tasks, j.claim, &won, &note)) {
+    imm_message *m = env->notify ? imm_notify_messages(env->notify, req, task, &n) : NULL;
+    long long *ids = calloc((size_t)n + 1, sizeof(*ids));
+    if (!ids)
+        n = 0;
+    if (j.claim && imm_tasks_finish(env->tasks, j.claim, m, n, ids, &won, &note)) {
         warn(env, "the task's end is not recorded", note.message);
         /* Shared, its lease runs out and the run that takes the task over records it and sends
          * its message: one message per task. Alone, this run is the task's only one. */
         if (imm_tasks_shared(env->tasks))
-            return e;
+            goto done;
         won = 1;
     }
-    if (!won)
-        return e; /* another run has the task (the tasks said so): its end is that run's */
-    if (env->notify) {
-        notify(env, task, req);
+    if (won && n) {
+        notify(env, task, m, n, ids);
         if (j.claim && imm_tasks_annotate(env->tasks, j.claim, &note))
             warn(env, "the task's completion messages are not recorded", note.message);
     }
+    /* !won: another run has the task (the tasks said so); its end and messages are that run's. */
+done:
+    imm_notify_messages_free(m, n);
+    free(ids);
     return e;
+}
+
+/* One turn of the outbox's sweeper: the pending messages that are due, sent. */
+int imm_job_send_pending(const imm_job_env *env)
+{
+    enum { MAX = 20 };
+    imm_message *m = NULL;
+    long long ids[MAX];
+    int n = 0;
+    imm_error err = {0};
+    if (imm_tasks_messages_due(env->tasks, MAX, &m, ids, &n, &err))
+        return 0;
+    for (int i = 0; i < n; i++) {
+        char why[512];
+        int ok = imm_notify_send(env->notify, env->run.storage, &m[i], why, sizeof(why));
+        imm_tasks_message_done(env->tasks, ids[i], ok, why);
+        if (!env->quiet)
+            fprintf(stderr, "immerge: %s a pending completion message (%s %s): %s\n",
+                    ok ? "sent" : "warning: could not send", m[i].destination, m[i].target, why);
+    }
+    imm_notify_messages_free(m, n);
+    return n;
 }

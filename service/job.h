@@ -29,4 +29,9 @@ typedef struct imm_job_env {
 imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *req,
                     imm_claim *claim, imm_error *err);
 
+/* One turn of a server's outbox sweeper: the completion messages recorded with a task's end but
+ * not sent by their run (it crashed, or the first try failed), sent now through env's notify
+ * configuration and storage; returns how many were tried. */
+int imm_job_send_pending(const imm_job_env *env);
+
 #endif

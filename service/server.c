@@ -69,6 +69,21 @@ static void *worker(void *opaque)
     }
 }
 
+/* The outbox's sweeper: completion messages their run recorded but did not send (it crashed, or
+ * the first try failed) are sent from here, on any server of the records, every 2 s. Sending
+ * blocks on slow receivers, so it has a thread of its own. */
+static void *sweeper(void *opaque)
+{
+    server *s = opaque;
+    while (!s->stopping) {
+        if (imm_job_send_pending(&s->env))
+            continue; /* more may be due */
+        for (int i = 0; i < 20 && !s->stopping; i++)
+            usleep(100 * 1000);
+    }
+    return NULL;
+}
+
 /* ---- answers ----------------------------------------------------------------------------------- */
 
 static unsigned http_status(imm_err e)
@@ -396,6 +411,8 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
     for (; started < s.nthreads; started++)
         if (pthread_create(&s.threads[started], NULL, worker, &s))
             break;
+    pthread_t sweeping;
+    int sweeps = opt->notify && !pthread_create(&sweeping, NULL, sweeper, &s);
     imm_httpd *d = NULL;
     imm_error why = {0};
     if (!started || imm_httpd_start(&addr, dispatch, error_body, &s, &d, &why)) {
@@ -418,6 +435,8 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
     s.stopping = 1;
     for (int i = 0; i < started; i++)
         pthread_join(s.threads[i], NULL);
+    if (sweeps)
+        pthread_join(sweeping, NULL);
     imm_tasks_drain(opt->tasks);
     imm_auth_free(s.auth);
     free(s.threads);

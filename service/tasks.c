@@ -532,10 +532,35 @@ imm_err imm_tasks_fence(imm_tasks *t, imm_claim *c, imm_error *err)
     return t->ops->fence(t, c, err);
 }
 
-imm_err imm_tasks_finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err)
+imm_err imm_tasks_finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n,
+                         long long *ids, int *won, imm_error *err)
 {
     *won = 0;
-    return c->lost ? IMM_OK : t->ops->finish(t, c, won, err);
+    for (int i = 0; i < n; i++)
+        ids[i] = 0;
+    return c->lost ? IMM_OK : t->ops->finish(t, c, m, n, ids, won, err);
+}
+
+void imm_tasks_message_done(imm_tasks *t, long long id, int delivered, const char *why)
+{
+    if (id > 0)
+        t->ops->message_done(t, id, delivered, why ? why : "");
+}
+
+imm_err imm_tasks_messages_due(imm_tasks *t, int max, imm_message **out, long long *ids, int *n,
+                               imm_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    return t->ops->messages_due(t, max, out, ids, n, err);
+}
+
+double imm_outbox_backoff(int tries)
+{
+    double wait = 5;
+    for (int i = 1; i < tries && wait < 3600; i++)
+        wait *= 2;
+    return wait < 3600 ? wait : 3600;
 }
 
 imm_err imm_tasks_annotate(imm_tasks *t, imm_claim *c, imm_error *err)

@@ -19,6 +19,7 @@
 #define IMM_TASKS_H
 
 #include "immerge.h"
+#include "notify.h"
 
 typedef struct imm_tasks imm_tasks;
 typedef struct imm_claim imm_claim;
@@ -118,9 +119,22 @@ imm_err imm_tasks_progress(imm_tasks *t, imm_claim *c, imm_error *err);
 /* Just before the outputs are committed: IMM_OK when the claim holds (and now holds for a whole
  * lease more), else IMM_ECANCELED: another run has the task, and these outputs must not land. */
 imm_err imm_tasks_fence(imm_tasks *t, imm_claim *c, imm_error *err);
-/* Records the task's end. *won is 1 when this run's end is the task's (its completion message is
- * then this run's to send), 0 when another run has the task: nothing was recorded. */
-imm_err imm_tasks_finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err);
+/* Records the task's end and, in the same transaction, its completion messages m[0..n) as
+ * pending (the outbox): a crash after the end cannot lose them. *won is 1 when this run's end
+ * is the task's (its messages are then this run's to send, and ids[i] names m[i] for
+ * imm_tasks_message_done), 0 when another run has the task: nothing was recorded. The messages
+ * wait a grace period before a sweeper may send them, so that this run sends them first. */
+imm_err imm_tasks_finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n,
+                         long long *ids, int *won, imm_error *err);
+/* A pending message was sent (delivered 1), or the try failed (0, why): then it is tried again
+ * later, each wait longer (5 s doubling, at most an hour), and given up after OUTBOX_TRIES. */
+void imm_tasks_message_done(imm_tasks *t, long long id, int delivered, const char *why);
+/* Up to max pending messages that are due (their grace or backoff past), each held for this
+ * caller for a while (so that no other sweeper sends it meanwhile): *out gets them (free with
+ * imm_notify_messages_free), ids their ids, *n how many. */
+imm_err imm_tasks_messages_due(imm_tasks *t, int max, imm_message **out, long long *ids, int *n,
+                               imm_error *err);
+#define OUTBOX_TRIES 10
 /* Updates a finished task's record (its Notifications), for the run that won it. */
 imm_err imm_tasks_annotate(imm_tasks *t, imm_claim *c, imm_error *err);
 /* Ends the claim (freeing what it owns). */

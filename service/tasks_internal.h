@@ -41,7 +41,11 @@ typedef struct tasks_ops {
     imm_err (*claim)(imm_tasks *t, const volatile int *stop, imm_claim **out, imm_error *err);
     imm_err (*progress)(imm_tasks *t, imm_claim *c, imm_error *err);
     imm_err (*fence)(imm_tasks *t, imm_claim *c, imm_error *err);
-    imm_err (*finish)(imm_tasks *t, imm_claim *c, int *won, imm_error *err);
+    imm_err (*finish)(imm_tasks *t, imm_claim *c, const imm_message *m, int n, long long *ids,
+                      int *won, imm_error *err);
+    void (*message_done)(imm_tasks *t, long long id, int delivered, const char *why);
+    imm_err (*messages_due)(imm_tasks *t, int max, imm_message **out, long long *ids, int *n,
+                            imm_error *err);
     imm_err (*annotate)(imm_tasks *t, imm_claim *c, imm_error *err);
     void (*release)(imm_tasks *t, imm_claim *c); /* before the claim is freed */
     void (*drain)(imm_tasks *t);
@@ -83,6 +87,9 @@ void imm_task_row_clear(task_row *row);
  * TaskInterrupted (running) or Cancelled with Code NotStarted (queued), `who` naming the run.
  * malloc'd JSON, or NULL. *status gets the new Status. */
 char *imm_task_interrupted(const char *stored, const char *who, int queued, const char **status);
+
+/* How long a message waits after its `tries`-th failed try: 5 s doubling, at most an hour. */
+double imm_outbox_backoff(int tries);
 
 /* Monotonic seconds. */
 double imm_tasks_clock(void);

@@ -471,6 +471,14 @@ static const char *const migrations[] = {
     "CREATE TABLE immerge_leader (name text PRIMARY KEY, owner text,"
     " until timestamptz NOT NULL DEFAULT '-infinity');"
     "INSERT INTO immerge_leader (name) VALUES ('maintenance');",
+    /* 3: the outbox of completion messages, recorded with the task's end, until sent. */
+    "CREATE TABLE immerge_outbox (id bigserial PRIMARY KEY,"
+    " task_id text NOT NULL REFERENCES immerge_tasks (task_id) ON DELETE CASCADE,"
+    " destination text NOT NULL, target text NOT NULL, endpoint text, body text NOT NULL,"
+    " created timestamptz NOT NULL DEFAULT now(), next_try timestamptz NOT NULL,"
+    " tries integer NOT NULL DEFAULT 0, sent timestamptz, last_error text);"
+    "CREATE INDEX immerge_outbox_due ON immerge_outbox (next_try) WHERE sent IS NULL;"
+    "CREATE INDEX immerge_outbox_task ON immerge_outbox (task_id);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))
 
@@ -1182,24 +1190,139 @@ static imm_err fence(imm_tasks *t, imm_claim *c, imm_error *err)
     return IMM_OK;
 }
 
-static imm_err finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err)
+/* The messages as the finish statement takes them: a JSON array of {d, t, e, b}. */
+static char *messages_json(const imm_message *m, int n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int i = 0; arr && i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "d", m[i].destination);
+        cJSON_AddStringToObject(o, "t", m[i].target);
+        if (m[i].endpoint)
+            cJSON_AddStringToObject(o, "e", m[i].endpoint);
+        cJSON_AddStringToObject(o, "b", m[i].body);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *out = arr ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
+    return out;
+}
+
+/* How long a recorded message is left to the run that recorded it before a sweeper sends it. */
+static double outbox_grace(const pg_tasks *p)
+{
+    return p->lease * 2 > 10 ? p->lease * 2 : 10;
+}
+
+static imm_err finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n, long long *ids,
+                      int *won, imm_error *err)
 {
     pg_tasks *p = (pg_tasks *)t;
+    task_row row;
+    char attempt[24], grace[32];
     pthread_mutex_lock(&p->lock);
     c->ending = 1;
     pthread_mutex_unlock(&p->lock);
-    /* A run that cannot record its end leaves the task to be run again once the database is
-     * back. The owner stays, naming the run that ended it. */
-    PGresult *r = write_row(p, c, patience(p), "recording a task's end",
-                            "UPDATE immerge_tasks SET status = $3, json = $4, tags = $5::jsonb, "
-                            "start_time = $6, end_time = $7, lease_until = NULL, ended = now() "
-                            "WHERE task_id = $1 AND attempt = $2::int AND status = 'Running'",
-                            0, NULL, err);
+    if (imm_task_row(c->task, &row, err))
+        return err->code;
+    char *msgs = messages_json(m, n);
+    if (!msgs) {
+        imm_task_row_clear(&row);
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    }
+    snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
+    snprintf(grace, sizeof(grace), "%.3f", outbox_grace(p));
+    const char *v[] = {row.task_id, attempt, row.status, row.json, row.tags, row.start, row.end,
+                       msgs, grace};
+    /* The end and its messages in one statement, so in one transaction (River's JobCompleteTx):
+     * both or neither. A run that cannot record its end leaves the task to be run again once
+     * the database is back. The owner stays, naming the run that ended it. */
+    PGresult *r = exec_patiently(p, patience(p), "recording a task's end",
+        "WITH done AS (UPDATE immerge_tasks SET status = $3, json = $4, tags = $5::jsonb, "
+        "start_time = $6, end_time = $7, lease_until = NULL, ended = now() WHERE task_id = $1 "
+        "AND attempt = $2::int AND status = 'Running' RETURNING task_id), "
+        "sent AS (INSERT INTO immerge_outbox (task_id, destination, target, endpoint, body, "
+        "next_try) SELECT done.task_id, m.x ->> 'd', m.x ->> 't', m.x ->> 'e', m.x ->> 'b', "
+        "now() + make_interval(secs => $9::float8) FROM done, jsonb_array_elements($8::jsonb) "
+        "WITH ORDINALITY AS m(x, i) ORDER BY m.i RETURNING id) "
+        "SELECT (SELECT count(*) FROM done), coalesce((SELECT string_agg(id::text, ',' ORDER "
+        "BY id) FROM sent), '')", 9, v, err);
+    imm_task_row_clear(&row);
+    free(msgs);
     if (!r)
         return err->code;
-    *won = atoi(PQcmdTuples(r)) == 1;
+    *won = atoi(PQgetvalue(r, 0, 0)) == 1;
+    const char *list = PQgetvalue(r, 0, 1);
+    for (int i = 0; *won && i < n && *list; i++) {
+        char *end;
+        ids[i] = strtoll(list, &end, 10);
+        list = *end == ',' ? end + 1 : end;
+    }
     if (!*won)
         lose(p, c);
+    PQclear(r);
+    return IMM_OK;
+}
+
+static void message_done(imm_tasks *t, long long id, int delivered, const char *why)
+{
+    pg_tasks *p = (pg_tasks *)t;
+    char sid[24], tries[16], wait[32];
+    imm_error err = {0};
+    snprintf(sid, sizeof(sid), "%lld", id);
+    if (delivered) {
+        const char *v[] = {sid};
+        PQclear(exec1(p, &p->work, WORK_SECONDS, "recording a message sent", "UPDATE "
+                      "immerge_outbox SET sent = now(), last_error = NULL WHERE id = $1::bigint",
+                      1, v, &err));
+        return;
+    }
+    /* The wait after each failure: by the tries so far, read in the statement itself. */
+    snprintf(tries, sizeof(tries), "%d", OUTBOX_TRIES);
+    snprintf(wait, sizeof(wait), "%.3f", imm_outbox_backoff(1));
+    const char *v[] = {sid, why, tries, wait};
+    PQclear(exec1(p, &p->work, WORK_SECONDS, "recording a message not sent", "UPDATE "
+                  "immerge_outbox SET tries = tries + 1, last_error = $2, next_try = CASE WHEN "
+                  "tries + 1 >= $3::int THEN 'infinity' ELSE now() + make_interval(secs => "
+                  "least($4::float8 * power(2, tries), 3600)) END WHERE id = $1::bigint", 4, v,
+                  &err));
+}
+
+static imm_err messages_due(imm_tasks *t, int max, imm_message **out, long long *ids, int *n,
+                            imm_error *err)
+{
+    pg_tasks *p = (pg_tasks *)t;
+    char smax[16], hold[32];
+    snprintf(smax, sizeof(smax), "%d", max);
+    snprintf(hold, sizeof(hold), "%.3f", outbox_grace(p) * 6);
+    const char *v[] = {smax, hold};
+    /* Held for a while by moving next_try on: a sweeper that dies sending leaves them to the
+     * next once that passes. */
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "reading pending messages", "UPDATE "
+                        "immerge_outbox o SET next_try = now() + make_interval(secs => "
+                        "$2::float8) FROM (SELECT id FROM immerge_outbox WHERE sent IS NULL AND "
+                        "next_try <= now() ORDER BY next_try LIMIT $1::int FOR UPDATE SKIP "
+                        "LOCKED) d WHERE o.id = d.id RETURNING o.id, o.destination, o.target, "
+                        "o.endpoint, o.body", 2, v, err);
+    if (!r)
+        return err->code;
+    int rows = PQntuples(r);
+    imm_message *m = rows ? calloc((size_t)rows, sizeof(*m)) : NULL;
+    for (int i = 0; m && i < rows; i++) {
+        static const char *const kinds[] = {"MNS", "RocketMQ", "ExtendedMessageURI", "URL",
+                                            "File"};
+        const char *d = PQgetvalue(r, i, 1);
+        m[i].destination = kinds[1];
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(*kinds); k++)
+            if (!strcmp(d, kinds[k]))
+                m[i].destination = kinds[k];
+        m[i].target = strdup(PQgetvalue(r, i, 2));
+        m[i].endpoint = PQgetisnull(r, i, 3) ? NULL : strdup(PQgetvalue(r, i, 3));
+        m[i].body = strdup(PQgetvalue(r, i, 4));
+        ids[i] = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+    }
+    *out = m;
+    *n = m ? rows : 0;
     PQclear(r);
     return IMM_OK;
 }
@@ -1263,8 +1386,9 @@ static void close_tasks(imm_tasks *t)
 
 static const tasks_ops pg_ops = {
     .get = get, .list = list, .start = start, .enqueue = enqueue, .claim = claim,
-    .progress = progress, .fence = fence, .finish = finish, .annotate = annotate,
-    .release = release, .drain = drain, .close = close_tasks,
+    .progress = progress, .fence = fence, .finish = finish, .message_done = message_done,
+    .messages_due = messages_due, .annotate = annotate, .release = release, .drain = drain,
+    .close = close_tasks,
 };
 
 imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tasks **out,

@@ -29,6 +29,9 @@ typedef struct sqlite_tasks {
     pthread_mutex_t lock;
     pthread_cond_t work;
     imm_claim *queued, *running;
+    /* The connection is shared by the threads: a transaction (a task's end with its messages)
+     * holds this, and so does every other write, so that none lands inside another's. */
+    pthread_mutex_t writing;
     double retain_days; /* finished tasks older than this are deleted; 0: kept */
     double purged;      /* when they last were (monotonic seconds) */
 } sqlite_tasks;
@@ -46,7 +49,25 @@ static const char schema[] =
     " owner_start INTEGER,"
     " tags TEXT,"
     " json TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS tasks_project ON tasks(project, seq);";
+    "CREATE INDEX IF NOT EXISTS tasks_project ON tasks(project, seq);"
+    /* Completion messages recorded with the task's end, until sent (times: Unix seconds). */
+    "CREATE TABLE IF NOT EXISTS outbox ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " task_id TEXT NOT NULL,"
+    " destination TEXT NOT NULL,"
+    " target TEXT NOT NULL,"
+    " endpoint TEXT,"
+    " body TEXT NOT NULL,"
+    " next_try REAL NOT NULL,"
+    " tries INTEGER NOT NULL DEFAULT 0,"
+    " sent REAL,"
+    " last_error TEXT,"
+    " owner_pid INTEGER,"   /* the process that recorded it, which sends it first */
+    " owner_start INTEGER);"
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_try) WHERE sent IS NULL;";
+
+/* How long a recorded message is left to the run that recorded it before a sweeper sends it. */
+#define OUTBOX_GRACE 60.0
 
 static imm_err db_error(sqlite_tasks *s, imm_error *err, const char *what)
 {
@@ -130,9 +151,55 @@ static void purge(sqlite_tasks *s)
                            "'$.EndTime') < ?1 LIMIT 1000)", -1, &st, NULL) != SQLITE_OK)
         return;
     sqlite3_bind_text(st, 1, cutoff, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(s->db) == 1000)
+    for (int more = 1; more;) {
+        pthread_mutex_lock(&s->writing);
+        more = sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(s->db) == 1000;
         sqlite3_reset(st);
+        pthread_mutex_unlock(&s->writing);
+    }
     sqlite3_finalize(st);
+    /* The messages of tasks gone, and the ones sent or given up on as long ago. */
+    if (sqlite3_prepare_v2(s->db, "DELETE FROM outbox WHERE task_id NOT IN (SELECT task_id FROM "
+                           "tasks) OR coalesce(sent, 0) > 0 AND sent < ?1", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_double(st, 1, (double)when);
+        pthread_mutex_lock(&s->writing);
+        sqlite3_step(st);
+        pthread_mutex_unlock(&s->writing);
+    }
+    sqlite3_finalize(st);
+}
+
+static double unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Messages whose process died before its first try: due now, not after the grace. */
+static void recover_messages(sqlite_tasks *s)
+{
+    sqlite3_stmt *st = NULL, *due = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT id, owner_pid, owner_start FROM outbox WHERE sent IS "
+                           "NULL AND tries = 0 AND next_try > ?1", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(s->db, "UPDATE outbox SET next_try = ?2 WHERE id = ?1", -1, &due,
+                           NULL) == SQLITE_OK) {
+        double now = unix_now();
+        sqlite3_bind_double(st, 1, now);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            long pid = (long)sqlite3_column_int64(st, 1);
+            long long start = sqlite3_column_int64(st, 2);
+            if (pid > 0 && start != 0 && process_start(pid) == start)
+                continue; /* it is alive, and sends them */
+            sqlite3_reset(due);
+            sqlite3_bind_int64(due, 1, sqlite3_column_int64(st, 0));
+            sqlite3_bind_double(due, 2, now);
+            sqlite3_step(due);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(due);
 }
 
 static int mkdirs(const char *dir)
@@ -150,8 +217,18 @@ static int mkdirs(const char *dir)
     return mkdir(path, 0700) && errno != EEXIST ? -1 : 0;
 }
 
+static imm_err save_locked(sqlite_tasks *s, const imm_task *task, imm_error *err);
+
 /* Saves the task as it is now (a new record, or an update of its own). */
 static imm_err save(sqlite_tasks *s, const imm_task *task, imm_error *err)
+{
+    pthread_mutex_lock(&s->writing);
+    imm_err e = save_locked(s, task, err);
+    pthread_mutex_unlock(&s->writing);
+    return e;
+}
+
+static imm_err save_locked(sqlite_tasks *s, const imm_task *task, imm_error *err)
 {
     task_row row;
     imm_err e = imm_task_row(task, &row, err);
@@ -350,10 +427,135 @@ static imm_err fence(imm_tasks *t, imm_claim *c, imm_error *err)
     return IMM_OK; /* nobody else can hold a task of this process */
 }
 
-static imm_err finish(imm_tasks *t, imm_claim *c, int *won, imm_error *err)
+/* The end and its messages in one transaction: both or neither. */
+static imm_err finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n, long long *ids,
+                      int *won, imm_error *err)
 {
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    sqlite3_stmt *st = NULL;
+    task_row row;
     *won = 1;
-    return save((sqlite_tasks *)t, c->task, err);
+    if (imm_task_row(c->task, &row, err))
+        return err->code;
+    pthread_mutex_lock(&s->writing);
+    imm_err e = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK
+                    ? db_error(s, err, "recording a task's end") : IMM_OK;
+    if (!e)
+        e = save_locked(s, c->task, err);
+    if (!e && n && sqlite3_prepare_v2(s->db, "INSERT INTO outbox (task_id, destination, target, "
+                                      "endpoint, body, next_try, owner_pid, owner_start) VALUES "
+                                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", -1, &st, NULL) !=
+                                      SQLITE_OK)
+        e = db_error(s, err, "recording completion messages");
+    for (int i = 0; !e && i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, row.task_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, m[i].destination, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, m[i].target, -1, SQLITE_STATIC);
+        if (m[i].endpoint)
+            sqlite3_bind_text(st, 4, m[i].endpoint, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 4);
+        sqlite3_bind_text(st, 5, m[i].body, -1, SQLITE_STATIC);
+        sqlite3_bind_double(st, 6, unix_now() + OUTBOX_GRACE);
+        sqlite3_bind_int64(st, 7, getpid());
+        sqlite3_bind_int64(st, 8, process_start(getpid()));
+        if (sqlite3_step(st) != SQLITE_DONE)
+            e = db_error(s, err, "recording completion messages");
+        else
+            ids[i] = sqlite3_last_insert_rowid(s->db);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_exec(s->db, e ? "ROLLBACK" : "COMMIT", NULL, NULL, NULL) != SQLITE_OK && !e)
+        e = db_error(s, err, "recording a task's end");
+    pthread_mutex_unlock(&s->writing);
+    imm_task_row_clear(&row);
+    for (int i = 0; e && i < n; i++)
+        ids[i] = 0;
+    return e;
+}
+
+static void message_done(imm_tasks *t, long long id, int delivered, const char *why)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&s->writing);
+    if (sqlite3_prepare_v2(s->db, delivered ? "UPDATE outbox SET sent = ?2, last_error = NULL "
+                           "WHERE id = ?1" : "UPDATE outbox SET tries = tries + 1, "
+                           "last_error = ?3, next_try = CASE WHEN tries + 1 >= ?4 THEN 9e18 "
+                           "ELSE ?2 + ?5 END WHERE id = ?1", -1, &st, NULL) == SQLITE_OK) {
+        int tries = 0;
+        sqlite3_stmt *q = NULL;
+        if (!delivered && sqlite3_prepare_v2(s->db, "SELECT tries FROM outbox WHERE id = ?1",
+                                             -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(q, 1, id);
+            if (sqlite3_step(q) == SQLITE_ROW)
+                tries = sqlite3_column_int(q, 0);
+        }
+        sqlite3_finalize(q);
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_double(st, 2, unix_now());
+        if (!delivered) {
+            sqlite3_bind_text(st, 3, why, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 4, OUTBOX_TRIES);
+            sqlite3_bind_double(st, 5, imm_outbox_backoff(tries + 1));
+        }
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->writing);
+}
+
+static imm_err messages_due(imm_tasks *t, int max, imm_message **out, long long *ids, int *n,
+                            imm_error *err)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    sqlite3_stmt *st = NULL, *hold = NULL;
+    imm_err e = IMM_OK;
+    imm_message *m = calloc((size_t)max, sizeof(*m));
+    if (!m)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    pthread_mutex_lock(&s->writing);
+    double now = unix_now();
+    if (sqlite3_prepare_v2(s->db, "SELECT id, destination, target, endpoint, body FROM outbox "
+                           "WHERE sent IS NULL AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->db, "UPDATE outbox SET next_try = ?2 WHERE id = ?1", -1, &hold,
+                           NULL) != SQLITE_OK) {
+        e = db_error(s, err, "reading pending messages");
+    } else {
+        sqlite3_bind_double(st, 1, now);
+        sqlite3_bind_int(st, 2, max);
+        while (*n < max && sqlite3_step(st) == SQLITE_ROW) {
+            static const char *const kinds[] = {"MNS", "RocketMQ", "ExtendedMessageURI", "URL",
+                                                "File"};
+            imm_message *x = &m[*n];
+            const char *d = (const char *)sqlite3_column_text(st, 1);
+            x->destination = kinds[1];
+            for (size_t k = 0; k < sizeof(kinds) / sizeof(*kinds); k++)
+                if (!strcmp(d, kinds[k]))
+                    x->destination = kinds[k];
+            x->target = strdup((const char *)sqlite3_column_text(st, 2));
+            x->endpoint = sqlite3_column_type(st, 3) == SQLITE_NULL
+                              ? NULL : strdup((const char *)sqlite3_column_text(st, 3));
+            x->body = strdup((const char *)sqlite3_column_text(st, 4));
+            ids[(*n)++] = sqlite3_column_int64(st, 0);
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        /* Held for a while: another process on the same records leaves them be meanwhile. */
+        for (int i = 0; i < *n; i++) {
+            sqlite3_reset(hold);
+            sqlite3_bind_int64(hold, 1, ids[i]);
+            sqlite3_bind_double(hold, 2, now + OUTBOX_GRACE * 5);
+            sqlite3_step(hold);
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(hold);
+    pthread_mutex_unlock(&s->writing);
+    *out = m;
+    return e;
 }
 
 static void release(imm_tasks *t, imm_claim *c)
@@ -392,14 +594,16 @@ static void close_tasks(imm_tasks *t)
     drain(t);
     sqlite3_close(s->db);
     pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->writing);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
 static const tasks_ops sqlite_ops = {
     .get = get, .list = list, .start = start, .enqueue = enqueue, .claim = claim,
-    .progress = progress, .fence = fence, .finish = finish, .annotate = progress,
-    .release = release, .drain = drain, .close = close_tasks,
+    .progress = progress, .fence = fence, .finish = finish, .message_done = message_done,
+    .messages_due = messages_due, .annotate = progress, .release = release, .drain = drain,
+    .close = close_tasks,
 };
 
 imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, imm_tasks **out,
@@ -419,6 +623,7 @@ imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, im
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     s->base.ops = &sqlite_ops;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->writing, NULL);
     pthread_cond_init(&s->work, NULL);
     imm_err e = IMM_OK;
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -434,6 +639,7 @@ imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, im
         return e;
     }
     recover(s);
+    recover_messages(s);
     s->retain_days = opt->retain_days;
     purge(s);
     *out = &s->base;

@@ -183,6 +183,40 @@ test_backoff() {
   echo "# cluster: poison task, kill to next run: ${gaps[*]} ms (lease $lease s)"
 }
 
+# A completion message is never lost: the server that finished a task is killed while it sends
+# the message (the receiver holds the POST unanswered, so it was never acknowledged). The end and
+# the message were recorded in one transaction; another server's sweeper sends it, with the same
+# id (the envelope's), once its grace has passed.
+test_outbox() {
+  requests 1 outbox test-project > "$work/outbox.jsonl"
+  curl -s -f -X POST -d '{"hold": 1, "seconds": 60}' "$recv/__faults"
+  local id; id=$(client --requests "$work/outbox.jsonl" | jq -r '.tasks[0].id')
+  local i pid="" status=""
+  for _ in $(seq 300); do
+    status=$(psql_db -c "SELECT status FROM immerge_tasks WHERE task_id = '$id'")
+    [ "$status" = Succeeded ] && [ "$(curl -s "$recv/__held" | jq length)" -ge 1 ] && break; sleep 0.1
+  done
+  pid=$(psql_db -c "SELECT owner FROM immerge_tasks WHERE task_id = '$id'" | cut -d/ -f2)
+  for i in 1 2 3; do [ "${srv_pid[$i]}" = "$pid" ] && break; done
+  local before; before=$(messages | jq --arg id "$id" '.[$id] // 0')
+  kill -9 "$pid"; wait "$pid" 2>/dev/null
+  local t_kill; t_kill=$(now_ms)
+  start_serve "$i" --workers "$workers" --queue 2000
+  local n=0 pending
+  for _ in $(seq 300); do
+    n=$(messages | jq --arg id "$id" '.[$id] // 0'); [ "$n" -ge 1 ] && break; sleep 0.1
+  done
+  local took=$(( $(now_ms) - t_kill ))
+  sleep 3 # a second sending would come now
+  n=$(messages | jq --arg id "$id" '.[$id] // 0')
+  pending=$(psql_db -c "SELECT count(*) FROM immerge_outbox WHERE sent IS NULL" 2>/dev/null || echo missing)
+  local ids; ids=$(curl -s "$recv/__messages" | jq -r --arg id "$id" '[.[] | select(.kind == "hook") | .body | fromjson | select((.content | fromjson | .TaskId) == $id) | .id] | unique | length')
+  [ "$status" = Succeeded ] && [ "$before" = 0 ] && [ "$n" = 1 ] && [ "$ids" = 1 ] && [ "$pending" = 0 ] \
+    && ok "killed while sending its task's message (unacknowledged): another server's sweeper sent it $took ms after the kill, once, with its envelope's id; 0 messages pending" \
+    || not_ok "outbox" "status=$status before=$before messages=$n distinct ids=$ids pending=$pending after $took ms"
+  echo "# cluster: messages pending after a kill mid-send, once the sweeper has run: $pending (sent $took ms after the kill)"
+}
+
 # The second finisher: the server running a long merge is paused (SIGSTOP) past its lease, another
 # takes the task over and finishes it; then the first resumes. It must commit nothing over the
 # output (the object is not written again), record nothing and send no second message.
@@ -516,7 +550,7 @@ SQL
 }
 
 # IMMERGE_CLUSTER_TESTS="test_a test_b" runs only those (while working on one).
-tests=(test_many_tasks test_kill_9 test_backoff test_stale_finisher test_database_outage test_database_frozen
+tests=(test_many_tasks test_kill_9 test_backoff test_outbox test_stale_finisher test_database_outage test_database_frozen
        test_pool_starvation test_fairness_and_drain test_queue_bound test_run_interrupted
        test_scale test_schema_and_reach)
 [[ "$bin" == */asan/* ]] || tests+=(test_valgrind)

@@ -280,6 +280,38 @@ test_serve() {
   rm -f "$b/audio/half-hour.flac"
 }
 
+# The SQLite records keep the same outbox: a server killed while its task's message is on its way
+# (the receiver holds the POST unanswered: never acknowledged), then started again on the same
+# records, sends it at once (its recorder is dead), exactly once.
+test_serve_outbox() {
+  start_server "$work/recv-outbox.log" node "$top/tests/oss/notify-receiver.js" --ak unused --sk unused
+  local hook="http://127.0.0.1:$port"
+  curl -s -f -X POST -d '{"hold": 1, "seconds": 60}' "$hook/__faults"
+  start_server "$work/serve-ob1.log" "$bin" serve --listen 127.0.0.1:0 --workers 1 --oss-root "$root" \
+    --state "$work/outbox-state" --notify-url "$hook/hook"
+  local ep="127.0.0.1:$port" spid=${pids[-1]} id status=""
+  id=$(curl -s -X POST "http://$ep/" --data-urlencode "Action=CreateMediaConvertTask" --data-urlencode "ProjectName=outbox" \
+    --data-urlencode "Sources=$(jq -c .Sources "$ex_aac")" --data-urlencode "Targets=$(jq -c '.Targets | .[0].URI = "oss://test-bucket/output/outbox.{autoext}" | .[0:1]' "$ex_aac")" | jq -r .TaskId)
+  for _ in $(seq 300); do
+    status=$("$bin" get-task --state "$work/outbox-state" "$id" | jq -r .Status)
+    [ "$status" = Succeeded ] && [ "$(curl -s "$hook/__held" | jq length)" = 1 ] && break; sleep 0.1
+  done
+  kill -9 "$spid"; wait "$spid" 2>/dev/null
+  local before; before=$(curl -s "$hook/__messages" | jq length)
+  start_server "$work/serve-ob2.log" "$bin" serve --listen 127.0.0.1:0 --workers 1 --oss-root "$root" \
+    --state "$work/outbox-state" --notify-url "$hook/hook"
+  local n=0
+  for _ in $(seq 100); do n=$(curl -s "$hook/__messages" | jq length); [ "$n" -ge 1 ] && break; sleep 0.1; done
+  sleep 3
+  n=$(curl -s "$hook/__messages" | jq length)
+  local got; got=$(curl -s "$hook/__messages" | jq -r 'if length > 0 then .[0].body | fromjson | .content | fromjson | .TaskId else "" end')
+  [ "$status" = Succeeded ] && [ "$before" = 0 ] && [ "$n" = 1 ] && [ "$got" = "$id" ] \
+    && ok "serve on SQLite killed while sending a task's message: restarted on the same records, it sends it, once" \
+    || not_ok "SQLite outbox" "status=$status before=$before after=$n task=$got"
+  kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null
+  rm -f "$b/output/outbox.aac"
+}
+
 # The server under valgrind: signed calls, two tasks on two workers, a refused call, a drain with
 # a task still running. Zero errors and no definite leaks. (Not for the sanitizer build.)
 test_serve_valgrind() {
@@ -334,6 +366,7 @@ test_records
 test_running_and_crash
 test_notifications
 test_serve
+test_serve_outbox
 [[ "$bin" == */asan/* ]] || test_serve_valgrind
 [[ "$bin" == */asan/* ]] || test_soak  # memory is measured on the normal build
 

@@ -7,7 +7,9 @@
 // signing code of Alibaba's official @alicloud/mns client (Client.prototype.sign) and compared byte
 // for byte; the answer is MNS's 201 XML with MessageId and MessageBodyMD5. POST /hook takes any
 // JSON (for --notify-url). GET /__messages lists what arrived; POST /__faults makes the next N
-// requests fail ({"status": 500, "count": N}). It prints "listening on PORT" once ready.
+// requests fail ({"status": 500, "count": N}), or holds the next N hooks S seconds before
+// answering ({"hold": N, "seconds": S}): a held hook whose sender hangs up meanwhile was never
+// acknowledged, so it is not recorded. It prints "listening on PORT" once ready.
 'use strict';
 
 const crypto = require('crypto');
@@ -22,6 +24,7 @@ for (let i = 2; i < process.argv.length; i++) {
 }
 
 const messages = [];
+const held = []; // the hooks held, answered or not (GET /__held)
 let fault = { status: 0, count: 0 };
 let counter = 0;
 
@@ -72,6 +75,10 @@ const server = http.createServer((req, res) => {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       return res.end(JSON.stringify(messages));
     }
+    if (url.pathname === '/__held') {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      return res.end(JSON.stringify(held));
+    }
     if (url.pathname === '/__faults') {
       fault = JSON.parse(body || '{}');
       res.writeHead(204);
@@ -85,11 +92,17 @@ const server = http.createServer((req, res) => {
     const t = /^\/topics\/([^/]+)\/messages$/.exec(url.pathname);
     if (req.method === 'POST' && t) return publish(req, res, t[1], body);
     if (req.method === 'POST' && url.pathname === '/hook') {
-      let parsed = null;
-      try { parsed = JSON.parse(body); } catch (e) { /* recorded as unparsed */ }
-      messages.push({ kind: 'hook', type: req.headers['content-type'], body, parsed: parsed !== null });
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      return res.end('{"ok":true}');
+      const take = () => {
+        let parsed = null;
+        try { parsed = JSON.parse(body); } catch (e) { /* recorded as unparsed */ }
+        messages.push({ kind: 'hook', type: req.headers['content-type'], body, parsed: parsed !== null });
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        res.end('{"ok":true}');
+      };
+      if (!(fault.hold > 0)) return take();
+      fault.hold--;
+      held.push(body);
+      return setTimeout(() => { if (!req.socket.destroyed) take(); }, (fault.seconds || 10) * 1000);
     }
     res.writeHead(404);
     res.end();
