@@ -381,6 +381,15 @@ imm_message *imm_notify_messages(const imm_notify_config *cfg, const imm_request
     return m;
 }
 
+const char *imm_notify_destination(const char *name)
+{
+    static const char *const kinds[] = {"MNS", "RocketMQ", "ExtendedMessageURI", "URL", "File"};
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(*kinds); k++)
+        if (!strcmp(name, kinds[k]))
+            return kinds[k];
+    return kinds[1];
+}
+
 void imm_notify_messages_free(imm_message *m, int n)
 {
     for (int i = 0; m && i < n; i++) {

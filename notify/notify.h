@@ -51,6 +51,9 @@ typedef struct imm_message {
 imm_message *imm_notify_messages(const imm_notify_config *cfg, const imm_request *req,
                                  const imm_task *task, int *n);
 void imm_notify_messages_free(imm_message *m, int n);
+/* A destination's name as recorded (an outbox row's), as the static string imm_message holds;
+ * a name not one of ours reads as "RocketMQ", which is never delivered. */
+const char *imm_notify_destination(const char *name);
 
 /* Sends m (credentials and retries from cfg; an ExtendedMessageURI through st): 1 when it was
  * delivered, else 0; why gets the outcome's message either way. */

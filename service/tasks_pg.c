@@ -59,7 +59,6 @@
 
 /* Retention: finished tasks are deleted PURGE_BATCH at a time, every PURGE_EVERY seconds. */
 #define PURGE_BATCH 1000
-#define PURGE_BATCH_TEXT "1000"
 #define PURGE_EVERY 10.0
 
 #define DOUBTFUL_MAX 64
@@ -997,14 +996,15 @@ static void rescue(pg_tasks *p)
 static void purge(pg_tasks *p)
 {
     imm_error err = {0};
-    char days[32];
+    char days[32], batch[16];
     snprintf(days, sizeof(days), "%.6f", p->retain_days);
-    const char *v[] = {days};
+    snprintf(batch, sizeof(batch), "%d", PURGE_BATCH);
+    const char *v[] = {days, batch};
     for (int batch = 0; batch < 10 && !p->closing; batch++) {
         PGresult *r = exec1(p, &p->work, WORK_SECONDS, "deleting old tasks", "DELETE FROM "
                             "immerge_tasks WHERE seq IN (SELECT seq FROM immerge_tasks WHERE "
                             "ended < now() - make_interval(secs => $1::float8 * 86400) ORDER BY "
-                            "ended LIMIT " PURGE_BATCH_TEXT ")", 1, v, &err);
+                            "ended LIMIT $2::int)", 2, v, &err);
         int n = r ? atoi(PQcmdTuples(r)) : 0;
         PQclear(r);
         if (n < PURGE_BATCH)
@@ -1309,13 +1309,7 @@ static imm_err messages_due(imm_tasks *t, int max, imm_message **out, long long 
     int rows = PQntuples(r);
     imm_message *m = rows ? calloc((size_t)rows, sizeof(*m)) : NULL;
     for (int i = 0; m && i < rows; i++) {
-        static const char *const kinds[] = {"MNS", "RocketMQ", "ExtendedMessageURI", "URL",
-                                            "File"};
-        const char *d = PQgetvalue(r, i, 1);
-        m[i].destination = kinds[1];
-        for (size_t k = 0; k < sizeof(kinds) / sizeof(*kinds); k++)
-            if (!strcmp(d, kinds[k]))
-                m[i].destination = kinds[k];
+        m[i].destination = imm_notify_destination(PQgetvalue(r, i, 1));
         m[i].target = strdup(PQgetvalue(r, i, 2));
         m[i].endpoint = PQgetisnull(r, i, 3) ? NULL : strdup(PQgetvalue(r, i, 3));
         m[i].body = strdup(PQgetvalue(r, i, 4));

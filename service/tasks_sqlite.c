@@ -527,14 +527,8 @@ static imm_err messages_due(imm_tasks *t, int max, imm_message **out, long long 
         sqlite3_bind_double(st, 1, now);
         sqlite3_bind_int(st, 2, max);
         while (*n < max && sqlite3_step(st) == SQLITE_ROW) {
-            static const char *const kinds[] = {"MNS", "RocketMQ", "ExtendedMessageURI", "URL",
-                                                "File"};
             imm_message *x = &m[*n];
-            const char *d = (const char *)sqlite3_column_text(st, 1);
-            x->destination = kinds[1];
-            for (size_t k = 0; k < sizeof(kinds) / sizeof(*kinds); k++)
-                if (!strcmp(d, kinds[k]))
-                    x->destination = kinds[k];
+            x->destination = imm_notify_destination((const char *)sqlite3_column_text(st, 1));
             x->target = strdup((const char *)sqlite3_column_text(st, 2));
             x->endpoint = sqlite3_column_type(st, 3) == SQLITE_NULL
                               ? NULL : strdup((const char *)sqlite3_column_text(st, 3));
