@@ -37,6 +37,7 @@ static const char usage[] =
     "                          [--max N] [--next-token T] [--sort TaskId|StartTime|EndTime]\n"
     "                          [--order asc|desc] [--request-definition]\n"
     "       immerge serve --listen HOST:PORT [--workers N] [--queue N] [--lease S]\n"
+    "                     [--drain-timeout S]\n"
     "                     [--access-key-id ID --access-key-secret SECRET]\n"
     "                     [--allow-local-paths DIR]... [run's options]\n"
     "\n"
@@ -51,9 +52,13 @@ static const char usage[] =
     "serve: answers the service's OpenAPI (CreateMediaConvertTask, GetTask, ListTasks) over\n"
     "HTTP; with keys, only calls signed by them (ACS3-HMAC-SHA256 or RPC signatures); without,\n"
     "on loopback only, and never for a web page. SIGTERM drains: running tasks finish,\n"
-    "queued ones are not started. A caller names only the store's oss:// objects and the\n"
+    "queued ones are not started. GET /healthz, /readyz and /metrics (Prometheus) are\n"
+    "answered unsigned. A caller names only the store's oss:// objects and the\n"
     "operator's message sinks; local paths only with:\n"
     "  --allow-local-paths DIR  file:// URIs and absolute paths beneath DIR (repeatable)\n"
+    "  --drain-timeout S     a stop waits at most S seconds for the running tasks, then\n"
+    "                        stops them and gives them back to the queue (default: as\n"
+    "                        long as they take)\n"
     "\n"
     "task records and queue:\n"
     "  --tasks WHERE         postgres://USER@HOST:PORT/DB: every server and run pointed at\n"
@@ -146,6 +151,7 @@ typedef struct cli {
     const char *tasks; /* --tasks */
     double lease;
     double retain_days; /* --retain-days */
+    double drain_seconds; /* serve --drain-timeout */
     const char *arg; /* run: the request; get-task: the TaskId; compare: A */
     const char *arg2; /* compare: B */
     imm_compare_options compare;
@@ -311,7 +317,7 @@ static int parse_args(int argc, char **argv, cli *c)
            OPT_QUEUE, OPT_AK, OPT_SK, OPT_CHUNKS, OPT_NO_CHUNKING, OPT_MAX_DURATION,
            OPT_TIMEOUT, OPT_SEARCH, OPT_WINDOW, OPT_MIN_SNR, OPT_MAX_LOUDNESS_DIFF,
            OPT_MAX_LENGTH_DIFF, OPT_MAX_OFFSET, OPT_TASKS, OPT_LEASE, OPT_SORT, OPT_ORDER,
-           OPT_REQUEST_DEFINITION, OPT_TASK_TYPE, OPT_ALLOW_LOCAL, OPT_RETAIN };
+           OPT_REQUEST_DEFINITION, OPT_TASK_TYPE, OPT_ALLOW_LOCAL, OPT_RETAIN, OPT_DRAIN };
     static const struct option longopts[] = {
         {"oss-root", required_argument, NULL, 0},      {"oss-endpoint", required_argument, NULL, 1},
         {"oss-region", required_argument, NULL, 2},    {"oss-signature", required_argument, NULL, 3},
@@ -322,7 +328,8 @@ static int parse_args(int argc, char **argv, cli *c)
         {"quiet", no_argument, NULL, 'q'},             {"verbose", no_argument, NULL, 'v'},
         {"state", required_argument, NULL, OPT_STATE},
         {"tasks", required_argument, NULL, OPT_TASKS}, {"lease", required_argument, NULL, OPT_LEASE},
-        {"retain-days", required_argument, NULL, OPT_RETAIN}, {"project", required_argument, NULL, OPT_PROJECT},
+        {"retain-days", required_argument, NULL, OPT_RETAIN},
+        {"drain-timeout", required_argument, NULL, OPT_DRAIN}, {"project", required_argument, NULL, OPT_PROJECT},
         {"status", required_argument, NULL, OPT_STATUS}, {"tag", required_argument, NULL, OPT_TAG},
         {"max", required_argument, NULL, OPT_MAX},     {"next-token", required_argument, NULL, OPT_NEXT},
         {"sort", required_argument, NULL, OPT_SORT},   {"order", required_argument, NULL, OPT_ORDER},
@@ -424,6 +431,7 @@ static int parse_args(int argc, char **argv, cli *c)
         case OPT_NO_CHUNKING: c->chunks = 1; break;
         case OPT_LEASE:
         case OPT_RETAIN:
+        case OPT_DRAIN:
         case OPT_MAX_DURATION:
         case OPT_TIMEOUT:
         case OPT_SEARCH:
@@ -437,6 +445,7 @@ static int parse_args(int argc, char **argv, cli *c)
                 return -1;
             *(ch == OPT_LEASE ? &c->lease
               : ch == OPT_RETAIN ? &c->retain_days
+              : ch == OPT_DRAIN ? &c->drain_seconds
               : ch == OPT_TIMEOUT ? &c->timeout_seconds
               : ch == OPT_MAX_DURATION ? &c->max_seconds
               : ch == OPT_SEARCH ? &c->compare.search_seconds
@@ -666,7 +675,8 @@ static int serve(const cli *c)
                               .access_key_id = c->access_key_id,
                               .access_key_secret = c->access_key_secret,
                               .run = run_options(c, st), .tasks = tasks, .notify = &ncfg,
-                              .stop = &cancel_requested, .quiet = c->quiet};
+                              .stop = &cancel_requested, .drain_seconds = c->drain_seconds,
+                              .quiet = c->quiet};
     e = imm_server_run(&opt, &err);
     imm_tasks_close(tasks);
     imm_storage_free(st);

@@ -41,8 +41,13 @@ imm_err imm_io_input_error(AVFormatContext *fmt, imm_err code, imm_error *err, c
                            ...) __attribute__((format(printf, 4, 5)));
 void imm_io_close_input(imm_storage *st, AVFormatContext **fmt);
 imm_err imm_io_open_output(imm_storage *st, const char *uri, AVIOContext **pb, imm_error *err);
-/* Flushes pb and makes the object appear at its URI; *size gets its final size. */
-imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, int64_t *size, imm_error *err);
+/* Flushes pb; *size gets the object's final size. Nothing is visible yet. */
+imm_err imm_io_finish_output(imm_storage *st, AVIOContext *pb, int64_t *size, imm_error *err);
+/* Makes the finished object appear at its URI: once for owner when it is not NULL (see
+ * imm_storage_ops.commit_owned; *already, which may be NULL, is set when owner had committed it
+ * and nothing was written), else replacing what is there. */
+imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, const char *owner, int *already,
+                             imm_error *err);
 /* Frees pb; an uncommitted object is discarded. */
 void imm_io_close_output(imm_storage *st, AVIOContext **pb);
 
@@ -180,6 +185,7 @@ typedef struct imm_chapter {
 
 typedef struct imm_target_plan {
     char *uri; /* {autoext} resolved */
+    const char *owner; /* borrowed: imm_run_options.owner, who commits the output (NULL: anyone) */
     const imm_container_info *container;
     const imm_codec_info *codec;
     const AVCodec *encoder; /* NULL when amrnb */
@@ -282,8 +288,10 @@ imm_err imm_segmenter_open(imm_storage *st, const imm_target_plan *plan, AVForma
 AVDictionary **imm_segmenter_options(imm_segmenter *g);
 /* A failure met while the muxer wrote (a refused path, storage); IMM_OK if none. */
 imm_err imm_segmenter_check(imm_segmenter *g, imm_error *err);
-/* Makes the playlist appear; *size gets the bytes of it and all segments. */
-imm_err imm_segmenter_commit(imm_segmenter *g, int64_t *size, imm_error *err);
+/* After the muxer's trailer: *size gets the bytes of the playlist and all segments. */
+imm_err imm_segmenter_finish(imm_segmenter *g, int64_t *size, imm_error *err);
+/* Makes the playlist appear (its segments already have). */
+imm_err imm_segmenter_commit(imm_segmenter *g, imm_error *err);
 /* Frees; without a commit, the segments already written are removed. Free the muxer first. */
 void imm_segmenter_free(imm_segmenter *g);
 
@@ -339,7 +347,10 @@ imm_err imm_sink_finish(imm_sink *sink, imm_error *err);
 /* Appends a finished later chunk's packets, spliced at *seam (a sample), unless the output already
  * ends before that chunk (*seam = -1). */
 imm_err imm_sink_join(imm_sink *sink, imm_sink *next, int64_t *seam, imm_error *err);
-/* Writes the trailer and makes the output appear. */
+/* After imm_sink_finish and the joins: writes the trailer. The output is complete and its size
+ * known; nothing of it is visible yet (but the segments of a segmented one). */
+imm_err imm_sink_complete(imm_sink *sink, imm_error *err);
+/* Makes the finished output appear. */
 imm_err imm_sink_commit(imm_sink *sink, imm_error *err);
 int64_t imm_sink_samples(const imm_sink *sink);
 int64_t imm_sink_size(const imm_sink *sink);

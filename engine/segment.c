@@ -95,7 +95,7 @@ static int seg_close(AVFormatContext *s, AVIOContext *pb)
         return 0;
     }
     int64_t size = 0;
-    int ret = 0;
+    int ret = 0, already = 0;
     if (g->ncommitted == g->cap) {
         char **grown = realloc(g->committed, sizeof(char *) * (size_t)(g->cap * 2 + 16));
         if (grown) {
@@ -107,12 +107,17 @@ static int seg_close(AVFormatContext *s, AVIOContext *pb)
         imm_error_set(&err, IMM_EINTERNAL, "out of memory");
         fail(g, &err);
         ret = AVERROR(ENOMEM);
-    } else if (imm_io_commit_output(g->st, pb, &size, &err)) {
+    } else if (imm_io_finish_output(g->st, pb, &size, &err) ||
+               imm_io_commit_output(g->st, pb, g->plan->owner, &already, &err)) {
         fail(g, &err);
         ret = AVERROR(EIO);
     } else {
-        g->committed[g->ncommitted++] = f.uri;
-        f.uri = NULL;
+        /* A segment an earlier run of the task committed is that run's: a failure here leaves
+         * it be, as it found it. */
+        if (!already) {
+            g->committed[g->ncommitted++] = f.uri;
+            f.uri = NULL;
+        }
         g->size += size;
     }
     free(f.uri);
@@ -182,7 +187,7 @@ imm_err imm_segmenter_check(imm_segmenter *g, imm_error *err)
     return g->failure.code;
 }
 
-imm_err imm_segmenter_commit(imm_segmenter *g, int64_t *size, imm_error *err)
+imm_err imm_segmenter_finish(imm_segmenter *g, int64_t *size, imm_error *err)
 {
     int64_t n = 0;
     imm_err e = imm_segmenter_check(g, err);
@@ -191,11 +196,18 @@ imm_err imm_segmenter_commit(imm_segmenter *g, int64_t *size, imm_error *err)
     if (!g->playlist)
         return imm_error_set(err, IMM_EINTERNAL, "The segmenter wrote no playlist for %s.",
                              g->plan->uri);
-    if ((e = imm_io_commit_output(g->st, g->playlist, &n, err)))
+    if ((e = imm_io_finish_output(g->st, g->playlist, &n, err)))
         return e;
-    g->done = 1;
     *size = g->size + n;
     return IMM_OK;
+}
+
+imm_err imm_segmenter_commit(imm_segmenter *g, imm_error *err)
+{
+    imm_err e = imm_io_commit_output(g->st, g->playlist, g->plan->owner, NULL, err);
+    if (!e)
+        g->done = 1;
+    return e;
 }
 
 void imm_segmenter_free(imm_segmenter *g)

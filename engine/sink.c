@@ -632,7 +632,7 @@ imm_err imm_sink_join(imm_sink *s, imm_sink *next, int64_t *seam, imm_error *err
     return e;
 }
 
-imm_err imm_sink_commit(imm_sink *s, imm_error *err)
+imm_err imm_sink_complete(imm_sink *s, imm_error *err)
 {
     if (s->full)
         return imm_error_set(err, IMM_EINTERNAL, "The chunks of %s do not reach its end.",
@@ -648,8 +648,15 @@ imm_err imm_sink_commit(imm_sink *s, imm_error *err)
         return imm_error_set(err, IMM_EIO, "Finishing %s failed: %s", s->plan->uri,
                              av_err2str(ret));
     if (s->seg)
-        return imm_segmenter_commit(s->seg, &s->size, err);
-    return imm_io_commit_output(s->st, s->pb, &s->size, err);
+        return imm_segmenter_finish(s->seg, &s->size, err);
+    return imm_io_finish_output(s->st, s->pb, &s->size, err);
+}
+
+imm_err imm_sink_commit(imm_sink *s, imm_error *err)
+{
+    if (s->seg)
+        return imm_segmenter_commit(s->seg, err);
+    return imm_io_commit_output(s->st, s->pb, s->plan->owner, NULL, err);
 }
 
 int64_t imm_sink_samples(const imm_sink *s)

@@ -294,14 +294,29 @@ imm_err imm_io_open_output(imm_storage *st, const char *uri, AVIOContext **pb, i
     return IMM_OK;
 }
 
-imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, int64_t *size, imm_error *err)
+imm_err imm_io_finish_output(imm_storage *st, AVIOContext *pb, int64_t *size, imm_error *err)
 {
     io_handle *h = pb->opaque;
     avio_flush(pb);
     if (pb->error < 0)
         return imm_error_set(err, IMM_EIO, "Writing the output failed: %s", av_err2str(pb->error));
     *size = st->ops->seek(h->obj, 0, IMM_SEEK_SIZE);
-    return st->ops->commit(h->obj, err);
+    return IMM_OK;
+}
+
+imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, const char *owner, int *already,
+                             imm_error *err)
+{
+    io_handle *h = pb->opaque;
+    int was = 0;
+    if (already)
+        *already = 0;
+    if (!owner || !st->ops->commit_owned)
+        return st->ops->commit(h->obj, err);
+    imm_err e = st->ops->commit_owned(h->obj, owner, &was, err);
+    if (already)
+        *already = was;
+    return e;
 }
 
 void imm_io_close_output(imm_storage *st, AVIOContext **pb)

@@ -68,6 +68,9 @@ struct imm_task {
      * t_year.. are the creation time, not the time a worker took the task up. */
     char *created_uris[IMM_MAX_TARGETS];
     int not_started;     /* cancelled before it ran: Code NotStarted */
+    /* An earlier run's record, taken up because that run committed every output (imm_task_adopt):
+     * the task's JSON is this one's, with its own end and notifications. */
+    cJSON *adopted;
 };
 
 #define KEEP_OPEN 16 /* sources held open between their probe and their turn */
@@ -352,6 +355,7 @@ static imm_err plan_targets(run *r, const imm_source_info *primary, imm_error *e
             free(tr->plan.uri);
             tr->plan.uri = uri;
         }
+        tr->plan.owner = r->opt->owner;
         tr->plan.fade_in = llround(req->ext.fade_in * tr->plan.sample_rate);
         tr->plan.fade_out = llround(req->ext.fade_out * tr->plan.sample_rate);
         tr->plan.fade_curve = req->ext.fade_curve;
@@ -533,15 +537,20 @@ static imm_err finish_targets(run *r, imm_error *err)
                 tr->seams[tr->nseams++] = seam;
         }
     }
-    if (r->opt->may_commit && (e = r->opt->may_commit(r->opt->may_commit_opaque, err)))
-        return e;
+    /* The figures are known before the fence, so that it can record them for a later run of
+     * the task that finds the outputs committed (imm_task_committing_json). */
     for (int t = 0; t < task->ntargets; t++) {
         target_result *tr = &task->targets[t];
-        if ((e = imm_sink_commit(r->sinks[t][0], err)))
+        if ((e = imm_sink_complete(r->sinks[t][0], err)))
             return e;
         tr->samples = imm_sink_samples(r->sinks[t][0]);
         tr->size = imm_sink_size(r->sinks[t][0]);
     }
+    if (r->opt->may_commit && (e = r->opt->may_commit(r->opt->may_commit_opaque, err)))
+        return e;
+    for (int t = 0; t < task->ntargets; t++)
+        if ((e = imm_sink_commit(r->sinks[t][0], err)))
+            return e;
     return IMM_OK;
 }
 
@@ -769,10 +778,28 @@ static void add_report_json(cJSON *o, const imm_task *t)
     }
 }
 
+/* An adopted record with what is this run's: its end and how its messages went. */
+static char *adopted_json(const imm_task *t)
+{
+    cJSON *o = cJSON_Duplicate(t->adopted, 1);
+    if (!o)
+        return NULL;
+    cJSON_ReplaceItemInObject(o, "EndTime", cJSON_CreateString(t->end));
+    cJSON_DeleteItemFromObject(o, "Notifications");
+    cJSON *notes = t->notifications ? cJSON_Parse(t->notifications) : NULL;
+    if (notes)
+        cJSON_AddItemToObject(o, "Notifications", notes);
+    char *s = cJSON_Print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
 char *imm_task_to_json(const imm_task *t)
 {
     const imm_request *req = t->req;
     int done = !strcmp(t->status, "Succeeded");
+    if (t->adopted)
+        return adopted_json(t);
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
@@ -809,6 +836,62 @@ char *imm_task_to_json(const imm_task *t)
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;
+}
+
+char *imm_task_committing_json(const imm_task *t)
+{
+    imm_task done = *t;
+    done.status = "Succeeded";
+    done.progress = 100;
+    imm_now_rfc3339(done.end);
+    return imm_task_to_json(&done);
+}
+
+/* Whether the record is this task's finished one, and every output it names is st's, committed
+ * by this task. */
+static imm_err outputs_committed(const imm_task *t, const cJSON *rec, imm_storage *st, int *all,
+                                 imm_error *err)
+{
+    const cJSON *targets = cJSON_GetObjectItem(rec, "Targets"), *target;
+    *all = 0;
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(rec, "TaskId"));
+    const char *status = cJSON_GetStringValue(cJSON_GetObjectItem(rec, "Status"));
+    if (!id || strcmp(id, t->task_id) || !status || strcmp(status, "Succeeded") ||
+        cJSON_GetArraySize(targets) != t->req->ntargets || !st->ops->owner_of)
+        return IMM_OK;
+    cJSON_ArrayForEach(target, targets) {
+        const char *uri = cJSON_GetStringValue(cJSON_GetObjectItem(target, "URI"));
+        char owner[128];
+        if (!uri)
+            return IMM_OK;
+        imm_err e = st->ops->owner_of(st, uri, owner, sizeof(owner), err);
+        if (e == IMM_ENOTFOUND || (!e && strcmp(owner, t->task_id)))
+            return IMM_OK;
+        if (e)
+            return e;
+    }
+    *all = 1;
+    return IMM_OK;
+}
+
+imm_err imm_task_adopt(imm_task *t, const char *committing_json, imm_storage *st, int *adopted,
+                       imm_error *err)
+{
+    cJSON *rec = committing_json ? cJSON_Parse(committing_json) : NULL;
+    int all = 0;
+    imm_err e = rec ? outputs_committed(t, rec, st, &all, err) : IMM_OK;
+    *adopted = 0;
+    if (e || !all) {
+        cJSON_Delete(rec);
+        return e;
+    }
+    cJSON_Delete(t->adopted);
+    t->adopted = rec;
+    t->status = "Succeeded";
+    t->progress = 100;
+    imm_now_rfc3339(t->end);
+    *adopted = 1;
+    return IMM_OK;
 }
 
 void imm_task_set_queued(imm_task *t)
@@ -872,6 +955,7 @@ void imm_task_free(imm_task *t)
     if (!t)
         return;
     free(t->notifications);
+    cJSON_Delete(t->adopted);
     for (int i = 0; i < t->nsources; i++)
         imm_timeline_clear(&t->sources[i].taken);
     free(t->sources);

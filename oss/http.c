@@ -168,7 +168,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *opaque)
         if (sp)
             status = strtol(sp + 1, NULL, 10);
         r->status = status;
-        r->etag[0] = r->request_id[0] = r->content_range[0] = r->oss_err[0] = '\0';
+        r->etag[0] = r->request_id[0] = r->content_range[0] = r->oss_err[0] = r->owner[0] = '\0';
         r->content_length = -1;
         return len;
     }
@@ -177,6 +177,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *opaque)
     header_value(data, len, "x-amz-request-id", r->request_id, sizeof(r->request_id));
     header_value(data, len, "Content-Range", r->content_range, sizeof(r->content_range));
     header_value(data, len, "x-oss-err", r->oss_err, sizeof(r->oss_err));
+    header_value(data, len, "x-oss-meta-immerge-task", r->owner, sizeof(r->owner));
+    header_value(data, len, "x-amz-meta-immerge-task", r->owner, sizeof(r->owner));
     header_value(data, len, "Content-Length", num, sizeof(num));
     if (num[0])
         r->content_length = strtoll(num, NULL, 10);

@@ -48,6 +48,7 @@ typedef struct imm_http_response {
     char request_id[80]; /* x-oss-request-id or x-amz-request-id */
     char content_range[80];
     char oss_err[2048]; /* x-oss-err: OSS's error XML, base64, on answers without a body (HEAD) */
+    char owner[128];    /* x-oss-meta-immerge-task or x-amz-meta-immerge-task: who wrote it */
 } imm_http_response;
 
 imm_http_pool *imm_http_pool_new(void);

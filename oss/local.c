@@ -8,6 +8,10 @@
  * sees a partial output, a failed task leaves nothing behind, and neither does a process killed
  * mid-write (the kernel drops an unnamed file with its last descriptor). Where the file system
  * cannot make unnamed files, a hidden named one is used instead.
+ *
+ * A commit for an owner (a task) tags the file with an extended attribute and is one step under
+ * the folder's flock: two runs of one task on this host write it once. Where the file system has
+ * no user attributes, or servers on several hosts share the folder, it is a plain commit.
  */
 #include "imm_oss.h"
 
@@ -18,10 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+/* commit_owned's tag: the task that committed a file, as an extended attribute of it. */
+#define OWNER_XATTR "user.immerge.task"
 
 /* A folder local paths may name (imm_local_paths): as given and as the kernel resolves it. */
 typedef struct allowed_dir {
@@ -390,11 +399,11 @@ static int64_t local_seek(imm_object *obj, int64_t offset, int whence)
     return lseek(obj->fd, offset, whence);
 }
 
-static imm_err local_commit(imm_object *obj, imm_error *err)
+/* Gives the written file its name, replacing a file there unless `first`: then *taken is set
+ * when there is one, and nothing moves. */
+static imm_err move_into_place(imm_object *obj, int first, int *taken, imm_error *err)
 {
     char tmp[NAME_MAX + 1];
-    if (!obj->tmp_name)
-        return IMM_OK;
     if (fsync(obj->fd))
         return imm_error_set(err, IMM_EIO, "Cannot write the output %s: %s", obj->final_name,
                              strerror(errno));
@@ -410,13 +419,71 @@ static imm_err local_commit(imm_object *obj, imm_error *err)
         }
         obj->unnamed = 0;
     }
-    if (renameat(obj->dir_fd, obj->tmp_name, obj->dir_fd, obj->final_name))
+    if (renameat2(obj->dir_fd, obj->tmp_name, obj->dir_fd, obj->final_name,
+                  first ? RENAME_NOREPLACE : 0)) {
+        if (first && errno == EEXIST)
+            return *taken = 1, IMM_OK;
         return imm_error_set(err, IMM_EIO, "Cannot move the output into place (%s): %s",
                              obj->final_name, strerror(errno));
+    }
     fsync(obj->dir_fd);
     free(obj->tmp_name);
     obj->tmp_name = NULL;
     return IMM_OK;
+}
+
+static imm_err local_commit(imm_object *obj, imm_error *err)
+{
+    return obj->tmp_name ? move_into_place(obj, 0, NULL, err) : IMM_OK;
+}
+
+/* Who wrote the file name in dir (commit_owned's tag) into owner[cap]: 1 with "" when it has no
+ * tag (or the file system keeps none), 0 when there is no file, -1 with errno. */
+static int owner_at(int dir, const char *name, char *owner, size_t cap)
+{
+    int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    owner[0] = '\0';
+    if (fd < 0)
+        return errno == ENOENT ? 0 : errno == ELOOP ? 1 : -1; /* a link: not ours */
+    ssize_t n = fgetxattr(fd, OWNER_XATTR, owner, cap - 1);
+    int saved = errno;
+    close(fd);
+    if (n < 0 && saved != ENODATA && saved != ENOTSUP && saved != ERANGE) {
+        errno = saved;
+        return -1;
+    }
+    owner[n > 0 ? n : 0] = '\0';
+    return 1;
+}
+
+/* The check and the move are one step for every immerge on this host: they hold the folder's
+ * lock (flock) between them, and the move of a first version cannot replace a file another
+ * writer put there meanwhile (RENAME_NOREPLACE). */
+static imm_err local_commit_owned(imm_object *obj, const char *owner, int *already,
+                                  imm_error *err)
+{
+    char found[128];
+    *already = 0;
+    if (!obj->tmp_name)
+        return IMM_OK;
+    if (fsetxattr(obj->fd, OWNER_XATTR, owner, strlen(owner), 0))
+        return errno == ENOTSUP ? local_commit(obj, err) /* no tags here: as commit */
+                                : imm_error_set(err, IMM_EIO, "Cannot tag the output %s: %s",
+                                                obj->final_name, strerror(errno));
+    if (flock(obj->dir_fd, LOCK_EX))
+        return imm_error_set(err, IMM_EIO, "Cannot lock the folder of %s: %s", obj->final_name,
+                             strerror(errno));
+    int there = owner_at(obj->dir_fd, obj->final_name, found, sizeof(found)), taken = 0;
+    imm_err e;
+    if (there < 0)
+        e = imm_error_set(err, IMM_EIO, "Cannot read the output %s already there: %s",
+                          obj->final_name, strerror(errno));
+    else if (there && !strcmp(found, owner))
+        *already = 1, e = IMM_OK;
+    else if (!(e = move_into_place(obj, !there, &taken, err)) && taken)
+        e = move_into_place(obj, 0, NULL, err); /* a writer outside immerge came first */
+    flock(obj->dir_fd, LOCK_UN);
+    return e;
 }
 
 static void local_close(imm_object *obj)
@@ -434,22 +501,44 @@ static void local_close(imm_object *obj)
     free(obj);
 }
 
-static imm_err local_remove(imm_storage *st, const char *uri, imm_error *err)
+/* The folder holding p's last component, if it exists (see open_parent, which makes it). */
+static int open_existing_parent(place *p, const char **base)
+{
+    char *rel = p->rel, *slash = strrchr(rel, '/');
+    *base = slash ? slash + 1 : rel;
+    if (!slash)
+        return p->dirfd == AT_FDCWD ? open(".", O_DIRECTORY | O_CLOEXEC) : dup(p->dirfd);
+    *slash = '\0';
+    return p->dirfd == AT_FDCWD ? open(rel[0] ? rel : "/", O_DIRECTORY | O_CLOEXEC)
+                                : open_beneath(p->dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
+}
+
+static imm_err local_owner_of(imm_storage *st, const char *uri, char *owner, size_t cap,
+                              imm_error *err)
 {
     place p;
+    const char *base;
     imm_err e = resolve((local_storage *)st, uri, &p, err);
     if (e)
         return e;
-    char *rel = p.rel, *slash = strrchr(rel, '/');
-    const char *base = slash ? slash + 1 : rel;
-    int dir;
-    if (slash) {
-        *slash = '\0';
-        dir = p.dirfd == AT_FDCWD ? open(rel[0] ? rel : "/", O_DIRECTORY | O_CLOEXEC)
-                                  : open_beneath(p.dirfd, rel, O_DIRECTORY | O_CLOEXEC, 0);
-    } else {
-        dir = p.dirfd == AT_FDCWD ? open(".", O_DIRECTORY | O_CLOEXEC) : dup(p.dirfd);
-    }
+    int dir = open_existing_parent(&p, &base), there = dir < 0 ? -1 : owner_at(dir, base, owner,
+                                                                                cap);
+    int saved = errno;
+    if (dir >= 0)
+        close(dir);
+    if (there == 0 || (there < 0 && saved == ENOENT))
+        return imm_error_set(err, IMM_ENOTFOUND, "The specified resource %s is not found.", uri);
+    return there < 0 ? errno_error(err, saved, "object", uri) : IMM_OK;
+}
+
+static imm_err local_remove(imm_storage *st, const char *uri, imm_error *err)
+{
+    place p;
+    const char *base;
+    imm_err e = resolve((local_storage *)st, uri, &p, err);
+    if (e)
+        return e;
+    int dir = open_existing_parent(&p, &base);
     if (dir < 0)
         return errno == ENOENT ? IMM_OK : errno_error(err, errno, "object", uri);
     int ret = unlinkat(dir, base, 0), saved = errno;
@@ -482,6 +571,8 @@ static const imm_storage_ops local_ops = {
     .write = local_write,
     .seek = local_seek,
     .commit = local_commit,
+    .commit_owned = local_commit_owned,
+    .owner_of = local_owner_of,
     .close = local_close,
     .remove = local_remove,
     .free = local_free,

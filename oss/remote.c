@@ -12,6 +12,8 @@
  * upload stream could not take). Commit uploads it: one PutObject up to the part size, else a
  * multipart upload that is aborted if any step fails, so a failed task leaves neither an object
  * nor a dangling upload. Every body carries Content-MD5: the store refuses a corrupted upload.
+ * A commit for an owner (a task) tags the object (x-oss-meta- or x-amz-meta-immerge-task) and
+ * writes it with the store's own condition, so that two runs of one task write it once.
  *
  * Every request is signed afresh on each attempt (the date moves); network failures, 5xx and 429
  * are retried with exponential backoff within the configured count and time. What retrying cannot
@@ -85,6 +87,10 @@ typedef struct call {
     int64_t body_offset, body_len;
     uint8_t *sink;
     size_t sink_cap;
+    /* A write for an owner (commit_owned): the object's tag, and its condition. */
+    const char *owner;
+    int if_absent;        /* only if no object is there */
+    const char *if_match; /* only if the object there has this ETag (S3 only) */
 } call;
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -178,6 +184,12 @@ static size_t build_headers(const remote *rs, const char *bucket, const char *ke
         if (!aws)
             h[n++] = (imm_kv){"x-oss-range-behavior", "standard"};
     }
+    if (c->owner)
+        h[n++] = (imm_kv){aws ? "x-amz-meta-immerge-task" : "x-oss-meta-immerge-task", c->owner};
+    if (c->if_absent)
+        h[n++] = aws ? (imm_kv){"If-None-Match", "*"} : (imm_kv){"x-oss-forbid-overwrite", "true"};
+    if (c->if_match)
+        h[n++] = (imm_kv){"If-Match", c->if_match};
     if (!cfg->access_key_id)
         return n; /* anonymous */
 
@@ -557,15 +569,32 @@ static const char *content_type(const char *key)
     return "application/octet-stream";
 }
 
-static imm_err put_object(imm_object *o, int64_t size, imm_error *err)
+/* How an upload is tagged and conditioned (commit_owned); all zero for a plain commit. */
+typedef struct terms {
+    const char *owner;
+    int if_absent;
+    const char *if_match;
+} terms;
+
+/* A store's answer that the write's condition did not hold: OSS's FileAlreadyExists (409), S3's
+ * PreconditionFailed (412) or ConditionalRequestConflict (409, a concurrent write won). */
+static int condition_failed(const terms *t, const imm_http_response *r)
+{
+    return (t->if_absent || t->if_match) && (r->status == 412 || r->status == 409);
+}
+
+static imm_err put_object(imm_object *o, int64_t size, const terms *t, int *refused,
+                          imm_error *err)
 {
     char md5[25];
     imm_http_response r = {0};
     if (file_md5(o->fd, 0, size, md5))
         return imm_error_set(err, IMM_EIO, "Cannot read back the output for %s.", o->uri);
     call c = {.op = "PutObject", .method = "PUT", .content_type = content_type(o->key),
-              .content_md5 = md5, .range_end = -1, .body_fd = o->fd, .body_len = size};
+              .content_md5 = md5, .range_end = -1, .body_fd = o->fd, .body_len = size,
+              .owner = t->owner, .if_absent = t->if_absent, .if_match = t->if_match};
     imm_err e = obj_send(o, &c, &r, err);
+    *refused = e && condition_failed(t, &r);
     imm_http_response_clear(&r);
     return e;
 }
@@ -617,14 +646,17 @@ static imm_err upload_parts(imm_object *o, const char *upload_id, int64_t size, 
     return e;
 }
 
-static imm_err multipart_upload(imm_object *o, int64_t size, imm_error *err)
+/* The tag goes with the initiation, the condition with the completion, which is when the object
+ * appears. */
+static imm_err multipart_upload(imm_object *o, int64_t size, const terms *t, int *refused,
+                                imm_error *err)
 {
     char upload_id[256], *xml = NULL;
     imm_http_response r = {0};
     imm_kv init_q[] = {{"uploads", ""}};
     call init = {.op = "InitiateMultipartUpload", .method = "POST", .query = init_q, .nquery = 1,
                  .content_type = content_type(o->key), .range_end = -1, .body_fd = -1,
-                 .body = ""};
+                 .body = "", .owner = t->owner};
     imm_err e = obj_send(o, &init, &r, err);
     if (!e) {
         imm_xml_text(r.body, "UploadId", upload_id, sizeof(upload_id));
@@ -639,8 +671,10 @@ static imm_err multipart_upload(imm_object *o, int64_t size, imm_error *err)
         imm_kv q[] = {{"uploadId", upload_id}};
         call done = {.op = "CompleteMultipartUpload", .method = "POST", .query = q, .nquery = 1,
                      .content_type = "application/xml", .range_end = -1, .body_fd = -1,
-                     .body = xml, .body_len = (int64_t)strlen(xml)};
+                     .body = xml, .body_len = (int64_t)strlen(xml),
+                     .if_absent = t->if_absent, .if_match = t->if_match};
         e = obj_send(o, &done, &r, err);
+        *refused = e && condition_failed(t, &r);
         /* S3 may answer 200 and still fail the completion in the body. */
         if (!e && r.body && strstr(r.body, "<Error>"))
             e = refusal(o->uri, &done, &r, err);
@@ -652,20 +686,98 @@ static imm_err multipart_upload(imm_object *o, int64_t size, imm_error *err)
     return e;
 }
 
-static imm_err remote_commit(imm_object *o, imm_error *err)
+static imm_err upload(imm_object *o, const terms *t, int *refused, imm_error *err)
 {
-    if (o->local)
-        return o->rs->local->ops->commit(o->local, err);
+    *refused = 0;
     if (!o->writing || o->committed)
         return imm_error_set(err, IMM_EINTERNAL, "commit of an object not open for writing");
     off_t size = lseek(o->fd, 0, SEEK_END);
     if (size < 0)
         return imm_error_set(err, IMM_EIO, "Cannot size the output for %s: %s", o->uri,
                              strerror(errno));
-    imm_err e = size <= o->rs->cfg.part_size ? put_object(o, size, err)
-                                             : multipart_upload(o, size, err);
+    imm_err e = size <= o->rs->cfg.part_size ? put_object(o, size, t, refused, err)
+                                             : multipart_upload(o, size, t, refused, err);
     if (!e)
         o->committed = 1;
+    return e;
+}
+
+static imm_err remote_commit(imm_object *o, imm_error *err)
+{
+    int refused;
+    if (o->local)
+        return o->rs->local->ops->commit(o->local, err);
+    return upload(o, &(terms){0}, &refused, err);
+}
+
+/* Who wrote the object at bucket/key, and its ETag: *there is 0 when there is none. */
+static imm_err head_owner(remote *rs, imm_http *http, const imm_uri *u, const char *uri,
+                          int *there, char *owner, size_t cap, char etag[128], imm_error *err)
+{
+    imm_http_response r = {0};
+    call c = {.op = "HeadObject", .method = "HEAD", .range_end = -1, .body_fd = -1};
+    imm_err e = send(rs, http, u->bucket, u->key, uri, &c, &r, err);
+    *there = !e;
+    if (!e) {
+        snprintf(owner, cap, "%s", r.owner);
+        snprintf(etag, 128, "%s", r.etag);
+    }
+    imm_http_response_clear(&r);
+    return e == IMM_ENOTFOUND ? IMM_OK : e;
+}
+
+/* The first version of an object is written only if none is there: OSS's forbid-overwrite, S3's
+ * If-None-Match. A replacement of another task's object is conditional on its ETag on S3
+ * (If-Match); OSS has no condition for it, so there two runs of one task replacing an object of
+ * another may both write it (README, scale-out). */
+static imm_err remote_commit_owned(imm_object *o, const char *owner, int *already,
+                                   imm_error *err)
+{
+    char found[128], etag[128];
+    int there, refused;
+    imm_uri u = {.is_oss = 1, .key = o->key};
+    *already = 0;
+    if (o->local)
+        return o->rs->local->ops->commit_owned(o->local, owner, already, err);
+    snprintf(u.bucket, sizeof(u.bucket), "%s", o->bucket);
+    int aws = o->rs->cfg.signature == IMM_OSS_SIGN_S3V4;
+    for (int turn = 0; turn < 2; turn++) {
+        imm_err e = head_owner(o->rs, o->http, &u, o->uri, &there, found, sizeof(found), etag,
+                               err);
+        if (e)
+            return e;
+        if (there && !strcmp(found, owner)) {
+            *already = 1;
+            return IMM_OK;
+        }
+        /* After a refusal, another task's write came in between: replace it, as commit. */
+        terms t = {.owner = owner, .if_absent = !there && !turn,
+                   .if_match = there && aws && !turn && etag[0] ? etag : NULL};
+        if ((e = upload(o, &t, &refused, err)) == IMM_OK || !refused || turn)
+            return e;
+    }
+    return IMM_OK; /* not reached */
+}
+
+static imm_err remote_owner_of(imm_storage *st, const char *uri, char *owner, size_t cap,
+                               imm_error *err)
+{
+    remote *rs = (remote *)st;
+    imm_uri u;
+    char etag[128];
+    int there = 0;
+    imm_err e = imm_uri_parse(uri, &u, err);
+    if (e)
+        return e;
+    if (!u.is_oss)
+        return rs->local->ops->owner_of(rs->local, uri, owner, cap, err);
+    imm_http *http = imm_http_new(rs->pool);
+    if (!http)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    e = head_owner(rs, http, &u, uri, &there, owner, cap, etag, err);
+    imm_http_free(http);
+    if (!e && !there)
+        e = imm_error_set(err, IMM_ENOTFOUND, "The specified resource %s is not found.", uri);
     return e;
 }
 
@@ -736,6 +848,8 @@ static const imm_storage_ops remote_ops = {
     .write = remote_write,
     .seek = remote_seek,
     .commit = remote_commit,
+    .commit_owned = remote_commit_owned,
+    .owner_of = remote_owner_of,
     .last_error = remote_last_error,
     .close = remote_close,
     .remove = remote_remove,

@@ -212,8 +212,10 @@ static const char *reason(unsigned status)
     }
 }
 
-/* Sends an answer with its JSON body (taken); 0, or -1 when the peer is gone. */
-static int answer(conn *c, unsigned status, char *json, int keep, int head_only)
+/* Sends an answer with its body (taken; JSON unless type says otherwise); 0, or -1 when the
+ * peer is gone. */
+static int answer(conn *c, unsigned status, char *json, const char *type, int keep,
+                  int head_only)
 {
     char head[512], date[64];
     const char *body = json ? json : "{}";
@@ -223,8 +225,9 @@ static int answer(conn *c, unsigned status, char *json, int keep, int head_only)
     gmtime_r(&now, &tm);
     strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
     int n = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nDate: %s\r\n"
-                     "Content-Type: application/json;charset=utf-8\r\nContent-Length: %zu\r\n"
-                     "Connection: %s\r\n\r\n", status, reason(status), date, len,
+                     "Content-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: %s\r\n\r\n", status, reason(status), date,
+                     type ? type : "application/json;charset=utf-8", len,
                      keep ? "keep-alive" : "close");
     int e = send_all(c->fd, head, (size_t)n);
     if (!e && !head_only)
@@ -240,7 +243,7 @@ static void refuse(conn *c, unsigned status, const char *code, const char *messa
 {
     char sink[16384];
     struct timeval tv = {1, 0};
-    if (answer(c, status, c->d->refuse(c->d->opaque, code, message), 0, 0))
+    if (answer(c, status, c->d->refuse(c->d->opaque, code, message), NULL, 0, 0))
         return;
     shutdown(c->fd, SHUT_WR);
     setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -607,8 +610,9 @@ static int serve_call(conn *c, head *h)
                             .nquery = h->nquery, .headers = h->headers, .nheaders = h->nheaders,
                             .body = body, .body_len = len, .host = host, .local = c->local};
     unsigned answered = 200;
-    char *json = c->d->handle(c->d->opaque, &req, &answered);
-    int sent = answer(c, answered, json, keep, !strcmp(h->method, "HEAD"));
+    const char *type = NULL;
+    char *json = c->d->handle(c->d->opaque, &req, &answered, &type);
+    int sent = answer(c, answered, json, type, keep, !strcmp(h->method, "HEAD"));
     free(body);
     return keep && !sent;
 }

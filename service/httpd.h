@@ -33,9 +33,10 @@ typedef struct imm_http_request {
     struct sockaddr_in local;
 } imm_http_request;
 
-/* Answers a call: sets *status and returns the JSON body (malloc'd; the server frees it; NULL is
- * an empty object). */
-typedef char *(*imm_http_handler)(void *opaque, const imm_http_request *req, unsigned *status);
+/* Answers a call: sets *status and returns the body (malloc'd; the server frees it; NULL is an
+ * empty JSON object). The body is JSON unless the handler sets *type to its media type. */
+typedef char *(*imm_http_handler)(void *opaque, const imm_http_request *req, unsigned *status,
+                                  const char **type);
 /* The body of a refusal the server makes itself: the service's error shape with this Code and
  * message (malloc'd, or NULL). */
 typedef char *(*imm_http_refusal)(void *opaque, const char *code, const char *message);

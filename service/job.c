@@ -11,6 +11,7 @@
 typedef struct job {
     const imm_job_env *env;
     imm_claim *claim;
+    imm_task *task;
     struct timespec last_save;
 } job;
 
@@ -28,16 +29,41 @@ static void on_progress(void *opaque, const imm_progress *p)
     }
 }
 
-static imm_err may_commit(void *opaque, imm_error *err)
-{
-    job *j = opaque;
-    return imm_tasks_fence(j->env->tasks, j->claim, err);
-}
-
 static void warn(const imm_job_env *env, const char *what, const char *why)
 {
     if (!env->quiet)
         fprintf(stderr, "immerge: warning: %s%s%s\n", what, why ? ": " : "", why ? why : "");
+}
+
+static imm_err may_commit(void *opaque, imm_error *err)
+{
+    job *j = opaque;
+    char *committing = imm_task_committing_json(j->task);
+    if (!committing)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    imm_err e = imm_tasks_fence(j->env->tasks, j->claim, committing, err);
+    free(committing);
+    return e;
+}
+
+/* A run that takes over a task whose earlier run fenced its commit: when that run's outputs are
+ * all in place, committed by this task, the task ends with its record, and nothing is encoded
+ * or written again. */
+static int adopt(const imm_job_env *env, imm_task *task, imm_claim *claim)
+{
+    const char *committing = imm_claim_committing(claim);
+    int adopted = 0;
+    imm_error why = {0};
+    if (!committing)
+        return 0;
+    if (imm_task_adopt(task, committing, env->run.storage, &adopted, &why))
+        warn(env, "could not tell whether an earlier run committed this task's outputs",
+             why.message);
+    else if (adopted && !env->quiet)
+        fprintf(stderr, "immerge: task %s: an earlier run committed its outputs and stopped "
+                "before recording its end: the task ends with that run's record, without "
+                "encoding again\n", imm_claim_task_id(claim));
+    return adopted;
 }
 
 /* Sends the end's messages (recorded as pending under ids when the task is recorded), marks
@@ -64,7 +90,7 @@ static void notify(const imm_job_env *env, imm_task *task, const imm_message *m,
 imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *req,
                     imm_claim *claim, imm_error *err)
 {
-    job j = {.env = env, .claim = env->tasks ? claim : NULL};
+    job j = {.env = env, .claim = env->tasks ? claim : NULL, .task = task};
     imm_error note = {0};
     int won = 1, n = 0;
     clock_gettime(CLOCK_MONOTONIC, &j.last_save);
@@ -76,8 +102,12 @@ imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *r
         opt.may_commit_opaque = &j;
         if (!opt.cancel)
             opt.cancel = imm_claim_lost(j.claim);
+        /* Shared, a task may run twice at once (one run paused past its lease): each output
+         * is then written once, by whichever commits first. */
+        if (imm_tasks_shared(env->tasks))
+            opt.owner = imm_claim_task_id(j.claim);
     }
-    imm_err e = imm_task_run(task, req, &opt, err);
+    imm_err e = j.claim && adopt(env, task, j.claim) ? IMM_OK : imm_task_run(task, req, &opt, err);
     imm_message *m = env->notify ? imm_notify_messages(env->notify, req, task, &n) : NULL;
     long long *ids = calloc((size_t)n + 1, sizeof(*ids));
     if (!ids)

@@ -17,6 +17,7 @@
 #include "httpd.h"
 #include "job.h"
 #include "keyless.h"
+#include "metrics.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -36,6 +37,9 @@ typedef struct server {
     imm_auth *auth;
     imm_job_env env;
     volatile int stopping; /* the workers take no more tasks */
+    volatile int draining; /* no more calls: not ready */
+    pthread_mutex_t lock;  /* the durations */
+    imm_histogram durations; /* of the tasks this server ran, by their end */
     pthread_t *threads;
     int nthreads, queue;
 } server;
@@ -64,7 +68,14 @@ static void *worker(void *opaque)
         }
         if (!c)
             return NULL; /* stopping */
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         imm_job_run(&s->env, imm_claim_task(c), imm_claim_request(c), c, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_mutex_lock(&s->lock);
+        imm_histogram_observe(&s->durations, (double)(t1.tv_sec - t0.tv_sec) +
+                                                 (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        pthread_mutex_unlock(&s->lock);
         imm_tasks_release(s->opt->tasks, c);
     }
 }
@@ -304,13 +315,117 @@ static char *list_tasks(server *s, unsigned *status, const params *p)
     return json;
 }
 
+/* ---- operations: health and metrics ----------------------------------------------------------- */
+
+static char *status_body(unsigned *status, unsigned code, const char *state, const char *why)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "Status", state);
+    if (why)
+        cJSON_AddStringToObject(o, "Message", why);
+    char *out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    *status = code;
+    return out;
+}
+
+/* Ready for calls: not stopping, and the records answer within the API's bound. */
+static char *readiness(server *s, unsigned *status)
+{
+    imm_error err = {0};
+    if (s->draining)
+        return status_body(status, 503, "NotReady", "The server is stopping.");
+    if (imm_tasks_ping(s->opt->tasks, &err))
+        return status_body(status, 503, "NotReady", err.message);
+    return status_body(status, 200, "Ready", NULL);
+}
+
+static char *metrics(server *s, unsigned *status, const char **type)
+{
+    imm_tasks_stats st;
+    imm_error err = {0};
+    if (imm_tasks_stats_read(s->opt->tasks, &st, &err)) {
+        imm_tasks_stats_clear(&st);
+        return fail_tasks(status, &err);
+    }
+    imm_metrics *m = imm_metrics_new();
+    if (!m) {
+        imm_tasks_stats_clear(&st);
+        return fail_code(status, 500, "InternalError", "out of memory");
+    }
+    imm_metrics_family(m, "immerge_queue_depth", "gauge", "Tasks waiting to run, per project "
+                       "(every server sharing the records).");
+    for (int i = 0; i < st.nqueued; i++)
+        imm_metrics_sample(m, "immerge_queue_depth", (double)st.queued[i].n, "project",
+                           st.queued[i].project, NULL);
+    const struct {
+        const char *name, *type, *help;
+        long long value;
+    } plain[] = {
+        {"immerge_tasks_running", "gauge", "Tasks running now (every server).", st.running},
+        {"immerge_outbox_pending", "gauge", "Completion messages recorded and not sent yet "
+         "(every server).", st.outbox_pending},
+        {"immerge_claims_total", "counter", "Tasks this server took up to run.", st.claims},
+        {"immerge_takeovers_total", "counter", "Runs gone silent past their lease that this "
+         "server (as the maintenance leader) queued again.", st.takeovers},
+        {"immerge_lease_losses_total", "counter", "Runs of this server whose task another "
+         "server took over.", st.lease_losses},
+        {"immerge_statement_timeouts_total", "counter", "Task-database statements of this "
+         "server cancelled past their deadline.", st.timeouts},
+    };
+    for (size_t i = 0; i < sizeof(plain) / sizeof(*plain); i++) {
+        imm_metrics_family(m, plain[i].name, plain[i].type, plain[i].help);
+        imm_metrics_sample(m, plain[i].name, (double)plain[i].value, NULL);
+    }
+    imm_metrics_family(m, "immerge_task_duration_seconds", "histogram", "How long the tasks "
+                       "this server ran took, claim to end.");
+    pthread_mutex_lock(&s->lock);
+    imm_histogram h = s->durations;
+    pthread_mutex_unlock(&s->lock);
+    imm_metrics_histogram(m, "immerge_task_duration_seconds", &h);
+    imm_tasks_stats_clear(&st);
+    char *text = imm_metrics_finish(m);
+    if (!text)
+        return fail_code(status, 500, "InternalError", "out of memory");
+    *type = IMM_METRICS_TYPE;
+    *status = 200;
+    return text;
+}
+
+/* GET /healthz, /readyz, /metrics: what a load balancer and a monitor ask, unsigned (they
+ * cannot sign; they learn counts, never a task). NULL when r is not one of them. */
+static char *operations(server *s, const imm_http_request *r, unsigned *status,
+                        const char **type)
+{
+    if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
+        return NULL;
+    if (!strcmp(r->path, "/healthz"))
+        return status_body(status, 200, "Alive", NULL);
+    if (!strcmp(r->path, "/readyz"))
+        return readiness(s, status);
+    if (!strcmp(r->path, "/metrics"))
+        return metrics(s, status, type);
+    return NULL;
+}
+
 /* Answers one call (imm_http_handler). */
-static char *dispatch(void *opaque, const imm_http_request *r, unsigned *status)
+static char *dispatch(void *opaque, const imm_http_request *r, unsigned *status,
+                      const char **content_type)
 {
     server *s = opaque;
     params p = {.query = r->query, .nquery = r->nquery};
     char *ret;
     const char *type = header(r, "Content-Type");
+    if (!s->auth) {
+        imm_refusal why; /* a keyless server's operations are for this host's callers too */
+        if (!strcmp(r->path, "/healthz") || !strcmp(r->path, "/readyz") ||
+            !strcmp(r->path, "/metrics")) {
+            if (imm_keyless_refuses(r, 0, &why))
+                return fail_code(status, why.status, why.code, why.message);
+        }
+    }
+    if ((ret = operations(s, r, status, content_type)))
+        return ret;
     if (strcmp(r->method, "GET") && strcmp(r->method, "POST"))
         return fail_code(status, 405, "MethodNotAllowed", "Use GET or POST.");
     if (r->body_len && type && !strncasecmp(type, "application/x-www-form-urlencoded", 33) &&
@@ -395,6 +510,10 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
     if (!opt->tasks)
         return imm_error_set(err, IMM_EARG, "The server needs task records (--tasks).");
     server s = {.opt = opt};
+    static const double bounds[IMM_HISTOGRAM_BUCKETS] = {1, 5, 15, 60, 300, 900, 1800, 3600,
+                                                         21600};
+    imm_histogram_init(&s.durations, bounds);
+    pthread_mutex_init(&s.lock, NULL);
     s.env = (imm_job_env){.run = opt->run, .tasks = opt->tasks, .notify = opt->notify,
                           .quiet = opt->quiet};
     s.queue = opt->queue > 0 ? opt->queue : 64;
@@ -428,17 +547,36 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
                     imm_httpd_port(d), s.nthreads, s.queue, keys ? ", signed calls only" : "");
         while (!*opt->stop)
             usleep(100 * 1000);
+        s.draining = 1;
         imm_httpd_stop(d); /* no new calls; the answers under way are finished */
     }
-    /* Drain: running tasks finish; queued ones are left to the other servers, or recorded as
-     * never started where there are none. */
+    /* Drain: running tasks finish (within drain_seconds, else they are given back); queued ones
+     * are left to the other servers, or recorded as never started where there are none. */
     s.stopping = 1;
-    for (int i = 0; i < started; i++)
-        pthread_join(s.threads[i], NULL);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)opt->drain_seconds;
+    deadline.tv_nsec += (long)((opt->drain_seconds - (double)(time_t)opt->drain_seconds) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L)
+        deadline.tv_sec++, deadline.tv_nsec -= 1000000000L;
+    for (int i = 0; i < started; i++) {
+        if (opt->drain_seconds > 0 && pthread_timedjoin_np(s.threads[i], NULL, &deadline)) {
+            if (!opt->quiet)
+                fprintf(stderr, "immerge: warning: the drain ran out of time (%g s): the "
+                        "running tasks stop and are given back\n", opt->drain_seconds);
+            imm_tasks_abandon(opt->tasks);
+            for (; i < started; i++)
+                pthread_join(s.threads[i], NULL);
+            break;
+        }
+        if (opt->drain_seconds <= 0)
+            pthread_join(s.threads[i], NULL);
+    }
     if (sweeps)
         pthread_join(sweeping, NULL);
     imm_tasks_drain(opt->tasks);
     imm_auth_free(s.auth);
     free(s.threads);
+    pthread_mutex_destroy(&s.lock);
     return e;
 }

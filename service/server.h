@@ -19,12 +19,16 @@ typedef struct imm_server_options {
     imm_tasks *tasks;     /* records and queue */
     const imm_notify_config *notify;
     const volatile int *stop; /* set (by SIGTERM, SIGINT) to stop: see imm_server_run */
+    double drain_seconds; /* how long a stop waits for the running tasks; 0: as they take */
     int quiet;
 } imm_server_options;
 
-/* Serves until *stop is set, then drains: no new calls, running tasks finish, queued ones are
+/* Serves until *stop is set, then drains: no new calls, running tasks finish (within
+ * drain_seconds; past it they stop and are given back, see imm_tasks_abandon), queued ones are
  * left to the other servers sharing the tasks, or recorded Cancelled with Code NotStarted where
- * none share them. Prints {"Listen": "HOST:PORT"} on stdout once ready. */
+ * none share them. Prints {"Listen": "HOST:PORT"} on stdout once ready. Besides the OpenAPI it
+ * answers GET /healthz (alive), /readyz (ready for calls: not stopping, records reachable) and
+ * /metrics (Prometheus), unsigned. */
 imm_err imm_server_run(const imm_server_options *opt, imm_error *err);
 
 #endif

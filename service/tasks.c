@@ -39,6 +39,28 @@ void imm_tasks_close(imm_tasks *t)
         t->ops->close(t);
 }
 
+imm_err imm_tasks_stats_read(imm_tasks *t, imm_tasks_stats *s, imm_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    return t->ops->stats(t, s, err);
+}
+
+void imm_tasks_stats_clear(imm_tasks_stats *s)
+{
+    free(s->queued);
+    memset(s, 0, sizeof(*s));
+}
+
+imm_err imm_tasks_ping(imm_tasks *t, imm_error *err)
+{
+    return t->ops->ping(t, err);
+}
+
+void imm_tasks_abandon(imm_tasks *t)
+{
+    t->ops->abandon(t);
+}
+
 int imm_tasks_shared(const imm_tasks *t)
 {
     return t && t->shared;
@@ -471,12 +493,23 @@ void imm_claim_free(imm_claim *c)
         imm_request_free(c->req);
     }
     free(c->project);
+    free(c->committing);
     free(c);
 }
 
 imm_task *imm_claim_task(const imm_claim *c)
 {
     return c->task;
+}
+
+const char *imm_claim_task_id(const imm_claim *c)
+{
+    return c->task_id;
+}
+
+const char *imm_claim_committing(const imm_claim *c)
+{
+    return c->committing;
 }
 
 const imm_request *imm_claim_request(const imm_claim *c)
@@ -527,9 +560,9 @@ imm_err imm_tasks_progress(imm_tasks *t, imm_claim *c, imm_error *err)
     return c->lost ? IMM_OK : t->ops->progress(t, c, err);
 }
 
-imm_err imm_tasks_fence(imm_tasks *t, imm_claim *c, imm_error *err)
+imm_err imm_tasks_fence(imm_tasks *t, imm_claim *c, const char *committing, imm_error *err)
 {
-    return t->ops->fence(t, c, err);
+    return t->ops->fence(t, c, committing, err);
 }
 
 imm_err imm_tasks_finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n,

@@ -40,6 +40,34 @@ void imm_tasks_close(imm_tasks *t);
 /* Non-zero when the tasks are shared by servers on other machines (PostgreSQL). */
 int imm_tasks_shared(const imm_tasks *t);
 
+/* What a server reports of the tasks (GET /metrics): counts of every server sharing them, and
+ * this process's counters since it opened them. */
+typedef struct imm_project_count {
+    char project[128];
+    long long n;
+} imm_project_count;
+
+typedef struct imm_tasks_stats {
+    imm_project_count *queued; /* waiting tasks per project */
+    int nqueued;
+    long long running;         /* tasks running now */
+    long long outbox_pending;  /* completion messages not sent yet */
+    long long claims;          /* this process: tasks it took up */
+    long long takeovers;       /* this process: silent runs it queued again (as the leader) */
+    long long lease_losses;    /* this process: runs of its own taken over by another */
+    long long timeouts;        /* this process: statements past their deadline */
+} imm_tasks_stats;
+
+/* Reads the stats (the counts from the records); clear with imm_tasks_stats_clear. */
+imm_err imm_tasks_stats_read(imm_tasks *t, imm_tasks_stats *s, imm_error *err);
+void imm_tasks_stats_clear(imm_tasks_stats *s);
+/* Whether the records answer now (within the API's bound): a server's readiness. */
+imm_err imm_tasks_ping(imm_tasks *t, imm_error *err);
+/* A drain that ran out of time: every run of this process is stopped (its claim lost) and its
+ * task given back, queued again for the other servers where they share the tasks, recorded
+ * Failed/TaskInterrupted where not. */
+void imm_tasks_abandon(imm_tasks *t);
+
 /* ---- records ---------------------------------------------------------------------------------- */
 
 /* How GetTask and ListTasks report a state the service does not have: a task waiting for a
@@ -113,12 +141,18 @@ imm_err imm_tasks_claim(imm_tasks *t, const volatile int *stop, imm_claim **out,
 imm_task *imm_claim_task(const imm_claim *c);
 const imm_request *imm_claim_request(const imm_claim *c);
 const volatile int *imm_claim_lost(const imm_claim *c);
+/* The claimed task's TaskId (PostgreSQL; "" in SQLite). */
+const char *imm_claim_task_id(const imm_claim *c);
+/* The record an earlier run of the task fenced its commit with, or NULL (see imm_tasks_fence). */
+const char *imm_claim_committing(const imm_claim *c);
 
 /* Records the task's progress, if the claim still holds. */
 imm_err imm_tasks_progress(imm_tasks *t, imm_claim *c, imm_error *err);
 /* Just before the outputs are committed: IMM_OK when the claim holds (and now holds for a whole
- * lease more), else IMM_ECANCELED: another run has the task, and these outputs must not land. */
-imm_err imm_tasks_fence(imm_tasks *t, imm_claim *c, imm_error *err);
+ * lease more), else IMM_ECANCELED: another run has the task, and these outputs must not land.
+ * committing (imm_task_committing_json) is recorded with it: should this run stop after its
+ * commit and before its end, the run that takes the task over finds it (imm_claim_committing). */
+imm_err imm_tasks_fence(imm_tasks *t, imm_claim *c, const char *committing, imm_error *err);
 /* Records the task's end and, in the same transaction, its completion messages m[0..n) as
  * pending (the outbox): a crash after the end cannot lose them. *won is 1 when this run's end
  * is the task's (its messages are then this run's to send, and ids[i] names m[i] for

@@ -40,7 +40,7 @@ typedef struct tasks_ops {
     imm_err (*enqueue)(imm_tasks *t, imm_claim *c, int queue, int *full, imm_error *err);
     imm_err (*claim)(imm_tasks *t, const volatile int *stop, imm_claim **out, imm_error *err);
     imm_err (*progress)(imm_tasks *t, imm_claim *c, imm_error *err);
-    imm_err (*fence)(imm_tasks *t, imm_claim *c, imm_error *err);
+    imm_err (*fence)(imm_tasks *t, imm_claim *c, const char *committing, imm_error *err);
     imm_err (*finish)(imm_tasks *t, imm_claim *c, const imm_message *m, int n, long long *ids,
                       int *won, imm_error *err);
     void (*message_done)(imm_tasks *t, long long id, int delivered, const char *why);
@@ -48,6 +48,9 @@ typedef struct tasks_ops {
                             imm_error *err);
     imm_err (*annotate)(imm_tasks *t, imm_claim *c, imm_error *err);
     void (*release)(imm_tasks *t, imm_claim *c); /* before the claim is freed */
+    imm_err (*stats)(imm_tasks *t, imm_tasks_stats *s, imm_error *err);
+    imm_err (*ping)(imm_tasks *t, imm_error *err);
+    void (*abandon)(imm_tasks *t);
     void (*drain)(imm_tasks *t);
     void (*close)(imm_tasks *t);
 } tasks_ops;
@@ -65,6 +68,7 @@ struct imm_claim {
     int ending;         /* PostgreSQL: its end is being recorded; the heartbeat leaves it be */
     long long attempt;  /* PostgreSQL: which run of the task this is */
     char *project;      /* the task's ProjectName: which project's share it takes */
+    char *committing;   /* an earlier run's record at its fence (imm_tasks_fence), or NULL */
     char task_id[64];
     imm_claim *next;    /* the implementation's list (a queue, the claims a heartbeat renews) */
 };

@@ -6,19 +6,24 @@
  * imm_task_to_json makes it, TaskRequestDefinition included, so any server can run it) and the
  * columns the queue and the queries need. The method is pg-boss's, River's, solid_queue's:
  *
- * - Create inserts a Queued row and NOTIFYs; the bound on waiting rows is checked under a
- *   transaction-level advisory lock, so it holds across servers.
- * - A worker claims the next row with SELECT ... FOR UPDATE SKIP LOCKED inside one UPDATE that
- *   sets it Running, names this server as owner, bumps `attempt` and sets `lease_until`. Workers
- *   never wait on each other's locks, and no two claim one row.
- * - A heartbeat thread renews the leases of this process's claims every third of a lease. A row
- *   Running with an expired lease is claimable again: its server died, was killed or lost the
- *   database, and the task runs again from the start, up to MAX_ATTEMPTS runs.
+ * - Create inserts a Queued row in one statement that first locks the queue's depth row (kept
+ *   by triggers, which also NOTIFY), so the bound on waiting rows holds across servers.
+ * - A worker claims with SELECT ... FOR UPDATE SKIP LOCKED inside one UPDATE that sets the row
+ *   Running, names this server as owner, bumps `attempt`, sets `lease_until` and a claim token.
+ *   It looks only at each project's oldest waiting row (a skip scan), then applies fairness.
+ *   Workers never wait on each other's locks, and no two claim one row.
+ * - A heartbeat thread renews the leases of this process's claims every third of a lease. A run
+ *   whose lease expired (its server died, was killed or lost the database) is queued again by
+ *   the maintenance leader, after a backoff, up to MAX_ATTEMPTS runs.
  * - Every write of a run is conditional on (task_id, attempt): a run that was taken over writes
  *   nothing, and learns it (its claim is lost). The commit of the outputs is fenced by renewing
- *   the lease just before it, and the end is recorded only by the run holding the row.
- * - Tasks that `immerge run` recorded (not runnable by servers) whose lease expires are marked
- *   Failed/TaskInterrupted by whichever server sweeps them.
+ *   the lease just before it, which also records the record the run will have (`committing`):
+ *   a later run that finds every output committed by the task takes it up instead of encoding
+ *   again. The end is recorded only by the run holding the row, with its completion messages
+ *   (the outbox) in the same statement.
+ * - One server at a time (the holder of the immerge_leader row's lease) does the maintenance:
+ *   requeueing silent runs, recording `immerge run`'s dead ones Failed/TaskInterrupted, deleting
+ *   tasks past the retention. The outbox is swept by any server (job.c), SKIP LOCKED.
  *
  * The schema is created and migrated here, in one transaction under a transaction-level advisory
  * lock, versioned in immerge_schema.
@@ -63,6 +68,12 @@
 
 #define DOUBTFUL_MAX 64
 
+/* The listener's probe of its own notifications: one every PROBE_EVERY seconds, lost when not
+ * back within PROBE_WAIT; then idle workers poll every POLL_FAST seconds. */
+#define PROBE_EVERY 10.0
+#define PROBE_WAIT 5.0
+#define POLL_FAST 0.25
+
 /* Connections for one kind of work, so that one kind cannot take another's: the API's calls,
  * the workers' claims and writes. The heartbeat and the listener have one each besides. */
 typedef struct pg_pool {
@@ -81,8 +92,10 @@ typedef struct pg_tasks {
     char owner[160]; /* this process: host, pid, a random tag */
     pthread_mutex_t lock;
     pthread_cond_t wake;  /* a task was queued (NOTIFY), or the tasks close */
+    int idle, tokens;     /* workers waiting for a task; wake-ups for them not taken yet */
+    int polling;          /* the notifications do not arrive: idle workers poll faster */
+    long long claimed, takeovers, lease_losses, timeouts; /* for imm_tasks_stats */
     pthread_cond_t beat;  /* the tasks close: the heartbeat ends */
-    unsigned long wakes;
     pg_pool api, work;
     PGconn *beat_conn;  /* the heartbeat's own */
     imm_claim *claims; /* this process's live claims, renewed by the heartbeat */
@@ -319,6 +332,9 @@ static PGresult *run_until(pg_tasks *p, PGconn **slot, double until, const char 
             abandon(slot);
             if (timed_out)
                 *timed_out = 1;
+            pthread_mutex_lock(&p->lock);
+            p->timeouts++;
+            pthread_mutex_unlock(&p->lock);
             note_db(p, 1, "a statement went unanswered");
             imm_error_set(err, IMM_EIO, "Task records (PostgreSQL): %s did not answer in time "
                           "(the database is hung or overloaded); the statement was cancelled.",
@@ -478,6 +494,9 @@ static const char *const migrations[] = {
     " tries integer NOT NULL DEFAULT 0, sent timestamptz, last_error text);"
     "CREATE INDEX immerge_outbox_due ON immerge_outbox (next_try) WHERE sent IS NULL;"
     "CREATE INDEX immerge_outbox_task ON immerge_outbox (task_id);",
+    /* 4: the record a run will have once its outputs are committed, written at its fence: a
+     * later run that finds them committed takes it up instead of encoding again. */
+    "ALTER TABLE immerge_tasks ADD COLUMN committing text;",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(*migrations)))
 
@@ -549,8 +568,9 @@ static int claim_held(pg_tasks *p, const imm_claim *c)
 }
 
 /* Another run has the task: this one stops, and says so once. Called with p->lock held. */
-static void lose_locked(const pg_tasks *p, imm_claim *c)
+static void lose_locked(pg_tasks *p, imm_claim *c)
 {
+    p->lease_losses += !c->lost;
     if (!c->lost && !p->quiet)
         fprintf(stderr, "immerge: warning: task %s was taken over by another server (this run's "
                 "lease ran out); this run stops\n", c->task_id);
@@ -576,17 +596,6 @@ static int renewed(PGresult *r)
     int held = r ? atoi(PQcmdTuples(r)) == 1 : -1;
     PQclear(r);
     return held;
-}
-
-/* Renews c's lease on a worker's connection, waiting up to `patience` for a database that is
- * down: the fence before a commit. */
-static int renew(pg_tasks *p, imm_claim *c, double patience, imm_error *err)
-{
-    char attempt[24], lease[32];
-    snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
-    snprintf(lease, sizeof(lease), "%.3f", p->lease);
-    const char *v[] = {c->task_id, attempt, lease};
-    return renewed(exec_patiently(p, patience, "renewing a lease", renew_sql, 3, v, err));
 }
 
 /* The heartbeat's renewal, on its own connection: however busy the API's and the workers'
@@ -639,19 +648,58 @@ static void *heartbeat(void *opaque)
     return NULL;
 }
 
-static void wake_all(pg_tasks *p)
+/* A task was queued: one idle worker of this process is woken, not all of them (the others
+ * would only find nothing to claim). `all`: every idle one (what was queued unheard). */
+static void wake(pg_tasks *p, int all)
 {
     pthread_mutex_lock(&p->lock);
-    p->wakes++;
-    pthread_cond_broadcast(&p->wake);
+    p->tokens = all ? p->idle : p->tokens < p->idle ? p->tokens + 1 : p->tokens;
+    if (all)
+        pthread_cond_broadcast(&p->wake);
+    else
+        pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
 }
 
-/* LISTENs for queued tasks on a connection of its own, so that idle workers start at once. */
+/* Sends a probe through the workers' connections, which the listener must hear back within
+ * PROBE_WAIT: a pooler in transaction mode (PgBouncer) takes LISTEN without complaint and then
+ * loses what it should deliver. */
+static void probe(pg_tasks *p, char *sent, size_t len)
+{
+    static unsigned long n;
+    char payload[200];
+    snprintf(payload, sizeof(payload), "probe %s %lu", p->owner, ++n);
+    const char *v[] = {payload};
+    imm_error ignored;
+    PGresult *r = exec1(p, &p->work, WORK_SECONDS, "probing the notifications", "SELECT "
+                        "pg_notify('" CHANNEL "', $1)", 1, v, &ignored);
+    snprintf(sent, len, "%s", r ? payload : "");
+    PQclear(r);
+}
+
+/* The notifications work (polled: 0) or not (1), said once each way. */
+static void set_polling(pg_tasks *p, int polling)
+{
+    pthread_mutex_lock(&p->lock);
+    int changed = p->polling != polling;
+    p->polling = polling;
+    pthread_mutex_unlock(&p->lock);
+    if (changed && polling && !p->quiet)
+        fprintf(stderr, "immerge: warning: the task database's notifications do not arrive "
+                "(LISTEN through a pooler in transaction mode?); idle workers poll every %.2f s "
+                "instead\n", POLL_FAST);
+    else if (changed && !p->quiet)
+        fprintf(stderr, "immerge: the task database's notifications arrive again\n");
+}
+
+/* LISTENs for queued tasks on a connection of its own, so that idle workers start at once, and
+ * checks now and then that what it listens for arrives. */
 static void *listener(void *opaque)
 {
     pg_tasks *p = opaque;
     PGconn *conn = NULL;
+    char pending[200] = "";
+    double probed = 0;
     while (!p->closing) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
             imm_error ignored;
@@ -664,19 +712,31 @@ static void *listener(void *opaque)
                     usleep(250 * 1000);
                 continue;
             }
-            wake_all(p); /* what was queued while we were not listening */
+            wake(p, 1); /* what was queued while we were not listening */
+            probed = 0;
+        }
+        double now = imm_tasks_clock();
+        if (*pending && now - probed > PROBE_WAIT) {
+            set_polling(p, 1); /* the last probe never came back */
+            *pending = '\0';
+        }
+        if (!*pending && now - probed > PROBE_EVERY) {
+            probed = now;
+            probe(p, pending, sizeof(pending));
         }
         struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
         if (poll(&pfd, 1, 250) > 0 && !PQconsumeInput(conn))
             continue; /* lost: reconnect */
         PGnotify *n;
-        int any = 0;
         while ((n = PQnotifies(conn))) {
+            if (*pending && !strcmp(n->extra, pending)) {
+                *pending = '\0';
+                set_polling(p, 0);
+            } else if (strncmp(n->extra, "probe ", 6)) {
+                wake(p, 0); /* a task was queued; other servers' probes are not */
+            }
             PQfreemem(n);
-            any = 1;
         }
-        if (any)
-            wake_all(p);
     }
     PQfinish(conn);
     return NULL;
@@ -982,6 +1042,9 @@ static void rescue(pg_tasks *p)
                         "attempt - 1)) WHERE status = 'Running' AND runnable AND lease_until < "
                         "now() AND attempt < $1::int RETURNING task_id, attempt, "
                         "coalesce(owner, '')", 2, v, &err);
+    pthread_mutex_lock(&p->lock);
+    p->takeovers += r ? PQntuples(r) : 0;
+    pthread_mutex_unlock(&p->lock);
     for (int i = 0; r && !p->quiet && i < PQntuples(r); i++) {
         long long attempt = strtoll(PQgetvalue(r, i, 1), NULL, 10);
         fprintf(stderr, "immerge: warning: task %s: run %lld (by %s) went silent past its "
@@ -1055,6 +1118,8 @@ static imm_claim *take_up(pg_tasks *p, const PGresult *r)
         snprintf(c->task_id, sizeof(c->task_id), "%s", PQgetvalue(r, 0, 0));
         c->attempt = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
         c->project = strdup(PQgetvalue(r, 0, 3));
+        if (!PQgetisnull(r, 0, 4))
+            c->committing = strdup(PQgetvalue(r, 0, 4));
         return c;
     }
     if (!task)
@@ -1081,7 +1146,6 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
     (void)err;
     while (!*stop && !p->closing) {
         pthread_mutex_lock(&p->lock);
-        unsigned long seen = p->wakes;
         int due = imm_tasks_clock() - p->maintained >= 1;
         if (due)
             p->maintained = imm_tasks_clock();
@@ -1094,7 +1158,7 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
          * ours then, not an orphan left to its lease. */
         const char *mine[] = {token, p->owner};
         if (*token && (r = exec1(p, &p->work, WORK_SECONDS, "claiming a task", "SELECT "
-                                 "task_id, attempt, json, project FROM immerge_tasks WHERE "
+                                 "task_id, attempt, json, project, committing FROM immerge_tasks WHERE "
                                  "claim_token = $1 AND owner = $2 AND status = 'Running'", 2,
                                  mine, &e)) && PQntuples(r) != 1) {
             PQclear(r);
@@ -1124,13 +1188,17 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
             " ORDER BY coalesce(b.n, 0), t.seq LIMIT 1 FOR UPDATE OF t SKIP LOCKED) "
             "UPDATE immerge_tasks u SET status = 'Running', owner = $1, attempt = u.attempt + 1,"
             " lease_until = now() + make_interval(secs => $2::float8), claim_token = $3 FROM"
-            " next WHERE u.seq = next.seq RETURNING u.task_id, u.attempt, u.json, u.project",
+            " next WHERE u.seq = next.seq RETURNING u.task_id, u.attempt, u.json, u.project,"
+            " u.committing",
             3, v, &e);
             if (r)
                 *token = '\0'; /* answered: nothing to look for */
         }
         if (r && PQntuples(r) == 1) {
             *token = '\0';
+            pthread_mutex_lock(&p->lock);
+            p->claimed++;
+            pthread_mutex_unlock(&p->lock);
             imm_claim *c = take_up(p, r);
             PQclear(r);
             if (!c)
@@ -1143,10 +1211,16 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
         }
         PQclear(r);
     wait:
-        /* Nothing to take (or no database): wait for a NOTIFY, a lease to run out, or *stop. */
+        /* Nothing to take (or no database): wait for a NOTIFY (a token of the listener's), a
+         * backoff or lease to run out (polled every second), or *stop. */
         pthread_mutex_lock(&p->lock);
-        for (int i = 0; i < 4 && p->wakes == seen && !*stop && !p->closing; i++)
-            imm_tasks_wait(&p->wake, &p->lock, 0.25);
+        p->idle++;
+        int turns = p->polling ? 1 : 4;
+        for (int i = 0; i < turns && !p->tokens && !*stop && !p->closing; i++)
+            imm_tasks_wait(&p->wake, &p->lock, p->polling ? POLL_FAST : 0.25);
+        if (p->tokens)
+            p->tokens--;
+        p->idle--;
         pthread_mutex_unlock(&p->lock);
     }
     return IMM_OK;
@@ -1175,10 +1249,17 @@ static double patience(const pg_tasks *p)
     return p->lease > 30 ? 2 * p->lease : 60;
 }
 
-static imm_err fence(imm_tasks *t, imm_claim *c, imm_error *err)
+static imm_err fence(imm_tasks *t, imm_claim *c, const char *committing, imm_error *err)
 {
     pg_tasks *p = (pg_tasks *)t;
-    int held = renew(p, c, patience(p), err);
+    char attempt[24], lease[32];
+    snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
+    snprintf(lease, sizeof(lease), "%.3f", p->lease);
+    const char *v[] = {c->task_id, attempt, lease, committing};
+    int held = renewed(exec_patiently(p, patience(p), "fencing a commit", "UPDATE immerge_tasks "
+                                      "SET lease_until = now() + make_interval(secs => "
+                                      "$3::float8), committing = $4 WHERE task_id = $1 AND "
+                                      "attempt = $2::int AND status = 'Running'", 4, v, err));
     if (held < 0)
         return err->code;
     if (!held) {
@@ -1239,8 +1320,8 @@ static imm_err finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n, l
      * the database is back. The owner stays, naming the run that ended it. */
     PGresult *r = exec_patiently(p, patience(p), "recording a task's end",
         "WITH done AS (UPDATE immerge_tasks SET status = $3, json = $4, tags = $5::jsonb, "
-        "start_time = $6, end_time = $7, lease_until = NULL, ended = now() WHERE task_id = $1 "
-        "AND attempt = $2::int AND status = 'Running' RETURNING task_id), "
+        "start_time = $6, end_time = $7, lease_until = NULL, ended = now(), committing = NULL "
+        "WHERE task_id = $1 AND attempt = $2::int AND status = 'Running' RETURNING task_id), "
         "sent AS (INSERT INTO immerge_outbox (task_id, destination, target, endpoint, body, "
         "next_try) SELECT done.task_id, m.x ->> 'd', m.x ->> 't', m.x ->> 'e', m.x ->> 'b', "
         "now() + make_interval(secs => $9::float8) FROM done, jsonb_array_elements($8::jsonb) "
@@ -1349,6 +1430,82 @@ static void drain(imm_tasks *t)
     (void)t; /* the queued tasks are the other servers' to run */
 }
 
+static imm_err stats(imm_tasks *t, imm_tasks_stats *st, imm_error *err)
+{
+    pg_tasks *p = (pg_tasks *)t;
+    pthread_mutex_lock(&p->lock);
+    st->claims = p->claimed;
+    st->takeovers = p->takeovers;
+    st->lease_losses = p->lease_losses;
+    st->timeouts = p->timeouts;
+    pthread_mutex_unlock(&p->lock);
+    /* Each count on an index of its own: the waiting, the leased, the unsent. */
+    PGresult *r = exec1(p, &p->api, CALL_SECONDS, "counting tasks", "SELECT 'q', project, "
+                        "count(*) FROM immerge_tasks WHERE status = 'Queued' AND runnable GROUP "
+                        "BY project UNION ALL SELECT 'r', '', count(*) FROM immerge_tasks WHERE "
+                        "status = 'Running' UNION ALL SELECT 'o', '', count(*) FROM "
+                        "immerge_outbox WHERE sent IS NULL AND next_try < 'infinity'", 0, NULL,
+                        err);
+    if (!r)
+        return IMM_EIO;
+    int rows = PQntuples(r);
+    st->queued = calloc((size_t)rows + 1, sizeof(*st->queued));
+    for (int i = 0; st->queued && i < rows; i++) {
+        const char *kind = PQgetvalue(r, i, 0);
+        long long n = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        if (*kind == 'q') {
+            imm_project_count *q = &st->queued[st->nqueued++];
+            snprintf(q->project, sizeof(q->project), "%s", PQgetvalue(r, i, 1));
+            q->n = n;
+        } else {
+            *(*kind == 'r' ? &st->running : &st->outbox_pending) = n;
+        }
+    }
+    PQclear(r);
+    return st->queued ? IMM_OK : imm_error_set(err, IMM_EINTERNAL, "out of memory");
+}
+
+static imm_err ping(imm_tasks *t, imm_error *err)
+{
+    pg_tasks *p = (pg_tasks *)t;
+    PGresult *r = exec1(p, &p->api, CALL_SECONDS, "reaching the database", "SELECT 1", 0, NULL,
+                        err);
+    PQclear(r);
+    return r ? IMM_OK : IMM_EIO;
+}
+
+/* The runs of this process stop, and their tasks are queued again at once for the others (the
+ * attempt they had stays counted). */
+static void abandon_runs(imm_tasks *t)
+{
+    pg_tasks *p = (pg_tasks *)t;
+    for (;;) {
+        char task_id[64], attempt[24];
+        pthread_mutex_lock(&p->lock);
+        imm_claim *c = p->claims;
+        while (c && (c->lost || c->ending))
+            c = c->next;
+        if (c) {
+            c->lost = 1; /* its run stops, and records nothing */
+            snprintf(task_id, sizeof(task_id), "%s", c->task_id);
+            snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (!c)
+            return;
+        imm_error err = {0};
+        const char *v[] = {task_id, attempt};
+        PGresult *r = exec1(p, &p->work, WORK_SECONDS, "giving a task back", "UPDATE "
+                            "immerge_tasks SET status = 'Queued', lease_until = NULL, "
+                            "not_before = now() WHERE task_id = $1 AND attempt = $2::int AND "
+                            "status = 'Running' AND runnable", 2, v, &err);
+        if (r && !p->quiet)
+            fprintf(stderr, "immerge: warning: task %s was given back unfinished (the drain "
+                    "ran out of time); another server runs it\n", task_id);
+        PQclear(r);
+    }
+}
+
 static void close_tasks(imm_tasks *t)
 {
     pg_tasks *p = (pg_tasks *)t;
@@ -1382,7 +1539,7 @@ static const tasks_ops pg_ops = {
     .get = get, .list = list, .start = start, .enqueue = enqueue, .claim = claim,
     .progress = progress, .fence = fence, .finish = finish, .message_done = message_done,
     .messages_due = messages_due, .annotate = annotate, .release = release, .drain = drain,
-    .close = close_tasks,
+    .stats = stats, .ping = ping, .abandon = abandon_runs, .close = close_tasks,
 };
 
 imm_err imm_tasks_pg_open(const char *uri, const imm_tasks_options *opt, imm_tasks **out,

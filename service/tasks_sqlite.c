@@ -32,6 +32,7 @@ typedef struct sqlite_tasks {
     /* The connection is shared by the threads: a transaction (a task's end with its messages)
      * holds this, and so does every other write, so that none lands inside another's. */
     pthread_mutex_t writing;
+    long long claims; /* tasks taken up, for imm_tasks_stats */
     double retain_days; /* finished tasks older than this are deleted; 0: kept */
     double purged;      /* when they last were (monotonic seconds) */
 } sqlite_tasks;
@@ -50,6 +51,10 @@ static const char schema[] =
     " tags TEXT,"
     " json TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS tasks_project ON tasks(project, seq);"
+    /* The retention's: the finished ones by their end, so that a purge reads only what it
+     * deletes. */
+    "CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(json_extract(json, '$.EndTime'))"
+    " WHERE status NOT IN ('Running', 'Queued');"
     /* Completion messages recorded with the task's end, until sent (times: Unix seconds). */
     "CREATE TABLE IF NOT EXISTS outbox ("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -412,6 +417,7 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
             purge(s);
         imm_tasks_wait(&s->work, &s->lock, 0.2); /* a signal handler sets *stop: look again */
     }
+    s->claims += *out != NULL;
     pthread_mutex_unlock(&s->lock);
     return IMM_OK;
 }
@@ -421,10 +427,11 @@ static imm_err progress(imm_tasks *t, imm_claim *c, imm_error *err)
     return save((sqlite_tasks *)t, c->task, err);
 }
 
-static imm_err fence(imm_tasks *t, imm_claim *c, imm_error *err)
+static imm_err fence(imm_tasks *t, imm_claim *c, const char *committing, imm_error *err)
 {
-    (void)t, (void)c, (void)err;
-    return IMM_OK; /* nobody else can hold a task of this process */
+    (void)t, (void)c, (void)committing, (void)err;
+    /* Nobody else can hold a task of this process, and an interrupted one is not run again. */
+    return IMM_OK;
 }
 
 /* The end and its messages in one transaction: both or neither. */
@@ -582,6 +589,79 @@ static void drain(imm_tasks *t)
     }
 }
 
+static imm_err stats(imm_tasks *t, imm_tasks_stats *st, imm_error *err)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    sqlite3_stmt *q = NULL;
+    /* The queue is this server's, in memory. */
+    pthread_mutex_lock(&s->lock);
+    int n = 0;
+    for (const imm_claim *c = s->queued; c; c = c->next)
+        n++;
+    st->queued = calloc((size_t)n + 1, sizeof(*st->queued));
+    for (const imm_claim *c = s->queued; st->queued && c; c = c->next) {
+        int i = 0;
+        while (i < st->nqueued && strcmp(st->queued[i].project, c->project))
+            i++;
+        if (i == st->nqueued)
+            snprintf(st->queued[st->nqueued++].project, sizeof(st->queued->project), "%s",
+                     c->project);
+        st->queued[i].n++;
+    }
+    for (const imm_claim *c = s->running; c; c = c->next)
+        st->running++;
+    st->claims = s->claims;
+    pthread_mutex_unlock(&s->lock);
+    if (!st->queued)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM outbox WHERE sent IS NULL AND next_try "
+                           "< 9e18", -1, &q, NULL) != SQLITE_OK)
+        return db_error(s, err, "counting messages");
+    if (sqlite3_step(q) == SQLITE_ROW)
+        st->outbox_pending = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return IMM_OK;
+}
+
+static imm_err ping(imm_tasks *t, imm_error *err)
+{
+    (void)t, (void)err;
+    return IMM_OK; /* a file of this machine's */
+}
+
+/* The runs stop (their claims lost, so their ends are not recorded by them) and are recorded
+ * Failed/TaskInterrupted: no other server will run them. */
+static void abandon_runs(imm_tasks *t)
+{
+    sqlite_tasks *s = (sqlite_tasks *)t;
+    pthread_mutex_lock(&s->lock);
+    for (imm_claim *c = s->running; c; c = c->next) {
+        c->lost = 1;
+        task_row row;
+        imm_error ignored;
+        if (imm_task_row(c->task, &row, &ignored))
+            continue;
+        const char *status;
+        char *out = imm_task_interrupted(row.json, "immerge server (its drain ran out of time)",
+                                         0, &status);
+        sqlite3_stmt *st = NULL;
+        pthread_mutex_lock(&s->writing);
+        if (out && sqlite3_prepare_v2(s->db, "UPDATE tasks SET status = ?2, json = ?3, "
+                                      "owner_pid = NULL WHERE task_id = ?1", -1, &st, NULL) ==
+                       SQLITE_OK) {
+            sqlite3_bind_text(st, 1, row.task_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, out, -1, SQLITE_STATIC);
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->writing);
+        free(out);
+        imm_task_row_clear(&row);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void close_tasks(imm_tasks *t)
 {
     sqlite_tasks *s = (sqlite_tasks *)t;
@@ -597,7 +677,7 @@ static const tasks_ops sqlite_ops = {
     .get = get, .list = list, .start = start, .enqueue = enqueue, .claim = claim,
     .progress = progress, .fence = fence, .finish = finish, .message_done = message_done,
     .messages_due = messages_due, .annotate = progress, .release = release, .drain = drain,
-    .close = close_tasks,
+    .stats = stats, .ping = ping, .abandon = abandon_runs, .close = close_tasks,
 };
 
 imm_err imm_tasks_sqlite_open(const char *path, const imm_tasks_options *opt, imm_tasks **out,

@@ -2,8 +2,8 @@
 # Installs what immerge needs to build and test, when it is missing. Idempotent; quiet when all is there.
 set -euo pipefail
 pkgs=(pkg-config libavformat-dev libavcodec-dev libavfilter-dev libswresample-dev libavutil-dev libcjson-dev libssl-dev libcurl4-openssl-dev libopencore-amrnb-dev libsqlite3-dev libpq-dev postgresql
-      libcmocka-dev ffmpeg mpg123 faad sox espeak-ng jq time valgrind openssl curl
-      clang libclang-rt-14-dev)
+      libcmocka-dev ffmpeg mpg123 faad sox espeak-ng jq time valgrind openssl curl sqlite3
+      clang libclang-rt-14-dev pgbouncer python3-prometheus-client)
 # Node.js runs the storage tests' servers; a machine may have its own newer one.
 command -v node > /dev/null && command -v npm > /dev/null || pkgs+=(nodejs npm)
 missing=()

@@ -90,6 +90,16 @@ typedef struct imm_storage_ops {
     int64_t (*seek)(imm_object *obj, int64_t offset, int whence);
     /* Makes a written object appear at its URI. The object stays open; close it afterwards. */
     imm_err (*commit)(imm_object *obj, imm_error *err);
+    /* Optional (NULL: the store cannot tag its objects): commit, once per owner (a task id). The
+     * object is tagged with owner, and put in place unless the URI already holds an object of
+     * that owner: then *already is set and nothing is written. Where the store can, the check
+     * and the write are one conditional write, so that two runs of one task racing to commit
+     * write the object once. An untagged object or another owner's is replaced, as by commit. */
+    imm_err (*commit_owned)(imm_object *obj, const char *owner, int *already, imm_error *err);
+    /* Optional, with commit_owned: the owner of the object at uri into owner[cap] ("" when it
+     * has none); IMM_ENOTFOUND when there is no object. */
+    imm_err (*owner_of)(imm_storage *st, const char *uri, char *owner, size_t cap,
+                        imm_error *err);
     /* Optional (may be NULL): why the last failed read, write or seek on obj failed, when errno
      * alone cannot say (a store's answer, a retry budget spent). IMM_OK when it did not fail. */
     imm_err (*last_error)(imm_object *obj, imm_error *err);
@@ -169,6 +179,10 @@ typedef struct imm_run_options {
      * whose lease on the task may have passed to another uses it to fence its commit. */
     imm_err (*may_commit)(void *opaque, imm_error *err);
     void *may_commit_opaque;
+    /* When not NULL (a task id): every output is committed once for this owner (see
+     * imm_storage_ops.commit_owned), so that a second run of one task does not write again what
+     * the first committed. NULL: outputs are committed as they are, replacing what is there. */
+    const char *owner;
 } imm_run_options;
 
 /* A task record with a fresh TaskId and RequestId, status Running. */
@@ -198,6 +212,16 @@ const char *imm_task_request_id(const imm_task *task);
  * "imm:Task:MediaConvert", subject "acs:imm:REGION:ACCOUNT:PROJECT/imm:Task:MediaConvert", time
  * (epoch ms), content (the task JSON as a string)}. free(); NULL when out of memory. */
 char *imm_task_message(const imm_task *task, const char *region, const char *account_id);
+/* Called from may_commit: the record the task will have once its outputs are committed (status
+ * Succeeded, every figure of its outputs), for a later run of the task to adopt. free(). */
+char *imm_task_committing_json(const imm_task *task);
+/* A later run of a task whose earlier run recorded committing_json (imm_task_committing_json) at
+ * its fence: when every output that record names is in st, owned by this task (the tags of
+ * imm_storage_ops.commit_owned), the task takes that record instead of encoding again (status
+ * Succeeded, EndTime now) and *adopted is set. Otherwise nothing changes and the task is to run.
+ * An error only when st could not be asked. */
+imm_err imm_task_adopt(imm_task *task, const char *committing_json, imm_storage *st,
+                       int *adopted, imm_error *err);
 /* Attaches how the completion message was delivered (a JSON array) to the task: its JSON and
  * record then show it as "Notifications". */
 imm_err imm_task_set_notifications(imm_task *task, const char *json_array);

@@ -1,8 +1,8 @@
 # lib.sh - what the end-to-end suites share. A suite starts with
 #   set -uo pipefail; here=$(cd "$(dirname "$0")" && pwd); . "$here/lib.sh" "$@"
 # which sets bin (the immerge under test, the suite's first argument), top, a scratch folder work
-# (removed on exit, with every server the suite started: their pids go in `pids`), root and b (a
-# local store and its test bucket), and the pass/fail counters.
+# (removed on exit, with every server the suite started: their pids go in `pids`; a failed suite keeps
+# its *.log files), root and b (a local store and its test bucket), and the pass/fail counters.
 # Verdicts use tools we did not write: ffmpeg/ffprobe, mpg123, faad, cmp.
 [ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $(basename "$0") path/to/immerge" >&2; exit 2; }
 bin=$(realpath "$1")
@@ -12,7 +12,18 @@ pids=()
 on_exit=() # commands run on exit, before the servers are killed (a database to stop)
 cleanup() {
   local c; for c in "${on_exit[@]}"; do eval "$c" > /dev/null 2>&1; done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null
+  # A failed suite keeps its server logs, and shows what a sanitizer said, because a CI log is often
+  # all there is to go on.
+  if [ "$fail" -gt 0 ]; then
+    local kept; kept=$(mktemp -d "/tmp/immerge-kept-$(basename "$0" .sh).XXXXXX")
+    find "$work" -maxdepth 2 -name '*.log' -exec cp {} "$kept/" \; 2>/dev/null
+    echo "# $fail failed: server logs kept in $kept" >&2
+    grep -l -E 'Sanitizer|runtime error|Segmentation' "$kept"/*.log 2>/dev/null | while read -r f; do
+      echo "# --- $f" >&2; grep -A 40 -E 'Sanitizer|runtime error' "$f" | head -80 >&2
+    done
+  fi
+  rm -rf "$work"
 }
 trap cleanup EXIT
 root="$work/root"

@@ -362,7 +362,29 @@ test_soak() {
   rm -rf "$b/output/soak"
 }
 
+# Retention on SQLite: finished tasks are deleted --retain-days after their end, when the records
+# are opened (and hourly by a server), reading only what goes: the purge's statement searches an
+# index of the end times, not the table.
+test_retention() {
+  local db="$work/retain.db" old new
+  runq --tasks "$db" "$ex_mp3" > /dev/null
+  old=$(date -u -d '8 days ago' +%Y-%m-%dT%H:%M:%S.000Z); new=$(date -u -d '1 day ago' +%Y-%m-%dT%H:%M:%S.000Z)
+  sqlite3 "$db" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+    INSERT INTO tasks (task_id, project, status, start_time, json) SELECT 'MediaConvert-r' || i, project, 'Succeeded',
+    start_time, json_set(json, '\$.TaskId', 'MediaConvert-r' || i, '\$.EndTime', CASE WHEN i <= 5000 THEN '$old' ELSE '$new' END)
+    FROM tasks, n" || { not_ok "retention fixture" "sqlite3 failed"; return; }
+  out=$("$bin" list-tasks --tasks "$db" --max 1); rc=$?
+  local left gone_old plan
+  left=$(sqlite3 "$db" "SELECT count(*) FROM tasks")
+  gone_old=$(sqlite3 "$db" "SELECT count(*) FROM tasks WHERE json_extract(json, '\$.EndTime') < '$new'")
+  plan=$(sqlite3 "$db" "EXPLAIN QUERY PLAN SELECT seq FROM tasks WHERE status NOT IN ('Running', 'Queued') AND json_extract(json, '\$.EndTime') < '$new' LIMIT 1000")
+  [ "$rc" = 0 ] && [ "$left" = 15001 ] && [ "$gone_old" = 0 ] && echo "$plan" | grep -q "USING INDEX tasks_ended" \
+    && ok "retention on SQLite (--retain-days 7): the 5000 tasks that ended 8 days ago deleted on open, the 15001 younger kept, found through the end-time index" \
+    || not_ok "retention on SQLite" "rc=$rc left=$left old left=$gone_old plan: $plan"
+}
+
 test_records
+test_retention
 test_running_and_crash
 test_notifications
 test_serve

@@ -14,10 +14,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static char *handle(void *opaque, const imm_http_request *req, unsigned *status)
+static char *handle(void *opaque, const imm_http_request *req, unsigned *status,
+                    const char **type)
 {
     size_t n = 0;
-    (void)opaque;
+    (void)opaque, (void)type;
     for (size_t i = 0; i < req->nquery; i++) /* touch every byte handed over */
         n += strlen(req->query[i].key) + strlen(req->query[i].value);
     for (size_t i = 0; i < req->nheaders; i++)

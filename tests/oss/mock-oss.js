@@ -3,7 +3,10 @@
 //
 // Objects live on disk (DIR/bucket/key; a bucket is a folder). It speaks HeadObject, ranged
 // GetObject with OSS's range semantics, PutObject, DeleteObject and multipart upload (100 KB part
-// minimum, Abort, NoSuchUpload), answers OSS error XML, and checks every request's Authorization
+// minimum, Abort, NoSuchUpload), user metadata (x-oss-meta-*, x-amz-meta-*, kept in memory), the
+// conditional writes of both (OSS's x-oss-forbid-overwrite: 409 FileAlreadyExists; S3's
+// If-None-Match: * and If-Match: 412 PreconditionFailed, on PutObject and
+// CompleteMultipartUpload), answers OSS error XML, and checks every request's Authorization
 // with the signing functions of Alibaba's official Node.js client ali-oss (V1 and V4), or, for
 // AWS SigV4 (OSS's S3-compatible face), with the widely used `aws4` package: our signatures are
 // judged by code we did not write.
@@ -11,8 +14,10 @@
 //   node mock-oss.js --dir DIR --ak ID --sk SECRET [--region R] [--token STS] [--anonymous]
 //
 // It prints "listening on PORT" once ready. Test hooks, outside any bucket (bucket names cannot
-// start with "_"): GET /__stats (bytes served per object, requests per operation, open uploads),
-// POST /__faults (a JSON list of faults to inject; see `matchFault`), POST /__reset.
+// start with "_"): GET /__stats (bytes served per object, requests per operation, writes and
+// refused writes per object, open uploads), POST /__faults (a JSON list of faults to inject; see
+// `matchFault`), GET /__held (the writes a "hold" fault holds), POST /__release (lets them go),
+// POST /__reset.
 'use strict';
 
 const crypto = require('crypto');
@@ -34,13 +39,62 @@ const MIN_PART = 100 * 1024;
 const SUBRESOURCES = new Set(['uploads', 'uploadId', 'partNumber', 'acl', 'append', 'position',
   'delete', 'tagging', 'symlink', 'restore', 'versionId', 'security-token']);
 
-let stats, faults, uploads;
+let stats, faults, uploads, held;
+const metadata = new Map(); // object file -> its user metadata headers
 function reset() {
-  stats = { bytesServed: {}, requests: {}, authChecked: 0, authFailed: 0, lastAuth: {} };
+  stats = { bytesServed: {}, requests: {}, writes: {}, refused: {}, authChecked: 0, authFailed: 0,
+    lastAuth: {} };
   faults = [];
   uploads = new Map();
+  for (const h of held || []) h.release();
+  held = [];
 }
 reset();
+
+function userMetadata(req) {
+  const meta = {};
+  for (const [k, v] of Object.entries(req.headers))
+    if (k.startsWith('x-oss-meta-') || k.startsWith('x-amz-meta-')) meta[k] = v;
+  return meta;
+}
+
+// Whether a write may replace what is at file, as OSS and S3 judge their conditions: null, or the
+// error [status, code, message].
+function conditionError(req, file) {
+  let st = null;
+  try { st = fs.statSync(file); } catch (e) { st = null; }
+  const h = req.headers;
+  if (st && String(h['x-oss-forbid-overwrite']).toLowerCase() === 'true')
+    return [409, 'FileAlreadyExists', 'The object you specified already exists and can not be overwritten.'];
+  if (st && h['if-none-match'] === '*')
+    return [412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold'];
+  if (h['if-match'] && !st) return [404, 'NoSuchKey', 'The specified key does not exist.'];
+  if (h['if-match'] && h['if-match'] !== fileEtag(file, st))
+    return [412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold'];
+  return null;
+}
+
+// A write that stores data at file (bucket/key) with meta, unless its condition fails.
+function storeObject(req, res, bucket, key, file, data, meta) {
+  const refused = conditionError(req, file);
+  const name = `${bucket}/${key}`;
+  if (refused) {
+    stats.refused[name] = (stats.refused[name] || 0) + 1;
+    sendError(res, ...refused);
+    return false;
+  }
+  writeAtomically(file, data);
+  metadata.set(file, meta);
+  stats.writes[name] = (stats.writes[name] || 0) + 1;
+  return true;
+}
+
+// A "hold" fault keeps a write of its key waiting, "before" it is judged and stored or "after"
+// (stored, the answer not sent), until /__release.
+function hold(fault, op, bucket, key, when) {
+  if (!fault || fault.kind !== 'hold' || (fault.when || 'before') !== when) return null;
+  return new Promise(resolve => held.push({ op, key: `${bucket}/${key}`, when, release: resolve }));
+}
 
 let requestCounter = 0;
 function requestId() {
@@ -142,11 +196,12 @@ function checkAuth(req, bucket, key, query) {
   return null;
 }
 
-// A fault: {op, kind: "status"|"reset"|"slow"|"truncate", count (-1 = always), status, code,
-// after (bytes before a reset), delayMs}. The first matching one with count left applies.
-function matchFault(op) {
+// A fault: {op, key (bucket/key; any when absent), kind: "status"|"reset"|"slow"|"truncate"|"hold",
+// count (-1 = always), status, code, after (bytes before a reset), delayMs, when ("before" or
+// "after", for a hold)}. The first matching one with count left applies.
+function matchFault(op, name) {
   for (const f of faults) {
-    if ((f.op === op || f.op === '*') && f.count !== 0) {
+    if ((f.op === op || f.op === '*') && (!f.key || f.key === name) && f.count !== 0) {
       if (f.count > 0) f.count--;
       return f;
     }
@@ -190,7 +245,7 @@ async function handleObject(req, res, bucket, key, query) {
   const body = await readBody(req);
   const authError = checkAuth(req, bucket, key, query);
   if (authError) return sendError(res, ...authError);
-  const fault = matchFault(op);
+  const fault = matchFault(op, `${bucket}/${key}`);
   if (fault && fault.kind === 'status')
     return sendError(res, fault.status || 500, fault.code || 'InternalError', 'Injected fault.');
   if (fault && fault.kind === 'slow') {
@@ -209,7 +264,7 @@ async function handleObject(req, res, bucket, key, query) {
     const size = st.size;
     const headers = { 'ETag': fileEtag(file, st), 'Last-Modified': st.mtime.toUTCString(),
       'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes',
-      'x-oss-request-id': requestId() };
+      'x-oss-request-id': requestId(), ...(metadata.get(file) || {}) };
     if (op === 'HeadObject') {
       res.writeHead(200, { ...headers, 'Content-Length': size });
       return res.end();
@@ -248,18 +303,21 @@ async function handleObject(req, res, bucket, key, query) {
 
   if (op === 'PutObject') {
     if (!checkMd5(req, body)) return sendError(res, 400, 'InvalidDigest', 'The Content-MD5 you specified is not valid.');
-    writeAtomically(file, body);
+    await hold(fault, op, bucket, key, 'before');
+    if (!storeObject(req, res, bucket, key, file, body, userMetadata(req))) return;
+    await hold(fault, op, bucket, key, 'after');
     res.writeHead(200, { 'ETag': etagOf(body), 'x-oss-request-id': requestId(), 'Content-Length': 0 });
     return res.end();
   }
   if (op === 'DeleteObject') {
     fs.rmSync(file, { force: true });
+    metadata.delete(file);
     res.writeHead(204, { 'x-oss-request-id': requestId() });
     return res.end();
   }
   if (op === 'InitiateMultipartUpload') {
     const id = crypto.randomBytes(16).toString('hex').toUpperCase();
-    uploads.set(id, { bucket, key, parts: new Map() });
+    uploads.set(id, { bucket, key, parts: new Map(), meta: userMetadata(req) });
     const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<InitiateMultipartUploadResult>\n` +
       `  <Bucket>${bucket}</Bucket>\n  <Key>${key}</Key>\n  <UploadId>${id}</UploadId>\n` +
       `</InitiateMultipartUploadResult>\n`;
@@ -296,7 +354,9 @@ async function handleObject(req, res, bucket, key, query) {
       buffers.push(data);
     }
     const all = Buffer.concat(buffers);
-    writeAtomically(file, all);
+    await hold(fault, op, bucket, key, 'before');
+    if (!storeObject(req, res, bucket, key, file, all, upload.meta)) return;
+    await hold(fault, op, bucket, key, 'after');
     uploads.delete(query.get('uploadId'));
     const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUploadResult>\n` +
       `  <Bucket>${bucket}</Bucket>\n  <Key>${key}</Key>\n  <ETag>"${crypto.createHash('md5').update(all).digest('hex').toUpperCase()}-${listed.length}"</ETag>\n` +
@@ -314,9 +374,15 @@ async function handle(req, res) {
     res.writeHead(200, { 'Content-Type': 'application/json' });
     return res.end(body);
   }
-  if (url.pathname === '/__faults' || url.pathname === '/__reset') {
+  if (url.pathname === '/__held') {
+    const body = JSON.stringify(held.map(h => ({ op: h.op, key: h.key, when: h.when })));
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    return res.end(body);
+  }
+  if (url.pathname === '/__faults' || url.pathname === '/__reset' || url.pathname === '/__release') {
     const body = await readBody(req);
     if (url.pathname === '/__reset') reset();
+    else if (url.pathname === '/__release') { for (const h of held) h.release(); held = []; }
     else faults = JSON.parse(body.toString() || '[]');
     res.writeHead(204);
     return res.end();

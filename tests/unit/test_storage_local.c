@@ -1,4 +1,5 @@
-/* Unit tests of the embedded local store (oss/local.c): mapping, containment, atomic writes. */
+/* Unit tests of the embedded local store (oss/local.c): mapping, containment, atomic writes,
+ * commits once per owner. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,6 +159,63 @@ static void an_uncommitted_write_leaves_nothing_and_keeps_the_old_object(void **
     assert_string_equal(buf, "source bytes");
 }
 
+/* Writes text to uri and commits it for owner; returns *already. */
+static int commit_for(imm_storage *st, const char *uri, const char *text, const char *owner)
+{
+    imm_object *obj = NULL;
+    int already = -1;
+    assert_int_equal(st->ops->open_write(st, uri, &obj, NULL), IMM_OK);
+    assert_int_equal(st->ops->write(obj, (const uint8_t *)text, strlen(text)),
+                     (int64_t)strlen(text));
+    assert_int_equal(st->ops->commit_owned(obj, owner, &already, NULL), IMM_OK);
+    st->ops->close(obj);
+    return already;
+}
+
+static void read_back(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    memset(buf, 0, cap);
+    assert_true(fread(buf, 1, cap - 1, f) > 0);
+    fclose(f);
+}
+
+/* Two runs of one task write a file once; another task, or a plain commit, replaces it. */
+static void a_file_is_committed_once_per_owner(void **state)
+{
+    fixture *fx = *state;
+    char path[300], dir[200], buf[64], owner[64];
+    snprintf(dir, sizeof(dir), "%s/bkt/owned", fx->root);
+    snprintf(path, sizeof(path), "%s/out.txt", dir);
+    const char *uri = "oss://bkt/owned/out.txt";
+    assert_int_equal(fx->st->ops->owner_of(fx->st, uri, owner, sizeof(owner), NULL),
+                     IMM_ENOTFOUND);
+    assert_int_equal(commit_for(fx->st, uri, "first run", "task-a"), 0);
+    assert_int_equal(commit_for(fx->st, uri, "second run", "task-a"), 1);
+    read_back(path, buf, sizeof(buf));
+    assert_string_equal(buf, "first run");
+    assert_int_equal(fx->st->ops->owner_of(fx->st, uri, owner, sizeof(owner), NULL), IMM_OK);
+    assert_string_equal(owner, "task-a");
+    assert_int_equal(count_entries(dir), 1); /* the second run's file is gone */
+
+    assert_int_equal(commit_for(fx->st, uri, "another task", "task-b"), 0);
+    read_back(path, buf, sizeof(buf));
+    assert_string_equal(buf, "another task");
+    assert_int_equal(fx->st->ops->owner_of(fx->st, uri, owner, sizeof(owner), NULL), IMM_OK);
+    assert_string_equal(owner, "task-b");
+
+    /* A file no task tagged (a new one, by hand or by a plain commit) is replaced. */
+    assert_int_equal(unlink(path), 0);
+    write_file(path, "by hand");
+    assert_int_equal(fx->st->ops->owner_of(fx->st, uri, owner, sizeof(owner), NULL), IMM_OK);
+    assert_string_equal(owner, "");
+    assert_int_equal(commit_for(fx->st, uri, "task b again", "task-b"), 0);
+    read_back(path, buf, sizeof(buf));
+    assert_string_equal(buf, "task b again");
+    assert_int_equal(count_entries(dir), 1);
+}
+
 static void a_missing_bucket_is_not_created(void **state)
 {
     fixture *fx = *state;
@@ -299,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             an_uncommitted_write_leaves_nothing_and_keeps_the_old_object, setup, teardown),
         cmocka_unit_test_setup_teardown(a_missing_bucket_is_not_created, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_file_is_committed_once_per_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(remove_stays_inside_the_root, setup, teardown),
         cmocka_unit_test(oss_uris_need_a_root),
         cmocka_unit_test_setup_teardown(a_restricted_store_refuses_local_paths, setup, teardown),
