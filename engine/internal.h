@@ -47,6 +47,7 @@ typedef struct imm_target_req {
     int bits_per_sample; /* 0 = from the primary source (FLAC) */
     imm_stream_select select;
     bool strip_metadata;
+    bool disable_video; /* Video.DisableVideo: the user asks for no video stream */
     double speed;     /* 0.5..1.0 */
     bool segment;     /* Segment: an HLS playlist and its segments */
     double segment_duration; /* seconds */

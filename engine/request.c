@@ -194,10 +194,15 @@ static int asks_nothing(const cJSON *v)
     return 1;
 }
 
-static imm_err refuse_video_field(ctx *c, const cJSON *obj, const char *name, const char *what)
+/* off (may be NULL) names the field's own switch ({"DisableVideo": true}): switched off, the
+ * field asks for the audio-only output immerge makes, whatever else it holds (the service
+ * leaves the rest unused too). */
+static imm_err refuse_video_field(ctx *c, const cJSON *obj, const char *name, const char *off,
+                                  const char *what)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (asks_nothing(v))
+    if (asks_nothing(v) || (off && cJSON_IsObject(v) &&
+                            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, off))))
         return IMM_OK;
     char why[200];
     snprintf(why, sizeof(why), "asks for %s, which immerge (audio only) does not do; remove it",
@@ -220,7 +225,7 @@ static imm_err parse_source(ctx *c, const cJSON *js, int i, imm_source_req *src)
     if ((e = only_keys(c, js, keys, "a field of a source")))
         return e;
     at(c, "%s[%d]", "Sources", i);
-    if ((e = refuse_video_field(c, js, "Subtitles", "subtitles to be added")))
+    if ((e = refuse_video_field(c, js, "Subtitles", NULL, "subtitles to be added")))
         return e;
     at(c, "%s[%d].URI", "Sources", i);
     if ((e = get_string(c, js, "URI", &src->uri)))
@@ -262,19 +267,22 @@ static imm_err parse_source(ctx *c, const cJSON *js, int i, imm_source_req *src)
     return IMM_OK;
 }
 
-/* Targets[].Video, Image, Subtitle, AttachedPicture and Data: video-side work, refused. */
-static imm_err check_video_fields(ctx *c, const cJSON *tj, int i)
+/* Targets[].Video, Image, Subtitle, AttachedPicture and Data: video-side work, refused, unless
+ * switched off. */
+static imm_err check_video_fields(ctx *c, const cJSON *tj, int i, imm_target_req *t)
 {
-    static const char *const names[][2] = {
-        {"Video", "video processing"},
-        {"Image", "frame captures, sprites or animated images"},
-        {"Subtitle", "subtitle processing"},
-        {"AttachedPicture", "attached pictures to be kept (see ImmergeExtensions.CoverFrom)"},
-        {"Data", "data streams to be kept"},
+    t->disable_video = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(tj, "Video"), "DisableVideo"));
+    static const char *const names[][3] = {
+        {"Video", "DisableVideo", "video processing"},
+        {"Image", NULL, "frame captures, sprites or animated images"},
+        {"Subtitle", "DisableSubtitle", "subtitle processing"},
+        {"AttachedPicture", NULL, "attached pictures to be kept (see ImmergeExtensions.CoverFrom)"},
+        {"Data", NULL, "data streams to be kept"},
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(*names); k++) {
         at(c, "Targets[%d]", i);
-        imm_err e = refuse_video_field(c, tj, names[k][0], names[k][1]);
+        imm_err e = refuse_video_field(c, tj, names[k][0], names[k][1], names[k][2]);
         if (e)
             return e;
     }
@@ -527,7 +535,7 @@ static imm_err parse_target(ctx *c, const cJSON *tj, int i, imm_target_req *t)
         return bad(c, "is required but not provided");
     if ((e = parse_container(c, tj, i, t)))
         return e;
-    if ((e = parse_segment(c, tj, i, t)) || (e = check_video_fields(c, tj, i)))
+    if ((e = parse_segment(c, tj, i, t)) || (e = check_video_fields(c, tj, i, t)))
         return e;
     if ((e = parse_audio(c, tj, i, t)))
         return e;

@@ -50,6 +50,7 @@ struct imm_sink {
     int64_t encoded; /* samples given to the encoder (atomic: the task's thread reports it) */
     /* The MP3 muxer's LAME tag: see deliver. */
     AVPacket *last;  /* the latest packet, held back until the next or the end */
+    AVPacket *prev;  /* MP4 and MOV: the one before it, held too (see edit_listed) */
     int64_t muxed;   /* packets muxed before it */
     int64_t size;
     int header_written;
@@ -232,7 +233,15 @@ static imm_err write_header(imm_sink *s, imm_error *err)
     if (ret < 0)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     s->stream->time_base = (AVRational){1, s->plan->sample_rate};
-    if ((ret = avformat_write_header(s->mux, s->seg ? imm_segmenter_options(s->seg) : NULL)) < 0) {
+    AVDictionary *movie = NULL;
+    /* MP4 and MOV keep the edit list (the samples to play) in the movie's timescale, 1000 by
+     * default: 26 ms for 1153 samples, which is 1147. At the sample rate it says exactly N. */
+    if (!s->seg && (!strcmp(s->plan->container->muxer, "mp4") ||
+                    !strcmp(s->plan->container->muxer, "mov")))
+        av_dict_set_int(&movie, "movie_timescale", s->plan->sample_rate, 0);
+    ret = avformat_write_header(s->mux, s->seg ? imm_segmenter_options(s->seg) : &movie);
+    av_dict_free(&movie);
+    if (ret < 0) {
         if (s->seg && imm_segmenter_check(s->seg, err))
             return err->code;
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start the %s output %s: %s",
@@ -363,17 +372,49 @@ static int lame_tag(const imm_sink *s)
     return s->mux && !s->seg && !strcmp(s->mux->oformat->name, "mp3") && s->enc;
 }
 
+/* MP4 and MOV end their edit list where the last packet ends. The last two packets wait for the
+ * end: a last one of padding only (libmp3lame flushes one) is left out, and the last one kept
+ * lasts only as far as the samples merged (as FFmpeg's AAC encoder does by itself), so that the
+ * edit list says exactly how many there are whatever the codec. (A codec without delay, FLAC,
+ * ends where its samples do by itself.) */
+static int edit_listed(const imm_sink *s)
+{
+    return s->mux && !s->seg && s->enc && s->delay > 0 &&
+           (!strcmp(s->mux->oformat->name, "mp4") || !strcmp(s->mux->oformat->name, "mov"));
+}
+
+static imm_err mux_prev(imm_sink *s, imm_error *err)
+{
+    if (!s->prev || !s->prev->data)
+        return IMM_OK;
+    s->muxed++;
+    return mux(s, s->prev, err);
+}
+
 static imm_err mux_last(imm_sink *s, int at_end, imm_error *err)
 {
+    if (at_end && edit_listed(s) && s->last && !s->last->data && s->prev)
+        av_packet_move_ref(s->last, s->prev);
     if (!s->last || !s->last->data)
         return IMM_OK;
-    if (at_end) {
-        int64_t padding = (s->muxed + 1) * s->frame_size - s->delay - s->pos;
+    if (at_end && edit_listed(s)) {
+        if (s->prev && s->prev->data && s->last->pts >= s->pos) {
+            av_packet_unref(s->last);
+            av_packet_move_ref(s->last, s->prev);
+        }
+        imm_err e = mux_prev(s, err);
+        if (e)
+            return e;
+    }
+    int64_t padding = (s->muxed + 1) * s->frame_size - s->delay - s->pos;
+    if (at_end && lame_tag(s)) {
         uint8_t *skip = av_packet_new_side_data(s->last, AV_PKT_DATA_SKIP_SAMPLES, 10);
         if (!skip)
             return imm_error_set(err, IMM_EINTERNAL, "out of memory");
         AV_WL32(skip, (uint32_t)s->delay);
         AV_WL32(skip + 4, (uint32_t)FFMAX(padding, 0));
+    } else if (at_end && s->last->pts < s->pos && s->pos - s->last->pts < s->last->duration) {
+        s->last->duration = s->pos - s->last->pts;
     }
     s->muxed++;
     return mux(s, s->last, err);
@@ -387,11 +428,14 @@ static imm_err deliver(imm_sink *s, AVPacket *pkt, imm_error *err)
         av_packet_unref(pkt);
         return e;
     }
-    if (!lame_tag(s))
+    if (!lame_tag(s) && !edit_listed(s))
         return mux(s, pkt, err);
-    if (!s->last && !(s->last = av_packet_alloc()))
+    if ((!s->last && !(s->last = av_packet_alloc())) ||
+        (edit_listed(s) && !s->prev && !(s->prev = av_packet_alloc())))
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    imm_err e = mux_last(s, 0, err);
+    imm_err e = edit_listed(s) ? mux_prev(s, err) : mux_last(s, 0, err);
+    if (edit_listed(s))
+        av_packet_move_ref(s->prev, s->last);
     av_packet_move_ref(s->last, pkt);
     return e;
 }
@@ -676,6 +720,7 @@ void imm_sink_free(imm_sink *s)
     av_frame_free(&s->frame);
     av_packet_free(&s->pkt);
     av_packet_free(&s->last);
+    av_packet_free(&s->prev);
     free_packets(s->held, &s->nheld);
     imm_spool_free(s->spool);
     if (s->input != s->fifo)

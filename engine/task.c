@@ -175,7 +175,8 @@ const char *imm_task_request_id(const imm_task *t)
 }
 
 /* A source with video going into a container that could carry it: the service would make a
- * video there, immerge makes audio only, so it asks for DisableVideo rather than differ. */
+ * video there, immerge makes audio only, so it asks for DisableVideo (the source's, or the
+ * target's Video.DisableVideo) rather than differ. */
 static imm_err check_video(const imm_request *req, int i, const imm_source_info *in,
                            imm_error *err)
 {
@@ -183,7 +184,7 @@ static imm_err check_video(const imm_request *req, int i, const imm_source_info 
     if (!in->has_video || sr->disable_video)
         return IMM_OK;
     for (int t = 0; t < req->ntargets; t++)
-        if (imm_container_find(req->targets[t].container)->video)
+        if (imm_container_find(req->targets[t].container)->video && !req->targets[t].disable_video)
             return imm_error_set(err, IMM_EARG, "Sources[%d] (%s) has a video stream and "
                                  "Targets[%d] is %s, which would carry it: the service would "
                                  "make a video, immerge makes audio only. Set Sources[%d]."

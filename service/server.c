@@ -273,15 +273,25 @@ static char *create_task(server *s, unsigned *status, const params *p)
     return body;
 }
 
+/* The parameters the SDK marks required (and the service refuses without), in its words. */
+static imm_err missing(const params *p, const char *const *names, imm_error *err)
+{
+    for (; *names; names++) {
+        const char *v = get(p, *names);
+        if (!v || !*v)
+            return imm_error_set(err, IMM_EARG, "The parameter %s is required but not provided.",
+                                 *names);
+    }
+    return IMM_OK;
+}
+
 static char *get_task(server *s, unsigned *status, const params *p)
 {
     imm_error err = {0};
     char *json = NULL;
     const char *id = get(p, "TaskId");
-    if (!id || !*id) {
-        imm_error_set(&err, IMM_EARG, "The parameter TaskId is required but not provided.");
+    if (missing(p, (const char *const[]){"ProjectName", "TaskType", "TaskId", NULL}, &err))
         return fail(status, &err);
-    }
     int with_request = 0;
     const char *def = get(p, "RequestDefinition");
     if (def && strcasecmp(def, "true") && strcasecmp(def, "false")) {
@@ -304,6 +314,8 @@ static char *list_tasks(server *s, unsigned *status, const params *p)
     imm_error err = {0};
     char *json = NULL;
     imm_list_query q = {.project = get(p, "ProjectName")};
+    if (missing(p, (const char *const[]){"ProjectName", NULL}, &err))
+        return fail(status, &err);
     for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
         const char *v = get(p, names[i]);
         if (v && imm_list_query_set(&q, names[i], v, &err))

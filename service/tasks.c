@@ -402,7 +402,9 @@ imm_err imm_tasks_list(imm_tasks *t, const imm_list_query *query, char **json, i
     cJSON_AddStringToObject(o, "RequestId", rid);
     if (q.project)
         cJSON_AddStringToObject(o, "ProjectName", q.project);
-    cJSON_AddNumberToObject(o, "MaxResults", p.max);
+    char max[16]; /* a string, as the SDKs' ListTasksResponseBody models it */
+    snprintf(max, sizeof(max), "%d", p.max);
+    cJSON_AddStringToObject(o, "MaxResults", max);
     if (*p.next)
         cJSON_AddStringToObject(o, "NextToken", p.next);
     cJSON_AddItemToObject(o, "Tasks", p.tasks);

@@ -54,6 +54,14 @@ expect_error "a source with video into mp4 is refused: the service would make a 
 run video-mp4-ok "$(req '{"URI":"oss://test-bucket/audio/clip.mp4","DisableVideo":true}' v.mp4 '"Container":"mp4","Audio":{"TranscodeAudio":{"Codec":"aac"}}')"
 streams=$(ffprobe -v error -show_entries stream=codec_type -of csv=p=0 "$b/output/v.mp4" 2>/dev/null | sort -u | tr '\n' ' ')
 [ "$rc" = 0 ] && [ "$streams" = "audio " ] && ok "with DisableVideo the mp4 is made, audio only" || not_ok "DisableVideo mp4" "rc=$rc streams=$streams"
+rm -f "$b/output/v.mp4"
+run video-off-target "$(req '{"URI":"oss://test-bucket/audio/clip.mp4"}' v.mp4 '"Container":"mp4","Audio":{"TranscodeAudio":{"Codec":"aac"}},"Video":{"DisableVideo":true},"Subtitle":{"DisableSubtitle":true}')"
+streams=$(ffprobe -v error -show_entries stream=codec_type -of csv=p=0 "$b/output/v.mp4" 2>/dev/null | sort -u | tr '\n' ' ')
+[ "$rc" = 0 ] && [ "$streams" = "audio " ] \
+  && ok "Targets[].Video.DisableVideo and Subtitle.DisableSubtitle (true) ask for the audio-only output: accepted, the mp4 made audio only" \
+  || not_ok "target DisableVideo/DisableSubtitle" "rc=$rc streams=$streams $out"
+run video-on-target "$(req "$src" x.mp3 "$mp3,\"Video\":{\"DisableVideo\":false}")"
+expect_error "Targets[].Video with DisableVideo false still asks for video: refused by name" 2 InvalidArgument "Targets[0].Video asks for"
 run video-mp3 "$(req '{"URI":"oss://test-bucket/audio/clip.mp4"}' v.mp3 "$mp3")"
 [ "$rc" = 0 ] && ok "a source with video into an audio container (mp3) needs nothing more" || not_ok "video into mp3" "$out"
 
@@ -94,13 +102,13 @@ out=$(call CreateMediaConvertTask "{\"ProjectName\":\"p\",\"Sources\":[$src],\"T
 sleep 0.2
 out=$(call CreateMediaConvertTask "{\"ProjectName\":\"p\",\"Sources\":[$src2],\"Targets\":$(printf '%s' "$tq" | sed 's/tags.n/tags.n}x{tags.n/'),\"Tags\":{\"n\":2}}"); id2=$(jqo .body.TaskId)
 for _ in $(seq 100); do
-  st=$(call GetTask "{\"ProjectName\":\"p\",\"TaskId\":\"$id2\"}" | jq -r .body.Status)
+  st=$(call GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id2\"}" | jq -r .body.Status)
   [ "$st" = Succeeded ] && break; sleep 0.1
 done
-out=$(call GetTask "{\"ProjectName\":\"p\",\"TaskId\":\"$id1\"}")
+out=$(call GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\"}")
 [ "$(jqo .body.Status)" = Succeeded ] && [ "$(jqo '.body.TaskRequestDefinition // "absent"')" = absent ] && [ -f "$b/output/h1.mp3" ] \
   && ok "GetTask: no TaskRequestDefinition unless asked; the template resolved over HTTP" || not_ok "GetTask default" "$out"
-out=$(call GetTask "{\"ProjectName\":\"p\",\"TaskId\":\"$id1\",\"RequestDefinition\":true}")
+out=$(call GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\",\"RequestDefinition\":true}")
 [ "$(jqo .body.TaskRequestDefinition | jq -r .ProjectName)" = p ] && ok "GetTask RequestDefinition=true: the request is there" || not_ok "GetTask RequestDefinition" "$out"
 out=$(call GetTask "{\"ProjectName\":\"p\",\"TaskId\":\"$id1\",\"TaskType\":\"MediaConvert\"}")
 [ "$(jqo .body.TaskId)" = "$id1" ] && ok "GetTask TaskType=MediaConvert finds it" || not_ok "GetTask TaskType ours" "$out"
@@ -109,8 +117,8 @@ out=$(call GetTask "{\"ProjectName\":\"p\",\"TaskId\":\"$id1\",\"TaskType\":\"Vi
   && ok "GetTask as another TaskType: ResourceNotFound, HTTP 400 as the service's error table says" || not_ok "GetTask other type" "$out"
 out=$(call ListTasks '{"ProjectName":"p","MaxResults":1}')
 t=$(jqo .body.NextToken)
-[ "$(jqo .body.MaxResults)" = 1 ] && [ "$(jqo '.body.Tasks[0].TaskId')" = "$id1" ] && [ -n "$t" ] && [ "$t" != null ] \
-  && ok "ListTasks MaxResults=1: MaxResults in the answer, a NextToken since more remain" || not_ok "ListTasks page 1" "$out"
+[ "$(jq -c .body.MaxResults <<< "$out")" = '"1"' ] && [ "$(jqo '.body.Tasks[0].TaskId')" = "$id1" ] && [ -n "$t" ] && [ "$t" != null ] \
+  && ok "ListTasks MaxResults=1: MaxResults in the answer (a string, as the SDKs model it), a NextToken since more remain" || not_ok "ListTasks page 1" "$out"
 out=$(call ListTasks "{\"ProjectName\":\"p\",\"MaxResults\":1,\"NextToken\":\"$t\"}")
 [ "$(jqo '.body.Tasks[0].TaskId')" = "$id2" ] && [ "$(jqo '.body.NextToken // "absent"')" = absent ] \
   && ok "ListTasks page 2: the last task, and no NextToken" || not_ok "ListTasks page 2" "$out"
@@ -120,7 +128,7 @@ out=$(call ListTasks '{"ProjectName":"p","Sort":"StartTime","Order":"desc","Requ
 out=$(call ListTasks '{"ProjectName":"p","Sort":"StartTime","Order":"desc","MaxResults":1}'); t=$(jqo .body.NextToken)
 out=$(call ListTasks "{\"ProjectName\":\"p\",\"Sort\":\"StartTime\",\"Order\":\"desc\",\"MaxResults\":1,\"NextToken\":\"$t\"}")
 [ "$(jqo '.body.Tasks[0].TaskId')" = "$id1" ] && ok "ListTasks sorted pages: the token goes on in that order" || not_ok "ListTasks sorted pages" "$out"
-start2=$(call GetTask "{\"ProjectName\":\"p\",\"TaskId\":\"$id2\"}" | jq -r .body.StartTime)
+start2=$(call GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id2\"}" | jq -r .body.StartTime)
 out=$(call ListTasks "{\"ProjectName\":\"p\",\"StartTimeRange\":{\"Start\":\"$start2\"}}")
 [ "$(jqo '[.body.Tasks[].TaskId] | join(",")')" = "$id2" ] && ok "ListTasks StartTimeRange from the second task's start: that one only" || not_ok "StartTimeRange" "$out"
 out=$(call ListTasks '{"ProjectName":"p","EndTimeRange":{"End":"2001-01-01T00:00:00Z"}}')
@@ -131,6 +139,20 @@ a=$(jqo '.body.Tasks | length'); out=$(call ListTasks '{"ProjectName":"p","TaskT
 out=$(call ListTasks '{"ProjectName":"p","Order":"sideways"}')
 [ "$(jqo .error.code)" = InvalidArgument ] && [[ "$(jqo .error.message)" == *Order* ]] && ok "ListTasks: a bad Order is refused by name" || not_ok "bad Order" "$out"
 
+# What the SDK marks required is required, as the service has it: GetTask's ProjectName, TaskType
+# and TaskId, ListTasks' ProjectName (without, it would list every project).
+out=$(call GetTask "{\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\"}")
+no_project=$(jq -r '"\(.error.statusCode) \(.error.code) \(.error.message)"' <<< "$out")
+out=$(call GetTask "{\"ProjectName\":\"p\",\"TaskId\":\"$id1\"}")
+no_type=$(jq -r '"\(.error.statusCode) \(.error.code) \(.error.message)"' <<< "$out")
+out=$(call ListTasks '{"MaxResults":1}')
+no_list_project=$(jq -r '"\(.error.statusCode) \(.error.code) \(.error.message)"' <<< "$out")
+[[ "$no_project" == "400 InvalidArgument "*"The parameter ProjectName is required but not provided."* ]] \
+  && [[ "$no_type" == "400 InvalidArgument "*"The parameter TaskType is required but not provided."* ]] \
+  && [[ "$no_list_project" == "400 InvalidArgument "*"The parameter ProjectName is required but not provided."* ]] \
+  && ok "GetTask without ProjectName or TaskType, ListTasks without ProjectName: 400 InvalidArgument naming the parameter" \
+  || not_ok "required parameters" "GetTask: $no_project / $no_type; ListTasks: $no_list_project"
+
 # A long request: 11 sources with long UTF-8 names, every parameter in the query as the SDK sends.
 dir=$(printf 'ü%.0s' $(seq 125)); long="$dir/$dir/$dir/$dir"
 mkdir -p "$b/audio/$long" && cp "$b/audio/two.wav" "$b/audio/$long/x.wav"
@@ -138,7 +160,7 @@ srcs=$(for i in $(seq 11); do printf '{"URI":"oss://test-bucket/audio/%s/x.wav"}
 out=$(call CreateMediaConvertTask "{\"ProjectName\":\"p\",\"Sources\":[$srcs],\"Targets\":[{\"URI\":\"oss://test-bucket/output/long.mp3\",$mp3}]}")
 len=$(printf '%s' "[$srcs]" | jq -sRr @uri | wc -c)
 id3=$(jqo .body.TaskId)
-for _ in $(seq 100); do [ "$(call GetTask "{\"TaskId\":\"$id3\"}" | jq -r .body.Status)" = Succeeded ] && break; sleep 0.2; done
+for _ in $(seq 100); do [ "$(call GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id3\"}" | jq -r .body.Status)" = Succeeded ] && break; sleep 0.2; done
 n=$(samples "$b/output/long.mp3" 2>/dev/null)
 [ "$len" -gt 32768 ] && [ -n "$n" ] && [ "$n" -ge $((11 * 44100)) ] \
   && ok "a $len-byte Sources in the query (over 32 KiB) is taken and merged ($n samples)" \
@@ -182,17 +204,17 @@ slow=$(printf '%s\n' "$edges" | awk '$4 > 2 { print $1 }')
 port=$port_signed
 
 # Signatures: the gateway's codes, statuses and messages; ACS3-HMAC-SM3 taken.
-out=$(node "$top/tests/oss/openapi-call.js" "$ep" "$AK" wrong-secret GetTask "{\"TaskId\":\"$id1\"}")
+out=$(node "$top/tests/oss/openapi-call.js" "$ep" "$AK" wrong-secret GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\"}")
 [ "$(jqo .error.code)" = SignatureDoesNotMatch ] && [ "$(jqo .error.statusCode)" = 400 ] \
   && [[ "$(jqo .error.message)" == *"Specified signature is not matched with our calculation."* ]] \
   && ok "a wrong secret: 400 SignatureDoesNotMatch, the gateway's message" || not_ok "wrong secret" "$out"
-out=$(node "$top/tests/oss/openapi-call.js" "$ep" LTAI5tNoSuchKey "$SK" GetTask "{\"TaskId\":\"$id1\"}")
+out=$(node "$top/tests/oss/openapi-call.js" "$ep" LTAI5tNoSuchKey "$SK" GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\"}")
 [ "$(jqo .error.code)" = InvalidAccessKeyId.NotFound ] && [ "$(jqo .error.statusCode)" = 404 ] \
   && [[ "$(jqo .error.message)" == *"Specified access key is not found."* ]] \
   && ok "an unknown AccessKeyId: 404 InvalidAccessKeyId.NotFound, the gateway's message" || not_ok "unknown key" "$out"
-out=$(OPENAPI_SIGNATURE_ALGORITHM=ACS3-HMAC-SM3 call GetTask "{\"TaskId\":\"$id1\"}")
+out=$(OPENAPI_SIGNATURE_ALGORITHM=ACS3-HMAC-SM3 call GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\"}")
 [ "$(jqo .body.TaskId)" = "$id1" ] && ok "the SDK's ACS3-HMAC-SM3 signature is taken" || not_ok "SM3" "$out"
-out=$(OPENAPI_SIGNATURE_ALGORITHM=ACS3-HMAC-SM3 node "$top/tests/oss/openapi-call.js" "$ep" "$AK" wrong-secret GetTask "{\"TaskId\":\"$id1\"}")
+out=$(OPENAPI_SIGNATURE_ALGORITHM=ACS3-HMAC-SM3 node "$top/tests/oss/openapi-call.js" "$ep" "$AK" wrong-secret GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\"}")
 [ "$(jqo .error.code)" = SignatureDoesNotMatch ] && ok "an SM3 signature with a wrong secret is SignatureDoesNotMatch" || not_ok "SM3 wrong" "$out"
 
 echo "# fidelity: $pass passed, $fail failed"

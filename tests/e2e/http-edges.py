@@ -15,7 +15,7 @@ PORT = int(sys.argv[1])
 # The server is keyless, so a call must name it by its address (service/keyless.h): "HERE" in a
 # case stands for that address.
 HERE = b"127.0.0.1:%d" % PORT
-GET = b"GET /?Action=GetTask&Version=2020-09-30&TaskId=none HTTP/1.1\r\nHost: HERE\r\n"
+GET = b"GET /?Action=GetTask&Version=2020-09-30&ProjectName=nop&TaskType=MediaConvert&TaskId=none HTTP/1.1\r\nHost: HERE\r\n"
 
 
 def exchange(data, pause=None, half_close=True):

@@ -84,7 +84,40 @@ test_every_codec() {
   echo "# lengths: what decoders add where the container cannot say:$(echo "$more" | tr ' ' '\n' | sort -u | paste -sd' ' | sed 's/^/ /')"
 }
 
-# cli_runs FILE: the ffmpeg CLI's decoded timeline of FILE (its ashowinfo filter sees every frame at
+# MP4 and MOV say how long they are in their edit list, which a decoder that honours it (Apple's)
+# plays. Read from the file's boxes (tests/e2e/mp4-edits.py, not through a decoder): the movie's
+# timescale is the sample rate, and the edit's duration is exactly the Samples reported, for every
+# codec either carries, at three odd lengths and one chunked one. One exception, as README's
+# table says: AC3, whose Samples are whole frames, is edited to them less its 256 of delay.
+test_mp4_edit_lists() {
+  local p container codec rate ch n got facts ts dur bad="" checked=0
+  for p in mp4:aac mp4:mp3 mp4:ac3 mp4:opus mp4:flac mov:aac mov:mp3 mov:ac3 mov:amr; do
+    IFS=: read -r container codec <<< "$p"
+    rate=44100 ch=2
+    case $codec in opus) rate=48000 ;; amr) rate=8000 ch=1 ;; esac
+    for n in 1153 44111 100003 chunked; do
+      local opts=()
+      if [ "$n" = chunked ]; then
+        case $codec in aac|mp3) n=$((1024 * 1152 / 4 + 17)); opts=(--chunks 2) ;; *) continue ;; esac
+      fi
+      tone "$n" "$rate" "$ch"
+      got=$(merge "$container" "$codec" "$rate" "$ch" "${opts[@]}")
+      facts=$(python3 "$here/mp4-edits.py" "$(ls "$b"/len/out.* | head -1)" 2>&1)
+      ts=$(jq -r .movie_timescale <<< "$facts" 2>/dev/null); dur=$(jq -r '.edits[-1].duration' <<< "$facts" 2>/dev/null)
+      checked=$((checked + 1))
+      local want=$got
+      [ "$codec" = ac3 ] && want=$((got - 256))
+      # Samples are N, but for AC3 and AMR (whole frames: AC3 has no way to say less, and AMR-NB
+      # frames are 160 samples) and Opus (at 48 kHz: N resampled).
+      [ "$ts" = "$rate" ] && [ "$dur" = "$want" ] && { [ "$got" = "$n" ] || [[ "$codec" =~ ^(ac3|amr|opus)$ ]]; } \
+        || bad+=" $container/$codec@$n:Samples=$got,timescale=$ts,edit=$dur"
+    done
+  done
+  [ -z "$bad" ] && ok "MP4 and MOV: the movie timescale is the sample rate and the edit list says exactly the Samples, read from the boxes ($checked outputs, every codec, N = 1153, 44111, 100003 and a chunked length)" \
+    || not_ok "MP4/MOV edit lists (pair@N)" "$bad"
+}
+
+# cli_runs FILE: the ffmpeg CLI's decoded timeline# cli_runs FILE: the ffmpeg CLI's decoded timeline of FILE (its ashowinfo filter sees every frame at
 # its decoded rate): a "RATE SAMPLES" line per run of one rate.
 cli_runs() {
   ffmpeg -nostdin -hide_banner -i "$1" -af ashowinfo -f null - 2>&1 |
@@ -181,6 +214,7 @@ test_rate_changes() {
 
 test_mp3_remainders
 test_every_codec
+test_mp4_edit_lists
 test_rate_changes
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -165,7 +165,7 @@ test_serve() {
   t0=$(date +%s.%N)
   out=$(call "$ep" "$AK" "$SK" CreateMediaConvertTask "$params"); id=$(jqo .body.TaskId)
   for _ in $(seq 300); do
-    status=$(call "$ep" "$AK" "$SK" GetTask "{\"ProjectName\":\"test-project\",\"TaskId\":\"$id\"}" | jq -r .body.Status)
+    status=$(call "$ep" "$AK" "$SK" GetTask "{\"ProjectName\":\"test-project\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id\"}" | jq -r .body.Status)
     [ "$status" = Succeeded ] || [ "$status" = Failed ] && break
     sleep 0.05
   done
@@ -174,27 +174,27 @@ test_serve() {
   want=$((n1 + n2 + $(rescale "$n3" 44100 22050)))
   local secs; secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
   [[ "$id" == MediaConvert-* ]] && [ "$status" = Succeeded ] \
-    && [ "$(call "$ep" "$AK" "$SK" GetTask "{\"TaskId\":\"$id\"}" | jq -r '.body.Targets[0].Samples')" = "$want" ] \
+    && [ "$(call "$ep" "$AK" "$SK" GetTask "{\"ProjectName\":\"test-project\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id\"}" | jq -r '.body.Targets[0].Samples')" = "$want" ] \
     && [ "$(probe "$b/output/concat.aac" codec_name,sample_rate,channels)" = "aac,44100,2" ] \
     && ok "serve: @alicloud/openapi-client creates the AAC example, polls GetTask to Succeeded in $secs s; $want samples, ffprobe aac 44100 stereo" \
     || not_ok "serve with the official client" "id=$id status=$status $out"
   echo "# serve: submission to Succeeded for the seed's example: $secs s"
 
-  out=$(call "$ep" "$AK" wrong-secret GetTask "{\"TaskId\":\"$id\"}")
+  out=$(call "$ep" "$AK" wrong-secret GetTask "{\"ProjectName\":\"test-project\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id\"}")
   [ "$(jqo .error.code)" = SignatureDoesNotMatch ] && [ "$(jqo .error.statusCode)" = 400 ] \
     && [[ "$(jqo .error.message)" == *"Specified signature is not matched with our calculation."* ]] \
     && ok "serve: a wrong secret is refused as the gateway does (400 SignatureDoesNotMatch, its message)" || not_ok "wrong secret" "$out"
-  out=$(curl -s -w '\n%{http_code}' "http://$ep/?Action=GetTask&TaskId=$id")
+  out=$(curl -s -w '\n%{http_code}' "http://$ep/?Action=GetTask&ProjectName=test-project&TaskType=MediaConvert&TaskId=$id")
   [ "$(printf '%s' "$out" | tail -1)" = 400 ] && [ "$(printf '%s' "$out" | head -n -1 | jq -r .Code)" = MissingSignature ] \
     && ok "serve: an unsigned call is refused (400 MissingSignature)" || not_ok "unsigned" "$out"
   local now nonce; now=$(date -u +%Y-%m-%dT%H:%M:%SZ); nonce="n-$RANDOM-$RANDOM"
-  out=$(rpc_signed "$ep" "$AK" "$SK" "$nonce" "$now" GetTask "TaskId=$id")
+  out=$(rpc_signed "$ep" "$AK" "$SK" "$nonce" "$now" GetTask "ProjectName=test-project" "TaskType=MediaConvert" "TaskId=$id")
   [ "$(printf '%s' "$out" | tail -1)" = 200 ] && [ "$(printf '%s' "$out" | head -n -1 | jq -r .TaskId)" = "$id" ] \
     && ok "serve: an RPC-signed call (HMAC-SHA1, signed by @alicloud/openapi-util) is answered" || not_ok "rpc signed" "$out"
-  out=$(rpc_signed "$ep" "$AK" "$SK" "$nonce" "$now" GetTask "TaskId=$id")
+  out=$(rpc_signed "$ep" "$AK" "$SK" "$nonce" "$now" GetTask "ProjectName=test-project" "TaskType=MediaConvert" "TaskId=$id")
   [ "$(printf '%s' "$out" | tail -1)" = 400 ] && [ "$(printf '%s' "$out" | head -n -1 | jq -r .Code)" = SignatureNonceUsed ] \
     && ok "serve: the same call replayed is refused (SignatureNonceUsed)" || not_ok "replay" "$out"
-  out=$(rpc_signed "$ep" "$AK" "$SK" "n-old-$RANDOM" "$(date -u -d '-20 min' +%Y-%m-%dT%H:%M:%SZ)" GetTask "TaskId=$id")
+  out=$(rpc_signed "$ep" "$AK" "$SK" "n-old-$RANDOM" "$(date -u -d '-20 min' +%Y-%m-%dT%H:%M:%SZ)" GetTask "ProjectName=test-project" "TaskType=MediaConvert" "TaskId=$id")
   [ "$(printf '%s' "$out" | head -n -1 | jq -r .Code)" = InvalidTimeStamp.Expired ] \
     && ok "serve: a call 20 minutes old is refused (InvalidTimeStamp.Expired)" || not_ok "stale" "$out"
   out=$(call "$ep" "$AK" "$SK" CreateMediaConvertTask '{"ProjectName":"p","Sources":[{"URI":"oss://test-bucket/audio/seg1.mp3"}],"Targets":[{"URI":"oss://test-bucket/output/x.mp3","Container":"mp3","Audio":{"TranscodeAudio":{"Codec":"aac"}}}]}')
@@ -216,17 +216,20 @@ test_serve() {
   done
   wait "${callers[@]}"
   for k in $(seq 50); do ids+=("$(jq -r .body.TaskId "$work/load-$k.json")"); done
-  local t_get; t_get=$( { /usr/bin/time -f %e node "$top/tests/oss/openapi-call.js" "$ep" "$AK" "$SK" GetTask "{\"TaskId\":\"${ids[49]}\"}" > "$work/get-during.json"; } 2>&1 | tail -1)
-  local during; during=$(jq -r .body.Status "$work/get-during.json")
+  local t_get; t_get=$( { /usr/bin/time -f %e node "$top/tests/oss/openapi-call.js" "$ep" "$AK" "$SK" GetTask "{\"ProjectName\":\"test-project\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"${ids[49]}\"}" > "$work/get-during.json"; } 2>&1 | tail -1)
+  local during; during=$(jq -r '"\(.body.Status) \(.body.Progress) \(.body.ImmergeStatus)"' "$work/get-during.json")
+  local waiting_start; waiting_start=$(jq -r '.body.StartTime // "none"' "$work/get-during.json")
   for _ in $(seq 900); do
     [ "$("$bin" list-tasks --state "$work/serve-state" --status Succeeded --project test-project | jq '.Tasks | length')" -ge 53 ] && break
     sleep 0.1
   done
   local done_n accepted; done_n=$(ls "$b/output/load" 2>/dev/null | wc -l)
   accepted=$(printf '%s\n' "${ids[@]}" | grep -c '^MediaConvert-')
-  [ "$accepted" = 50 ] && [ "$done_n" = 52 ] && { [ "$during" = Queued ] || [ "$during" = Running ]; } \
-    && ok "serve load: 2 long + 50 tasks at once on 2 workers: all accepted, 52 outputs; GetTask answered in ${t_get} s while the last one waited ($during)" \
-    || not_ok "load" "accepted=$accepted outputs=$done_n during=$during"
+  local started; started=$("$bin" get-task --state "$work/serve-state" "${ids[49]}" | jq -r .StartTime)
+  [ "$accepted" = 50 ] && [ "$done_n" = 52 ] && [ "$during" = "Running 0 Queued" ] && [ "$waiting_start" != none ] \
+    && [[ "$started" > "$waiting_start" ]] \
+    && ok "serve load: 2 long + 50 tasks at once on 2 workers: all accepted, 52 outputs; GetTask answered in ${t_get} s while the last one waited, reported Running with Progress 0 and its creation as StartTime, which became its start when it ran" \
+    || not_ok "load" "accepted=$accepted outputs=$done_n during=$during StartTime waiting $waiting_start, then $started"
   kill -TERM "$spid"; wait "$spid" 2>/dev/null
 
   # A small queue refuses what does not fit; SIGTERM drains: running tasks finish, queued ones
@@ -267,9 +270,9 @@ test_serve() {
   done
   kill -9 "$spid"; wait "$spid" 2>/dev/null
   start_server "$work/serve4.log" "$bin" serve --listen 127.0.0.1:0 --oss-root "$root" --state "$work/serve-state"
-  out=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&TaskId=$id")
-  local k9; k9=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&TaskId=$killed" | jq -r '.Status + "/" + .Code')
-  local q9; q9=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&TaskId=$queued9" | jq -r '.Status + "/" + .Code')
+  out=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&ProjectName=test-project&TaskType=MediaConvert&TaskId=$id")
+  local k9; k9=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&ProjectName=drain&TaskType=MediaConvert&TaskId=$killed" | jq -r '.Status + "/" + .Code')
+  local q9; q9=$(curl -s "http://127.0.0.1:$port/?Action=GetTask&ProjectName=drain&TaskType=MediaConvert&TaskId=$queued9" | jq -r '.Status + "/" + .Code')
   [ "$(jqo .Status)" = Succeeded ] && [ "$k9" = Failed/TaskInterrupted ] && [ "$q9" = Failed/NotStarted ] \
     && [ ! -e "$b/output/drain-9.mp3" ] && [ ! -e "$b/output/drain-10.mp3" ] \
     && ok "serve: killed mid-task and restarted: earlier tasks answered, the running one Failed/TaskInterrupted, the queued one Failed/NotStarted (never run), no output" \
@@ -324,7 +327,7 @@ test_serve_valgrind() {
   b2=$(call "$ep" "$AK" "$SK" CreateMediaConvertTask "$(jq -c '{ProjectName, Sources, Targets}' "$ex_mp3")" | jq -r .body.TaskId)
   call "$ep" "$AK" bad ListTasks '{}' > /dev/null
   for _ in $(seq 300); do
-    [ "$(call "$ep" "$AK" "$SK" GetTask "{\"TaskId\":\"$b2\"}" | jq -r .body.Status)" = Succeeded ] && break
+    [ "$(call "$ep" "$AK" "$SK" GetTask "{\"ProjectName\":\"test-project\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$b2\"}" | jq -r .body.Status)" = Succeeded ] && break
     sleep 0.2
   done
   kill -TERM "$vpid"; wait "$vpid"; local rc=$?

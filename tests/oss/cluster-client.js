@@ -44,7 +44,7 @@ async function main() {
     const sent = Date.now();
     const r = await call(k, 'CreateMediaConvertTask', requests[i]);
     if (r.body && r.body.TaskId) {
-      tasks[i] = { id: r.body.TaskId, endpoint: endpoints[k], created: sent };
+      tasks[i] = { id: r.body.TaskId, project: requests[i].ProjectName, endpoint: endpoints[k], created: sent };
     } else {
       const code = r.error ? r.error.code : `HTTP${r.status}`;
       refused[code] = (refused[code] || 0) + 1;
@@ -60,7 +60,7 @@ async function main() {
       await pool(open.length, Number(args.concurrency), async (i) => {
         const t = open[i];
         const k = (endpoints.indexOf(t.endpoint) + 1) % endpoints.length;
-        const r = await call(k, 'GetTask', { TaskId: t.id });
+        const r = await call(k, 'GetTask', { ProjectName: t.project, TaskType: 'MediaConvert', TaskId: t.id });
         if (r.body && r.body.Status) {
           t.status = r.body.Status;
           t.start = Date.parse(r.body.StartTime);
