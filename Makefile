@@ -93,8 +93,7 @@ e2e: all
 # normalisation), `plan` of each, and `compare` of chunks.json's two outputs,
 # failing on any memory error or leak. Its log is shown
 # only on failure: valgrind 3.19 warns about every openat2 call it cannot follow (we fall back).
-VALGRIND = valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-           --error-exitcode=99 --log-file=$(BUILD)/valgrind.log
+VALGRIND = tests/valgrind/run.sh --log-file=$(BUILD)/valgrind.log
 VG_FAIL  = { grep -v -e '^--[0-9]*-- ' $(BUILD)/valgrind.log; exit 1; }
 valgrind: all $(UNIT_BIN)
 	@for t in $(UNIT_BIN); do $(VALGRIND) $$t > /dev/null 2>&1 || $(VG_FAIL); done

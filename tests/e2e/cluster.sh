@@ -658,7 +658,7 @@ test_schema_and_reach() {
 # three tasks, then `run` and `list-tasks` on the same database, then SIGTERM. Zero errors and
 # no definite leaks. (Not for the sanitizer build.)
 test_valgrind() {
-  local i vg=(valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99)
+  local i vg=("$top/tests/valgrind/run.sh")
   for i in "${!srv_pid[@]}"; do stop_serve "$i"; done
   srv_pid=() srv_ep=()
   start_server "$work/vg-serve.log" "${vg[@]}" --log-file="$work/vg-serve.txt" "$bin" serve --listen 127.0.0.1:0 \

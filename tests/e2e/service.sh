@@ -319,8 +319,7 @@ test_serve_outbox() {
 # a task still running. Zero errors and no definite leaks. (Not for the sanitizer build.)
 test_serve_valgrind() {
   local AK=LTAI5tVgKey SK=vg-secret-2b7e
-  start_server "$work/vg-serve.log" valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
-    --error-exitcode=99 --log-file="$work/vg.log" "$bin" serve --listen 127.0.0.1:0 --workers 2 \
+  start_server "$work/vg-serve.log" "$top/tests/valgrind/run.sh" --log-file="$work/vg.log" "$bin" serve --listen 127.0.0.1:0 --workers 2 \
     --access-key-id "$AK" --access-key-secret "$SK" --oss-root "$root" --state "$work/vg-state"
   local ep="127.0.0.1:$port" vpid=${pids[-1]} a b2
   a=$(call "$ep" "$AK" "$SK" CreateMediaConvertTask "$(jq -c '{ProjectName, Sources, Targets, AlignmentIndex}' "$ex_aac")" | jq -r .body.TaskId)
