@@ -48,6 +48,11 @@ imm_err imm_io_finish_output(imm_storage *st, AVIOContext *pb, int64_t *size, im
  * and nothing was written), else replacing what is there. */
 imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, const char *owner, int *already,
                              imm_error *err);
+/* From the output's byte at offset on, keeps a copy of what is written to pb, until pb is
+ * closed: the MP4 muxer's moov, which it writes last (and patches as it goes). */
+void imm_io_capture(AVIOContext *pb, int64_t offset);
+/* What was kept since imm_io_capture, as far as it has been flushed (NULL when memory ran out). */
+const uint8_t *imm_io_captured(AVIOContext *pb, size_t *len);
 /* Frees pb; an uncommitted object is discarded. */
 void imm_io_close_output(imm_storage *st, AVIOContext **pb);
 
@@ -356,6 +361,13 @@ int64_t imm_sink_samples(const imm_sink *sink);
 int64_t imm_sink_size(const imm_sink *sink);
 /* Frees the sink; an output not committed is discarded. */
 void imm_sink_free(imm_sink *sink);
+
+/* ---- mp4_gapless.c ---- */
+/* moov[0, len) is an MP4's moov box. *out (free()) gets it with the iTunes gapless item (iTunSMPB:
+ * delay samples of priming, then samples, then padding) added in udta/meta/ilst, which are made
+ * where missing. IMM_EINTERNAL when moov is not a well-formed moov. */
+imm_err imm_mp4_add_gapless(const uint8_t *moov, size_t len, int64_t delay, int64_t padding,
+                            int64_t samples, uint8_t **out, size_t *out_len, imm_error *err);
 
 /* ---- loudness.c ---- */
 typedef struct imm_loudness imm_loudness;

@@ -676,6 +676,43 @@ imm_err imm_sink_join(imm_sink *s, imm_sink *next, int64_t *seam, imm_error *err
     return e;
 }
 
+/* AAC in MP4 (and M4A) also gets the iTunes gapless item: see mp4_gapless.c. */
+static int itunes_gapless(const imm_sink *s)
+{
+    return s->mux && !s->seg && s->enc && s->enc->codec_id == AV_CODEC_ID_AAC &&
+           !strcmp(s->mux->oformat->name, "mp4");
+}
+
+/* The trailer, written from trailer_at, ends with the moov (the last box, so its size is what
+ * is left from where it starts); it is written again over itself with the item added. */
+static imm_err add_gapless(imm_sink *s, int64_t trailer_at, imm_error *err)
+{
+    size_t n = 0, at, out_len;
+    const uint8_t *tail = imm_io_captured(s->pb, &n);
+    if (!tail)
+        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
+    for (at = 0; at + 8 <= n; at++)
+        if (!memcmp(tail + at + 4, "moov", 4) && AV_RB32(tail + at) == n - at)
+            break;
+    if (at + 8 > n)
+        return imm_error_set(err, IMM_EINTERNAL, "The MP4 muxer wrote no moov last in %s.",
+                             s->plan->uri);
+    int64_t padding = s->muxed * s->frame_size - s->delay - s->pos;
+    uint8_t *moov = NULL;
+    imm_err e = imm_mp4_add_gapless(tail + at, n - at, s->delay, padding, s->pos, &moov,
+                                    &out_len, err);
+    if (e)
+        return e;
+    avio_seek(s->pb, trailer_at + (int64_t)at, SEEK_SET);
+    avio_write(s->pb, moov, (int)out_len);
+    avio_flush(s->pb);
+    free(moov);
+    if (s->pb->error < 0)
+        return imm_error_set(err, IMM_EIO, "Writing %s failed: %s", s->plan->uri,
+                             av_err2str(s->pb->error));
+    return IMM_OK;
+}
+
 imm_err imm_sink_complete(imm_sink *s, imm_error *err)
 {
     if (s->full)
@@ -684,6 +721,9 @@ imm_err imm_sink_complete(imm_sink *s, imm_error *err)
     imm_err e = mux_last(s, 1, err);
     if (e)
         return e;
+    int64_t trailer_at = avio_tell(s->mux->pb);
+    if (itunes_gapless(s))
+        imm_io_capture(s->pb, trailer_at);
     int ret = av_write_trailer(s->mux);
     s->trailer_written = 1;
     if (s->seg && (e = imm_segmenter_check(s->seg, err)))
@@ -691,6 +731,8 @@ imm_err imm_sink_complete(imm_sink *s, imm_error *err)
     if (ret < 0)
         return imm_error_set(err, IMM_EIO, "Finishing %s failed: %s", s->plan->uri,
                              av_err2str(ret));
+    if (itunes_gapless(s) && (e = add_gapless(s, trailer_at, err)))
+        return e;
     if (s->seg)
         return imm_segmenter_finish(s->seg, &s->size, err);
     return imm_io_finish_output(s->st, s->pb, &s->size, err);

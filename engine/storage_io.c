@@ -28,6 +28,12 @@ typedef struct io_handle {
     int64_t served;     /* bytes read since the last seek to the start */
     int playlist;       /* it starts with #EXTM3U */
     int ended;          /* the playlist's end, and ENDLIST after it, has been read */
+    int64_t pos;        /* outputs: where the next write lands */
+    int64_t capture_from;   /* outputs: writes from here on are kept in captured (-1: none) */
+    uint8_t *captured;
+    size_t ncaptured;
+    unsigned capacity; /* av_fast_realloc's */
+    int capture_failed; /* out of memory while keeping them */
 } io_handle;
 
 /* Appended to every playlist: without it FFmpeg takes a list for a live one and, having read
@@ -71,10 +77,36 @@ static int io_read(void *opaque, uint8_t *buf, int size)
     return n == 0 ? AVERROR_EOF : (int)n;
 }
 
+/* Keeps the part of a write at h->pos from capture_from on, where it lands: the muxer seeks back
+ * to patch box sizes, so writes need not come in order. */
+static void capture(io_handle *h, const uint8_t *buf, size_t size)
+{
+    size_t skip = h->pos < h->capture_from ? (size_t)(h->capture_from - h->pos) : 0;
+    if (h->capture_failed || skip >= size)
+        return;
+    size_t at = (size_t)(h->pos + (int64_t)skip - h->capture_from), end = at + size - skip;
+    uint8_t *grown = av_fast_realloc(h->captured, &h->capacity, end);
+    if (!grown) {
+        h->capture_failed = 1;
+        return;
+    }
+    h->captured = grown;
+    if (at > h->ncaptured)
+        memset(h->captured + h->ncaptured, 0, at - h->ncaptured);
+    memcpy(h->captured + at, buf + skip, size - skip);
+    if (end > h->ncaptured)
+        h->ncaptured = end;
+}
+
 static int io_write(void *opaque, uint8_t *buf, int size)
 {
     io_handle *h = opaque;
-    return h->st->ops->write(h->obj, buf, (size_t)size) < 0 ? AVERROR(errno ? errno : EIO) : size;
+    if (h->st->ops->write(h->obj, buf, (size_t)size) < 0)
+        return AVERROR(errno ? errno : EIO);
+    if (h->capture_from >= 0)
+        capture(h, buf, (size_t)size);
+    h->pos += size;
+    return size;
 }
 
 static int64_t io_seek(void *opaque, int64_t offset, int whence)
@@ -89,6 +121,7 @@ static int64_t io_seek(void *opaque, int64_t offset, int whence)
         if (r >= 0) { /* from the start again: a playlist is told apart, and ended, anew */
             h->served = r;
             h->ended = 0;
+            h->pos = r;
         }
     }
     return r < 0 ? AVERROR(errno ? errno : EIO) : r;
@@ -103,6 +136,7 @@ static AVIOContext *io_wrap(imm_storage *st, imm_object *obj, imm_error *failure
         h->st = st;
         h->obj = obj;
         h->failure = failure;
+        h->capture_from = -1;
         pb = avio_alloc_context(buf, IO_BUFFER_SIZE, writable, h, writable ? NULL : io_read,
                                 writable ? io_write : NULL, io_seek);
     }
@@ -120,6 +154,7 @@ static imm_object *io_unwrap(AVIOContext **pb)
         return NULL;
     io_handle *h = (*pb)->opaque;
     imm_object *obj = h->obj;
+    av_free(h->captured);
     av_freep(&(*pb)->buffer);
     av_free(h);
     avio_context_free(pb);
@@ -317,6 +352,20 @@ imm_err imm_io_commit_output(imm_storage *st, AVIOContext *pb, const char *owner
     if (already)
         *already = was;
     return e;
+}
+
+void imm_io_capture(AVIOContext *pb, int64_t offset)
+{
+    io_handle *h = pb->opaque;
+    h->capture_from = offset;
+    h->ncaptured = 0;
+}
+
+const uint8_t *imm_io_captured(AVIOContext *pb, size_t *len)
+{
+    io_handle *h = pb->opaque;
+    *len = h->capture_failed ? 0 : h->ncaptured;
+    return h->capture_failed ? NULL : h->captured;
 }
 
 void imm_io_close_output(imm_storage *st, AVIOContext **pb)

@@ -88,9 +88,10 @@ test_every_codec() {
 # plays. Read from the file's boxes (tests/e2e/mp4-edits.py, not through a decoder): the movie's
 # timescale is the sample rate, and the edit's duration is exactly the Samples reported, for every
 # codec either carries, at three odd lengths and one chunked one. One exception, as README's
-# table says: AC3, whose Samples are whole frames, is edited to them less its 256 of delay.
+# table says: AC3, whose Samples are whole frames, is edited to them less its 256 of delay. AAC in
+# MP4 also carries the iTunes gapless item (iTunSMPB), which players of the iTunes era read instead.
 test_mp4_edit_lists() {
-  local p container codec rate ch n got facts ts dur bad="" checked=0
+  local p container codec rate ch n got facts ts dur bad="" checked=0 smpb_checked=0
   for p in mp4:aac mp4:mp3 mp4:ac3 mp4:opus mp4:flac mov:aac mov:mp3 mov:ac3 mov:amr; do
     IFS=: read -r container codec <<< "$p"
     rate=44100 ch=2
@@ -111,13 +112,26 @@ test_mp4_edit_lists() {
       # frames are 160 samples) and Opus (at 48 kHz: N resampled).
       [ "$ts" = "$rate" ] && [ "$dur" = "$want" ] && { [ "$got" = "$n" ] || [[ "$codec" =~ ^(ac3|amr|opus)$ ]]; } \
         || bad+=" $container/$codec@$n:Samples=$got,timescale=$ts,edit=$dur"
+      # AAC in MP4 also carries Apple's gapless item: its priming is the edit's start, its length
+      # the Samples, and priming + length + padding fill the packets exactly. Nothing else has one.
+      local smpb want_smpb=none
+      smpb=$(jq -r '.iTunSMPB // "none"' <<< "$facts" 2>/dev/null)
+      if [ "$container/$codec" = mp4/aac ]; then
+        want_smpb=$(python3 -c 'import json, sys
+f, n = json.loads(sys.argv[1]), int(sys.argv[2])
+d = f["edits"][-1]["media_time"]
+p = f["stts_count"] * 1024 - d - n  # less than a packet, or there is a packet of padding only
+print(" ".join(["%08X" % 0, "%08X" % d, "%08X" % p, "%016X" % n] + ["%08X" % 0] * 8) if 0 <= p < 1024 else "padding %d" % p)' "$facts" "$got")
+        smpb_checked=$((smpb_checked + 1))
+      fi
+      [ "$smpb" = "$want_smpb" ] || bad+=" $container/$codec@$n:iTunSMPB=[$smpb],want=[$want_smpb]"
     done
   done
-  [ -z "$bad" ] && ok "MP4 and MOV: the movie timescale is the sample rate and the edit list says exactly the Samples, read from the boxes ($checked outputs, every codec, N = 1153, 44111, 100003 and a chunked length)" \
+  [ -z "$bad" ] && ok "MP4 and MOV: the movie timescale is the sample rate and the edit list says exactly the Samples, read from the boxes ($checked outputs, every codec, N = 1153, 44111, 100003 and a chunked length); AAC in MP4 carries iTunSMPB with the same priming and length, its padding filling the last packet ($smpb_checked outputs)" \
     || not_ok "MP4/MOV edit lists (pair@N)" "$bad"
 }
 
-# cli_runs FILE: the ffmpeg CLI's decoded timeline# cli_runs FILE: the ffmpeg CLI's decoded timeline of FILE (its ashowinfo filter sees every frame at
+# cli_runs FILE: the ffmpeg CLI's decoded timeline of FILE (its ashowinfo filter sees every frame at
 # its decoded rate): a "RATE SAMPLES" line per run of one rate.
 cli_runs() {
   ffmpeg -nostdin -hide_banner -i "$1" -af ashowinfo -f null - 2>&1 |

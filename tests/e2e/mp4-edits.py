@@ -2,7 +2,7 @@
 """mp4-edits.py FILE: what an MP4 or MOV file says about its first audio track's length, read
 from the boxes themselves (not through a decoder): the movie's timescale (mvhd), the track's
 (mdhd), its edit list (elst: each entry's duration in the movie's timescale and its start in the
-track's), the samples its sample table holds (stts), and the iTunes gapless atom (iTunSMPB) if
+track's), the samples and packets its sample table holds (stts), and the iTunes gapless atom (iTunSMPB) if
 there is one. Prints one JSON object. The boxes are ISO/IEC 14496-12's; iTunSMPB is Apple's
 freeform ilst item (moov/udta/meta/ilst/----, mean "com.apple.iTunes", name "iTunSMPB")."""
 import json
@@ -77,8 +77,9 @@ def main():
         (sa, _), = find(data, ta, tb, [b"mdia", b"minf", b"stbl", b"stts"])
         _, f = full(data, sa)
         n = struct.unpack(">I", data[f:f + 4])[0]
-        out["stts_samples"] = sum(c * d for c, d in (struct.unpack(">II", data[f + 4 + 8 * i:f + 12 + 8 * i])
-                                                     for i in range(n)))
+        runs = [struct.unpack(">II", data[f + 4 + 8 * i:f + 12 + 8 * i]) for i in range(n)]
+        out["stts_samples"] = sum(c * d for c, d in runs)  # the track's length in its timescale
+        out["stts_count"] = sum(c for c, _ in runs)  # its packets
         break
     for la, lb in find(data, moov_a, moov_b, [b"udta", b"meta", b"ilst", b"----"]):
         items = {k: data[a:b] for k, a, b in boxes(data, la, lb)}
