@@ -561,8 +561,11 @@ test_pool_starvation() {
   done
   local worst calls; worst=$(cat "$work"/starve-*.txt | awk '{print $1}' | sort -n | tail -1); calls=$(cat "$work"/starve-*.txt | wc -l)
   local codes; codes=$(cat "$work"/starve-*.txt | awk '{print $2}' | sort | uniq -c | awk '{print $2 "x" $1}' | paste -sd,)
-  [ "$status" = "Succeeded 1" ] && ! grep -q "task $id was taken over" "$work/serve-$i.log" && [ "$worst" -le 2500 ] \
-    && [ "$t_get" -le 2500 ] && [[ "$codes" == *ServiceUnavailable* ]] \
+  # The server answers within CALL_SECONDS (2 s); measured at the client, with 16 of them and an
+  # ASan server on 2 cores, that is up to about 2.5 s: the bound checked is the SDK's, which gives
+  # up on a server silent for 3 s.
+  [ "$status" = "Succeeded 1" ] && ! grep -q "task $id was taken over" "$work/serve-$i.log" && [ "$worst" -le 3000 ] \
+    && [ "$t_get" -le 3000 ] && [[ "$codes" == *ServiceUnavailable* ]] \
     && ok "16 callers holding every API connection for 12 s: the merge kept its lease (one run), each of $calls calls answered within $worst ms ($codes), GetTask meanwhile in $t_get ms ($get)" \
     || not_ok "pool starvation" "task: $status; worst $worst ms over $calls calls ($codes); GetTask $get in $t_get ms"
   psql_db -c "DELETE FROM immerge_tasks WHERE json LIKE '%output/starve-burst/%' AND status = 'Queued'" > /dev/null
