@@ -217,5 +217,46 @@ out=$(OPENAPI_SIGNATURE_ALGORITHM=ACS3-HMAC-SM3 call GetTask "{\"ProjectName\":\
 out=$(OPENAPI_SIGNATURE_ALGORITHM=ACS3-HMAC-SM3 node "$top/tests/oss/openapi-call.js" "$ep" "$AK" wrong-secret GetTask "{\"ProjectName\":\"p\",\"TaskType\":\"MediaConvert\",\"TaskId\":\"$id1\"}")
 [ "$(jqo .error.code)" = SignatureDoesNotMatch ] && ok "an SM3 signature with a wrong secret is SignatureDoesNotMatch" || not_ok "SM3 wrong" "$out"
 
+# ---- every field of the SDK's models, through serve ----------------------------------------------
+# tests/oss/sdk-fields.js sends each of the 199 leaves of CreateMediaConvertTaskRequest (as the
+# official SDK's models have them, tests/sdk/) on its own and fails on any that is accepted and
+# changes nothing (the answer, the objects written, the MNS messages sent) unless probes.json
+# names it inert with its reason; a refusal must be InvalidArgument naming the field.
+sdk=$b/sdk/src
+mkdir -p "$sdk"
+ff -f lavfi -i "sine=440:d=1:sample_rate=44100" -ac 2 -metadata title=Talk "$sdk/a.wav"
+ff -f lavfi -i "sine=660:d=1:sample_rate=22050" -ac 1 "$sdk/b.wav"
+ff -f lavfi -i "testsrc=d=1:size=64x48:rate=10" -f lavfi -i "sine=440:d=1" -shortest -c:v mpeg4 -c:a aac "$sdk/clip.mp4"
+ff -f lavfi -i "sine=440:d=1" -c:a libmp3lame -b:a 32k "$sdk/low.mp3"
+ff -f lavfi -i "sine=440:d=1" -f lavfi -i "sine=880:d=1" -map 0 -map 1 -c:a flac "$sdk/two-streams.mka"
+start_server "$work/sdk-recv.log" node "$top/tests/oss/notify-receiver.js" --ak "$AK" --sk "$SK" --topic sdk-done
+recv="http://127.0.0.1:$port"
+OSS_ACCESS_KEY_ID=$AK OSS_ACCESS_KEY_SECRET=$SK start_server "$work/serve-sdk.log" "$bin" serve --listen 127.0.0.1:0 \
+  --workers 1 --oss-root "$root" --tasks "$work/tasks-sdk" --access-key-id "$AK" --access-key-secret "$SK" --mns-endpoint "$recv"
+node "$top/tests/oss/sdk-fields.js" "127.0.0.1:$port" "$AK" "$SK" "$b" "$recv" \
+  "$top/tests/sdk/imm-20200930-create-media-convert-task.json" "$top/tests/sdk/probes.json" > "$work/sdk-fields.jsonl"; rc=$?
+summary=$(tail -1 "$work/sdk-fields.jsonl")
+[ "$rc" = 0 ] && [ "$(jq -r .failed <<< "$summary")" = 0 ] && [ "$(jq -r .fields <<< "$summary")" -ge 199 ] \
+  && ok "every field of the SDK's CreateMediaConvertTaskRequest through serve: $(jq -r '"\(.fields) fields: \(.counts.honoured) honoured, \(.counts.refused) refused by name, \(.counts.inert) inert as README says"' <<< "$summary"), none dropped" \
+  || not_ok "SDK fields (the failing ones)" "rc=$rc $(jq -c 'select(.outcome == "dropped" or .outcome == "unnamed" or .outcome == "unstable-base")' "$work/sdk-fields.jsonl" 2>/dev/null | head -20) $summary"
+# The same judge must fail a drop: told nothing is inert, it reports exactly the inert leaves.
+jq '.inert = {}' "$top/tests/sdk/probes.json" > "$work/probes-none-inert.json"
+node "$top/tests/oss/sdk-fields.js" "127.0.0.1:$port" "$AK" "$SK" "$b" "$recv" \
+  "$top/tests/sdk/imm-20200930-create-media-convert-task.json" "$work/probes-none-inert.json" \
+  '^(CredentialConfig|Targets\[\]\.Subtitle\.DisableSubtitle|Targets\[\]\.Audio\.TranscodeAudio\.Bitrate$)' > "$work/sdk-drops.jsonl"; rc=$?
+drops=$(jq -r 'select(.outcome == "dropped") | .field' "$work/sdk-drops.jsonl" | sort | tr '\n' ' ')
+want_drops=$(jq -r '.inert | keys[]' "$top/tests/sdk/probes.json" | sort | tr '\n' ' ')
+[ "$rc" = 1 ] && [ "$drops" = "$want_drops" ] && [ "$(jq -r 'select(.field == "Targets[].Audio.TranscodeAudio.Bitrate") | .outcome' "$work/sdk-drops.jsonl")" = honoured ] \
+  && ok "the SDK-field judge fails a field accepted without effect: with no field declared inert, it reports the 6 inert ones dropped (and Bitrate still honoured)" \
+  || not_ok "SDK-field judge (want dropped | got)" "rc=$rc want: $want_drops got: $drops"
+# And on a server without --mns-endpoint, Notification.MNS.TopicName is refused by name.
+node "$top/tests/oss/sdk-fields.js" "$ep" "$AK" "$SK" "$b" "$recv" "$top/tests/sdk/imm-20200930-create-media-convert-task.json" \
+  "$top/tests/sdk/probes.json" '^Notification\.MNS\.TopicName$' > "$work/sdk-mns.jsonl"; rc=$?
+mns=$(jq -r 'select(.field) | "\(.outcome) \(.detail)"' "$work/sdk-mns.jsonl")
+[ "$rc" = 0 ] && [[ "$mns" == "refused "*"Notification.MNS.TopicName"*"--mns-endpoint"* ]] \
+  && ok "on a server without --mns-endpoint the judge finds Notification.MNS.TopicName refused, naming the field and the option" \
+  || not_ok "SDK field MNS without endpoint" "rc=$rc $mns"
+echo "# fidelity: SDK fields honoured: $(jq -r 'select(.outcome == "honoured") | .field' "$work/sdk-fields.jsonl" | tr '\n' ' ')"
+
 echo "# fidelity: $pass passed, $fail failed"
 [ "$fail" = 0 ]
