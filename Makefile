@@ -14,7 +14,8 @@ OPT      ?= -O2 -g
 SAN      ?=
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) \
+# -MMD -MP: each object's headers, as the compiler saw them, in a .d file beside it (included below).
+CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) -MMD -MP \
             -Iengine/include -Ioss -Inotify -Iservice $(PKG_CFLAGS)
 LDFLAGS  := $(SAN)
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
@@ -31,9 +32,18 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
 all: $(BUILD)/immerge
 
-$(BUILD)/%.o: %.c $(wildcard engine/*.h engine/include/*.h oss/*.h notify/*.h service/*.h)
+$(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+-include $(patsubst %.o,%.d,$(ENGINE_OBJ) $(OSS_OBJ) $(NOTIFY_OBJ) $(SERVICE_OBJ) $(CLI_OBJ)) \
+         $(patsubst %,%.d,$(UNIT_BIN))
+
+# `immerge --version`: VERSION, and the commit it was built from when built from a clone.
+VERSION_TEXT := $(shell cat VERSION)$(shell git rev-parse --short HEAD > /dev/null 2>&1 && \
+	echo " (git $$(git rev-parse --short HEAD)$$(git diff --quiet HEAD -- 2>/dev/null || echo ', modified'))")
+$(BUILD)/cli/version.o: CFLAGS += -DIMMERGE_VERSION='"$(VERSION_TEXT)"'
+$(BUILD)/cli/version.o: VERSION $(wildcard .git/HEAD .git/index)
 
 $(BUILD)/libimmerge.a: $(ENGINE_OBJ)
 	ar rcs $@ $^

@@ -11,6 +11,7 @@
 #include "server.h"
 #include "notify.h"
 #include "tasks.h"
+#include "version.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -36,6 +37,7 @@ static const char usage[] =
     "       immerge list-tasks [--tasks WHERE] [--project P] [--status S] [--tag KEY=VALUE]\n"
     "                          [--max N] [--next-token T] [--sort TaskId|StartTime|EndTime]\n"
     "                          [--order asc|desc] [--request-definition]\n"
+    "       immerge --version   (immerge's and its libraries' versions)\n"
     "       immerge serve --listen HOST:PORT [--workers N] [--queue N] [--lease S]\n"
     "                     [--drain-timeout S]\n"
     "                     [--access-key-id ID --access-key-secret SECRET]\n"
@@ -361,6 +363,10 @@ static int parse_args(int argc, char **argv, cli *c)
     int ch;
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(usage, stdout);
+        exit(EXIT_OK);
+    }
+    if (argc == 2 && !strcmp(argv[1], "--version")) {
+        imm_print_version(stdout);
         exit(EXIT_OK);
     }
     if (argc < 2)

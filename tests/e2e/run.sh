@@ -213,6 +213,15 @@ test_cli() {
   out=$("$bin" run --quiet /dev/stdin <<< "{\"ProjectName\":\"p\",\"Sources\":[{\"URI\":\"file://$b/audio/seg1.mp3\"},{\"URI\":\"$b/audio/seg2.mp3\"}],\"Targets\":[{\"URI\":\"$tgt\",\"Audio\":{\"TranscodeAudio\":{\"Codec\":\"mp3\"}}}]}"); rc=$?
   [ "$rc" = 0 ] && [ "$(samples "$tgt")" -gt 0 ] && ok "file:// and plain paths, container from the extension" \
     || not_ok "local paths" "rc=$rc $(jqo .Message 2>/dev/null)"
+  # --version names the libraries as loaded: FFmpeg's match what ffprobe (the same packages) says.
+  out=$("$bin" --version); rc=$?
+  local want ours
+  want=$(ffprobe -version | sed -n 's/^\(libav[a-z]*\|libswresample\) *\([0-9]*\)\. *\([0-9]*\)\. *\([0-9]*\) .*/\1 \2.\3.\4/p' | grep -v libavdevice | sort | paste -sd' ')
+  ours=$(sed -n 2p <<< "$out" | tr ' ' '\n' | paste - - | sed 's/\t/ /' | grep -E '^lib' | sort | paste -sd' ')
+  [ "$rc" = 0 ] && [ "$(head -1 <<< "$out" | cut -d' ' -f1-2)" = "immerge $(cat "$top/VERSION")" ] && [ -n "$want" ] && [ "$ours" = "$want" ] \
+    && grep -q '^libcurl ' <<< "$out" && grep -q '^SQLite .*, libpq ' <<< "$out" \
+    && ok "--version: immerge $(cat "$top/VERSION"), and FFmpeg's libraries as ffprobe names them ($want), libcurl, SQLite, libpq" \
+    || not_ok "--version" "rc=$rc want [$want] ours [$ours] $out"
 }
 
 # Audio.Stream picks among the source's audio streams; DisableAudio drops a source.
