@@ -3,7 +3,7 @@
  *
  * The service publishes InvalidArgument, LimitExceededError, ResourceNotFound, Forbidden and
  * InternalError; run-time codes are not published, so InvalidMedia, StorageError and TaskTimeout
- * are ours, named in the same family and listed in README.md.
+ * are ours, named in the same family and listed in docs/request.md, "Errors".
  */
 #include "internal.h"
 
@@ -97,7 +97,7 @@ char *imm_error_to_json(const imm_error *err, const char *request_id)
     cJSON_AddStringToObject(o, "HostId", "immerge.local");
     cJSON_AddStringToObject(o, "Code", imm_err_code(err->code));
     cJSON_AddStringToObject(o, "Message", err->message);
-    cJSON_AddStringToObject(o, "Recommend", "See the Errors section of immerge's README.md");
+    cJSON_AddStringToObject(o, "Recommend", "See immerge's docs/request.md, \"Errors\"");
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
     return s;

@@ -61,7 +61,7 @@ char *imm_target_uri(const imm_target_req *t);
 typedef enum imm_curve { IMM_CURVE_LINEAR, IMM_CURVE_SINE } imm_curve;
 
 /* ImmergeExtensions: immerge's own additions, under a key the service never sends; each is off
- * unless asked (README, "Extensions"). */
+ * unless asked (docs/extensions.md). */
 typedef struct imm_extensions {
     double fade_in, fade_out; /* seconds of the output; 0: none */
     imm_curve fade_curve;

@@ -155,7 +155,7 @@ static imm_err plan_bitrate(const imm_target_req *t, int index, const imm_source
     return IMM_OK;
 }
 
-/* Quality 0..100 onto each encoder's own scale (README, "Quality"): LAME's V9..V0, the AAC and
+/* Quality 0..100 onto each encoder's own scale (docs/request.md, "Quality"): LAME's V9..V0, the AAC and
  * Vorbis encoders' VBR quality, FLAC's compression level; Opus and AC-3 have no quality scale in
  * FFmpeg, so Quality picks their bitrate (Opus VBR, AC-3 constant). */
 static void plan_quality(int q, imm_target_plan *p)

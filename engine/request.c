@@ -793,7 +793,7 @@ static imm_err parse_extensions(ctx *c, const cJSON *root, imm_request *req)
     if ((e = get_object(c, root, "ImmergeExtensions", &ext)) || !ext)
         return e;
     if ((e = only_keys(c, ext, known,
-                       "an extension this immerge knows (see README, \"Extensions\")")))
+                       "an extension this immerge knows (see docs/extensions.md)")))
         return e;
     const char *fades[] = {"FadeIn", "FadeOut"};
     double *fade[] = {&x->fade_in, &x->fade_out};

@@ -152,7 +152,7 @@ static imm_err expand(const imm_request *req, int target, const char *name, size
                is(name, len, "hour") || is(name, len, "min") || is(name, len, "sec"))
                 ? "it is the source's upload time, which immerge does not read; {t_year}.. "
                   "{t_sec} give the task's creation time"
-                : "it is not a TargetURI variable (see README, \"TargetURI templates\")";
+                : "it is not a TargetURI variable (see docs/request.md, \"TargetURI templates\")";
         return imm_error_set(err, IMM_EARG, "The parameter Targets[%d].URI uses {%.*s}, which "
                              "immerge cannot resolve: %s.", target, (int)len, name, why);
     }

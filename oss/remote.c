@@ -729,7 +729,7 @@ static imm_err head_owner(remote *rs, imm_http *http, const imm_uri *u, const ch
 /* The first version of an object is written only if none is there: OSS's forbid-overwrite, S3's
  * If-None-Match. A replacement of another task's object is conditional on its ETag on S3
  * (If-Match); OSS has no condition for it, so there two runs of one task replacing an object of
- * another may both write it (README, scale-out). */
+ * another may both write it (docs/serve.md, "Many servers"). */
 static imm_err remote_commit_owned(imm_object *o, const char *owner, int *already,
                                    imm_error *err)
 {

@@ -127,7 +127,7 @@ static char *error_body(void *opaque, const char *code, const char *message)
     cJSON_AddStringToObject(o, "HostId", "immerge.local");
     cJSON_AddStringToObject(o, "Code", code);
     cJSON_AddStringToObject(o, "Message", message);
-    cJSON_AddStringToObject(o, "Recommend", "See immerge's README.md, \"immerge serve\"");
+    cJSON_AddStringToObject(o, "Recommend", "See immerge's docs/serve.md");
     char *json = cJSON_Print(o);
     cJSON_Delete(o);
     return json;

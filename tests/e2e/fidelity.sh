@@ -237,7 +237,7 @@ node "$top/tests/oss/sdk-fields.js" "127.0.0.1:$port" "$AK" "$SK" "$b" "$recv" \
   "$top/tests/sdk/imm-20200930-create-media-convert-task.json" "$top/tests/sdk/probes.json" > "$work/sdk-fields.jsonl"; rc=$?
 summary=$(tail -1 "$work/sdk-fields.jsonl")
 [ "$rc" = 0 ] && [ "$(jq -r .failed <<< "$summary")" = 0 ] && [ "$(jq -r .fields <<< "$summary")" -ge 199 ] \
-  && ok "every field of the SDK's CreateMediaConvertTaskRequest through serve: $(jq -r '"\(.fields) fields: \(.counts.honoured) honoured, \(.counts.refused) refused by name, \(.counts.inert) inert as README says"' <<< "$summary"), none dropped" \
+  && ok "every field of the SDK's CreateMediaConvertTaskRequest through serve: $(jq -r '"\(.fields) fields: \(.counts.honoured) honoured, \(.counts.refused) refused by name, \(.counts.inert) inert as docs/request.md says"' <<< "$summary"), none dropped" \
   || not_ok "SDK fields (the failing ones)" "rc=$rc $(jq -c 'select(.outcome == "dropped" or .outcome == "unnamed" or .outcome == "unstable-base")' "$work/sdk-fields.jsonl" 2>/dev/null | head -20) $summary"
 # The same judge must fail a drop: told nothing is inert, it reports exactly the inert leaves.
 jq '.inert = {}' "$top/tests/sdk/probes.json" > "$work/probes-none-inert.json"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Hostile input suite: media and requests built to break a merge. Each case either merges what is
-# valid, by the rule README states, or fails the task with a clear Code, within bounded time and
+# valid, by the rule docs/request.md states, or fails the task with a clear Code, within bounded time and
 # memory, leaving no output and no temporary file behind and every source unchanged.
 #   tests/e2e/hostile.sh BIN
 set -uo pipefail

@@ -2,7 +2,7 @@
 # Length suite: the decoded length of every output against the Samples the task reports, at odd
 # lengths. MP3's LAME tag across every remainder of a frame (mpg123 and the ffmpeg CLI decoding),
 # in MPEG-1 and MPEG-2 frames and in chunks; then every container x codec pair at three odd
-# lengths, against README's table (exact, or what the container cannot say); then sources whose
+# lengths, against the table of docs/request.md (exact, or what the container cannot say); then sources whose
 # sample rate changes mid-stream (a chained Ogg, a FLAC stream, MP3s joined end to end) clipped
 # across their changes, against the ffmpeg CLI's decoded timeline and its decode of the same time
 # range.
@@ -47,7 +47,7 @@ test_mp3_remainders() {
   [ -z "$bad" ] && ok "MP3 in 2 chunks, N = 1152*400 + 17 and + 1152: exact" || not_ok "chunked MP3 lengths" "$bad"
 }
 
-# Every pair of README's table: exact, ac3-in-mp4 less its 256-sample delay, or up to 2048 more
+# Every pair of the table of docs/request.md: exact, ac3-in-mp4 less its 256-sample delay, or up to 2048 more
 # (2304 for MP3: priming and padding the container has no field for).
 test_every_codec() {
   local pairs="mp3:mp3:exact aac:aac:more flac:flac:exact oga:vorbis:exact oga:flac:exact oga:opus:exact
@@ -79,7 +79,7 @@ test_every_codec() {
       esac
     done
   done
-  [ -z "$bad" ] && ok "every container x codec pair at 1153, 44111 and 100003 samples ($checked outputs): decoded as README's table says" \
+  [ -z "$bad" ] && ok "every container x codec pair at 1153, 44111 and 100003 samples ($checked outputs): decoded as the table of docs/request.md says" \
     || not_ok "codec sweep (pair@N:Samples/decoded)" "$bad"
   echo "# lengths: what decoders add where the container cannot say:$(echo "$more" | tr ' ' '\n' | sort -u | paste -sd' ' | sed 's/^/ /')"
 }
@@ -87,8 +87,8 @@ test_every_codec() {
 # MP4 and MOV say how long they are in their edit list, which a decoder that honours it (Apple's)
 # plays. Read from the file's boxes (tests/e2e/mp4-edits.py, not through a decoder): the movie's
 # timescale is the sample rate, and the edit's duration is exactly the Samples reported, for every
-# codec either carries, at three odd lengths and one chunked one. One exception, as README's
-# table says: AC3, whose Samples are whole frames, is edited to them less its 256 of delay. AAC in
+# codec either carries, at three odd lengths and one chunked one. One exception, as the table of
+# docs/request.md says: AC3, whose Samples are whole frames, is edited to them less its 256 of delay. AAC in
 # MP4 also carries the iTunes gapless item (iTunSMPB), which players of the iTunes era read instead.
 test_mp4_edit_lists() {
   local p container codec rate ch n got facts ts dur bad="" checked=0 smpb_checked=0
@@ -138,7 +138,7 @@ cli_runs() {
     sed -n 's/.*rate:\([0-9]*\) nb_samples:\([0-9]*\).*/\1 \2/p' |
     awk '{ if ($1 != r) { if (r) print r, n; r = $1; n = 0 } n += $2 } END { print r, n }'
 }
-# clip_length START DURATION RATE < RUNS: README's rule for a clip of those runs, at an output RATE:
+# clip_length START DURATION RATE < RUNS: docs/request.md's rule for a clip of those runs, at an output RATE:
 # StartTime is the nearest sample of the run holding it, the end Duration later (in that run, that
 # many whole samples), each run's part converted as round(samples x RATE / its rate). Prints the
 # clip's length and where its first sample lies in the whole file converted so, both at RATE.
