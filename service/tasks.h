@@ -71,7 +71,8 @@ void imm_tasks_abandon(imm_tasks *t);
 /* ---- records ---------------------------------------------------------------------------------- */
 
 /* How GetTask and ListTasks report a state the service does not have: a task waiting for a
- * worker (Queued) is reported Running, with Progress 0 and no StartTime, so that a client
+ * worker (Queued) is reported Running, with Progress 0 and its creation as StartTime (until a
+ * worker starts it), so that a client
  * polling `while Status == "Running"` keeps waiting; one that never ran (Cancelled) is reported
  * Failed, with its Code. The record's own state is in ImmergeStatus. */
 
