@@ -1,7 +1,7 @@
 /*
- * tasks_internal.h - what the two implementations of tasks.h share: the operations each
- * provides, the claim, a task's record as columns, and the shapes of GetTask's and ListTasks'
- * answers.
+ * tasks_internal.h - between tasks.h's interface (tasks.c) and its two implementations: the
+ * operations each provides, the claim, and what they share (tasks_shared.c): a task's record as
+ * columns, the keyset paging's SQL words, the outbox's backoff, the clock.
  */
 #ifndef IMM_TASKS_INTERNAL_H
 #define IMM_TASKS_INTERNAL_H

@@ -1136,6 +1136,8 @@ static imm_claim *take_up(pg_tasks *p, const PGresult *r)
     return NULL;
 }
 
+static imm_err progress(imm_tasks *t, imm_claim *c, imm_error *err);
+
 static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, imm_error *err)
 {
     pg_tasks *p = (pg_tasks *)t;
@@ -1205,7 +1207,7 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
                 continue;
             hold(p, c);
             imm_error ignored;
-            imm_tasks_progress(t, c, &ignored); /* Running, from now */
+            progress(t, c, &ignored); /* Running, from now */
             *out = c;
             return IMM_OK;
         }
