@@ -311,6 +311,17 @@ imm_err imm_spool_rewind(imm_spool *sp, imm_error *err);
 imm_err imm_spool_get(imm_spool *sp, AVPacket *pkt, int *got, imm_error *err);
 void imm_spool_free(imm_spool *sp);
 
+/* ---- splice.c ---- */
+/* Whether the target's encoder is LAME, whose frames reach back into the frames before them. */
+int imm_splice_is_lame(const imm_target_plan *plan);
+/* Where two chunks' packet streams meet: a (the earlier chunk's packets around its end) and b
+ * (the next chunk's from before its start), both in order and with pts + delay = their first
+ * input sample. *at gets the seam, a whole frame in [seam, seam + reach); a's packets before it
+ * may be patched so that b's from it on decode as the next encoder meant. */
+imm_err imm_splice(const imm_target_plan *plan, int frame_size, int delay, AVPacket **a,
+                   int na, AVPacket **b, int nb, int64_t seam, int64_t reach, int64_t *at,
+                   imm_error *err);
+
 /* ---- sink.c ---- */
 typedef struct imm_sink imm_sink;
 
@@ -322,7 +333,7 @@ typedef struct imm_chunk_window {
     int64_t keep_to;   /* ... to here, unless the timeline ends before limit */
     int64_t limit;     /* nothing at or past it is encoded: keep_to plus a look-ahead */
     int64_t margin;    /* packets this far before keep_from and keep_to are kept for the splice */
-    int64_t reach;     /* the seam may move this far past keep_from (imm_chunk_splice) */
+    int64_t reach;     /* the seam may move this far past keep_from (imm_splice) */
 } imm_chunk_window;
 
 /* A sink that muxes the target's output through st. */
@@ -498,13 +509,6 @@ int imm_chunk_count(const imm_target_plan *plan, double seconds, int chunks);
  * of frame_size samples. */
 imm_chunk_window imm_chunk_window_of(const imm_target_plan *plan, double seconds, int frame_size,
                                      int i, int n);
-/* Where two chunks' packet streams meet: a (the earlier chunk's packets around its end) and b
- * (the next chunk's from before its start), both in order and with pts + delay = their first
- * input sample. *at gets the seam, a whole frame in [seam, seam + reach); a's packets before it
- * may be patched so that b's from it on decode as the next encoder meant. */
-imm_err imm_chunk_splice(const imm_target_plan *plan, int frame_size, int delay, AVPacket **a,
-                         int na, AVPacket **b, int nb, int64_t seam, int64_t reach, int64_t *at,
-                         imm_error *err);
 /* A thread that reads the request's sources (each narrowed to spans[i]) from the start into lanes
  * of their own (the chunks before the last), stopping once none of them wants more, then finishes
  * them. */

@@ -656,7 +656,7 @@ imm_err imm_sink_join(imm_sink *s, imm_sink *next, int64_t *seam, imm_error *err
             break;
     }
     if (!e)
-        e = imm_chunk_splice(s->plan, s->frame_size, s->delay, s->held, s->nheld, head, nhead,
+        e = imm_splice(s->plan, s->frame_size, s->delay, s->held, s->nheld, head, nhead,
                              next->win.keep_from, next->win.reach, seam, err);
     for (i = 0; !e && i < s->nheld && start_of(s, s->held[i]) < *seam; i++)
         e = deliver(s, s->held[i], err);

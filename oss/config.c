@@ -168,21 +168,6 @@ static imm_err parse_choices(const imm_oss_options *o, imm_oss_config *c, imm_er
     return IMM_OK;
 }
 
-void imm_oss_config_clear(imm_oss_config *c)
-{
-    char *secret[] = {c->access_key_id, c->access_key_secret, c->session_token};
-    for (size_t i = 0; i < sizeof(secret) / sizeof(*secret); i++)
-        if (secret[i])
-            memset(secret[i], 0, strlen(secret[i]));
-    free(c->endpoint);
-    free(c->region);
-    free(c->access_key_id);
-    free(c->access_key_secret);
-    free(c->session_token);
-    free(c->temp_dir);
-    memset(c, 0, sizeof(*c));
-}
-
 void imm_oss_env_credentials(const char **id, const char **secret, const char **token)
 {
     /* The three parts come from one place, so a key id never meets another's secret. */

@@ -881,6 +881,22 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
+/* The remote store's configuration is its own: config.c fills one in, this frees it. */
+void imm_oss_config_clear(imm_oss_config *c)
+{
+    char *secret[] = {c->access_key_id, c->access_key_secret, c->session_token};
+    for (size_t i = 0; i < sizeof(secret) / sizeof(*secret); i++)
+        if (secret[i])
+            memset(secret[i], 0, strlen(secret[i]));
+    free(c->endpoint);
+    free(c->region);
+    free(c->access_key_id);
+    free(c->access_key_secret);
+    free(c->session_token);
+    free(c->temp_dir);
+    memset(c, 0, sizeof(*c));
+}
+
 imm_err imm_oss_remote_new(const imm_oss_config *cfg, imm_storage **out, imm_error *err)
 {
     const char *ep = cfg->endpoint, *rest;
