@@ -81,10 +81,11 @@ test_lossless() { # test_lossless NAME SAMPLE-FMT PCM-CODEC BITS-FIELD
   mkdir -p "$d"
   ff -f lavfi -i "anoisesrc=d=3:a=0.3:r=44100:seed=3" -f lavfi -i "sine=f=523:d=3:sample_rate=44100" \
      -filter_complex "[0][1]amerge=inputs=2" -c:a "$pcm" "$d/orig-$name.wav"
-  cut() { ff -i "$d/orig-$name.wav" -af "atrim=start_sample=$1:end_sample=$2,asetpts=N/SR/TB" "${@:3}"; }
-  cut 0 52919 -c:a "$pcm" "$d/p1-$name.wav"
-  cut 52919 88200 -c:a flac -sample_fmt "$sfmt" "$d/p2-$name.flac"
-  cut 88200 132300 -c:a alac -sample_fmt "${sfmt}p" "$d/p3-$name.m4a"
+  # (Not named cut: a function defined here stays defined for every test after it.)
+  piece() { ff -i "$d/orig-$name.wav" -af "atrim=start_sample=$1:end_sample=$2,asetpts=N/SR/TB" "${@:3}"; }
+  piece 0 52919 -c:a "$pcm" "$d/p1-$name.wav"
+  piece 52919 88200 -c:a flac -sample_fmt "$sfmt" "$d/p2-$name.flac"
+  piece 88200 132300 -c:a alac -sample_fmt "${sfmt}p" "$d/p3-$name.m4a"
   run "lossless-$name" "$(lossless_request "$bits" "[{\"URI\":\"oss://test-bucket/lossless/p1-$name.wav\"},{\"URI\":\"oss://test-bucket/lossless/p2-$name.flac\"},{\"URI\":\"oss://test-bucket/lossless/p3-$name.m4a\"}]")"
   local raw=s16le; [ "$sfmt" = s32 ] && raw=s32le
   ff -i "$d/orig-$name.wav" -f "$raw" "$work/a.raw"; ff -i "$b/output/round.flac" -f "$raw" "$work/b.raw"
