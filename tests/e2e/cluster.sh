@@ -473,7 +473,7 @@ test_database_outage() {
     || { not_ok "after outage" "succeeded=$done_n outputs=$(keys_under output/outage/ | wc -l) without one message: $bad";
          # Which, and what came for them (a duplicate keeps its MessageId; none is a lost one).
          echo "$ids" | jq -R -s -r --argjson m "$msgs" '[split("\n")[] | select(. != "") | select(($m[.] // 0) != 1)][]' |
-           while read -r t; do echo "# outage: $t: $(curl -s "$recv/__messages" | jq -c --arg t "$t" '[.[] | select(.kind == "hook") | .body | fromjson | select((.content | fromjson | .TaskId) == $t)]' | cut -c1-600)"; psql_db -c "SELECT attempt, status FROM immerge_tasks WHERE task_id = '$t'" | sed 's/^/# outage: /'; done; }
+           while read -r t; do echo "# outage: $t: $(curl -s "$recv/__messages" | jq -c --arg t "$t" '[.[] | select(.kind == "hook") | .body | fromjson | select((.content | fromjson | .TaskId) == $t) | .id] | "\\(length) message(s), ids \\(unique)"')"; psql_db -c "SELECT attempt, status FROM immerge_tasks WHERE task_id = '$t'" | sed 's/^/# outage: /'; done; }
   echo "# cluster: after the outage, runs per task: $(psql_db -c "SELECT string_agg(attempt || ' run(s): ' || n, ', ') FROM (SELECT attempt, count(*) n FROM immerge_tasks WHERE json LIKE '%output/outage/%' GROUP BY 1 ORDER BY 1) x")"
 }
 
