@@ -741,7 +741,7 @@ static imm_err remote_commit_owned(imm_object *o, const char *owner, int *alread
         return o->rs->local->ops->commit_owned(o->local, owner, already, err);
     snprintf(u.bucket, sizeof(u.bucket), "%s", o->bucket);
     int aws = o->rs->cfg.signature == IMM_OSS_SIGN_S3V4;
-    for (int turn = 0; turn < 2; turn++) {
+    for (int turn = 0;; turn++) { /* a second turn only after a refused first */
         imm_err e = head_owner(o->rs, o->http, &u, o->uri, &there, found, sizeof(found), etag,
                                err);
         if (e)
@@ -756,7 +756,6 @@ static imm_err remote_commit_owned(imm_object *o, const char *owner, int *alread
         if ((e = upload(o, &t, &refused, err)) == IMM_OK || !refused || turn)
             return e;
     }
-    return IMM_OK; /* not reached */
 }
 
 static imm_err remote_owner_of(imm_storage *st, const char *uri, char *owner, size_t cap,

@@ -405,10 +405,16 @@ static char *metrics(server *s, unsigned *status, const char **type)
 }
 
 /* GET /healthz, /readyz, /metrics: what a load balancer and a monitor ask, unsigned (they
- * cannot sign; they learn counts, never a task). NULL when r is not one of them. */
+ * cannot sign; they learn counts, never a task), though a keyless server refuses them to a web
+ * page as it refuses its calls. NULL when r is not one of them. */
 static char *operations(server *s, const imm_http_request *r, unsigned *status,
                         const char **type)
 {
+    if (strcmp(r->path, "/healthz") && strcmp(r->path, "/readyz") && strcmp(r->path, "/metrics"))
+        return NULL;
+    imm_refusal why; /* a keyless server's operations are for this host's callers too */
+    if (!s->auth && imm_keyless_refuses(r, 0, &why))
+        return fail_code(status, why.status, why.code, why.message);
     if (strcmp(r->method, "GET") && strcmp(r->method, "HEAD"))
         return NULL;
     if (!strcmp(r->path, "/healthz"))
@@ -428,14 +434,6 @@ static char *dispatch(void *opaque, const imm_http_request *r, unsigned *status,
     params p = {.query = r->query, .nquery = r->nquery};
     char *ret;
     const char *type = header(r, "Content-Type");
-    if (!s->auth) {
-        imm_refusal why; /* a keyless server's operations are for this host's callers too */
-        if (!strcmp(r->path, "/healthz") || !strcmp(r->path, "/readyz") ||
-            !strcmp(r->path, "/metrics")) {
-            if (imm_keyless_refuses(r, 0, &why))
-                return fail_code(status, why.status, why.code, why.message);
-        }
-    }
     if ((ret = operations(s, r, status, content_type)))
         return ret;
     if (strcmp(r->method, "GET") && strcmp(r->method, "POST"))
