@@ -1347,6 +1347,9 @@ static imm_err finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n, l
     return IMM_OK;
 }
 
+/* The mark of a message sent may run twice, and waits out a lost database: a message sent just
+ * before an outage and left unmarked would be sent again by a sweeper once the database is back
+ * (delivery is at least once, but needlessly twice). */
 static void message_done(imm_tasks *t, long long id, int delivered, const char *why)
 {
     pg_tasks *p = (pg_tasks *)t;
@@ -1355,9 +1358,9 @@ static void message_done(imm_tasks *t, long long id, int delivered, const char *
     snprintf(sid, sizeof(sid), "%lld", id);
     if (delivered) {
         const char *v[] = {sid};
-        PQclear(exec1(p, &p->work, WORK_SECONDS, "recording a message sent", "UPDATE "
-                      "immerge_outbox SET sent = now(), last_error = NULL WHERE id = $1::bigint",
-                      1, v, &err));
+        PQclear(exec_patiently(p, patience(p), "recording a message sent", "UPDATE "
+                               "immerge_outbox SET sent = now(), last_error = NULL WHERE id = "
+                               "$1::bigint", 1, v, &err));
         return;
     }
     /* The wait after each failure: by the tries so far, read in the statement itself. */
