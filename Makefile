@@ -16,15 +16,22 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # -MMD -MP: each object's headers, as the compiler saw them, in a .d file beside it (included below).
 CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) -MMD -MP \
-            -Iengine/include -Ioss -Inotify -Iservice $(PKG_CFLAGS)
+            -I. -Iinclude $(PKG_CFLAGS)
 LDFLAGS  := $(SAN)
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
 
-ENGINE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/*.c))
+# The layers, lowest first; each may use only those before it (docs/layout.md).
+LAYERS     := engine net oss notify tasks serve
+ENGINE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/*/*.c))
+NET_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard net/*.c))
 OSS_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard oss/*.c))
 NOTIFY_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard notify/*.c))
-SERVICE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard service/*.c))
+TASKS_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tasks/*.c))
+SERVE_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(wildcard serve/*.c))
 CLI_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
+# Highest first, as the linker takes them.
+LIBS       := $(BUILD)/libimmserve.a $(BUILD)/libimmtasks.a $(BUILD)/libimmnotify.a \
+              $(BUILD)/libimmoss.a $(BUILD)/libimmnet.a $(BUILD)/libimmerge.a
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
@@ -36,7 +43,8 @@ $(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
--include $(patsubst %.o,%.d,$(ENGINE_OBJ) $(OSS_OBJ) $(NOTIFY_OBJ) $(SERVICE_OBJ) $(CLI_OBJ)) \
+-include $(patsubst %.o,%.d,$(ENGINE_OBJ) $(NET_OBJ) $(OSS_OBJ) $(NOTIFY_OBJ) $(TASKS_OBJ) \
+                            $(SERVE_OBJ) $(CLI_OBJ)) \
          $(patsubst %,%.d,$(UNIT_BIN))
 
 # `immerge --version`: VERSION, and the commit it was built from when built from a clone.
@@ -46,23 +54,30 @@ $(BUILD)/cli/version.o: CFLAGS += -DIMMERGE_VERSION='"$(VERSION_TEXT)"'
 $(BUILD)/cli/version.o: VERSION $(wildcard .git/HEAD .git/index)
 
 $(BUILD)/libimmerge.a: $(ENGINE_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libimmnet.a: $(NET_OBJ)
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libimmoss.a: $(OSS_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/libimmnotify.a: $(NOTIFY_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/libimmservice.a: $(SERVICE_OBJ)
-	ar rcs $@ $^
+$(BUILD)/libimmtasks.a: $(TASKS_OBJ)
+	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/immerge: $(CLI_OBJ) $(BUILD)/libimmservice.a $(BUILD)/libimmnotify.a $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
+$(BUILD)/libimmserve.a: $(SERVE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/immerge: $(CLI_OBJ) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimmservice.a $(BUILD)/libimmnotify.a $(BUILD)/libimmoss.a $(BUILD)/libimmerge.a
+# The .d file names the test's headers as prerequisites too: only sources and archives are linked.
+$(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iengine -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.a,$^) $(LDLIBS) -lcmocka
 
 deps:
 	@tests/deps.sh
@@ -164,7 +179,7 @@ fuzz: deps
 	  clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_$$t \
 	    tests/fuzz/fuzz_$$t.c build/fuzz/libimmerge.a $(LDLIBS) || exit 1; done
 	@clang $(CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o build/fuzz/fuzz_http tests/fuzz/fuzz_http.c \
-	  service/httpd.c oss/sign.c build/fuzz/libimmerge.a $(LDLIBS)
+	  serve/httpd.c net/sign.c build/fuzz/libimmerge.a $(LDLIBS)
 	@mkdir -p build/fuzz/corpus-request build/fuzz/corpus-media && \
 	  cp testdata/*.json build/fuzz/corpus-request/ && \
 	  { [ -f build/fuzz/seeds/.done ] || { testdata/gen-media.sh build/fuzz/seeds --formats && \

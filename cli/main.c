@@ -1,17 +1,17 @@
 /*
  * main.c - the immerge command: arguments, progress on stderr, exit codes. Nothing else: the work
- * is libimmerge's (engine/include/immerge.h) and storage is oss/'s.
+ * is libimmerge's (include/immerge.h) and storage is oss/'s.
  *
  * stdout carries exactly one JSON object: the task (exit 0 Succeeded, 1 Failed) or, for a request
  * that never became a task, the service's error body (exit 2).
  */
 #include "immerge.h"
-#include "imm_oss.h"
-#include "job.h"
-#include "server.h"
-#include "notify.h"
-#include "tasks.h"
-#include "version.h"
+#include "oss/oss.h"
+#include "tasks/job.h"
+#include "serve/server.h"
+#include "notify/notify.h"
+#include "tasks/tasks.h"
+#include "cli/version.h"
 
 #include <getopt.h>
 #include <math.h>

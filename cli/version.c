@@ -3,7 +3,7 @@
  * a family, as `ffmpeg -version` and `curl --version` print theirs. The versions are the loaded
  * libraries' own answers, so that a report from a machine whose packages moved on says what ran.
  */
-#include "version.h"
+#include "cli/version.h"
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>

@@ -1,6 +1,6 @@
 /* version.h - `immerge --version`. */
-#ifndef IMM_CLI_VERSION_H
-#define IMM_CLI_VERSION_H
+#ifndef IMMERGE_CLI_VERSION_H
+#define IMMERGE_CLI_VERSION_H
 
 #include <stdio.h>
 

@@ -10,10 +10,10 @@
  * The file sink appends each message as one line with a single write under an exclusive lock, so
  * concurrent tasks (several runs, the server's workers) never interleave their lines.
  */
-#include "notify.h"
+#include "notify/notify.h"
 
-#include "http.h"
-#include "sign.h"
+#include "net/http.h"
+#include "net/sign.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -8,8 +8,8 @@
  * apart from sending them, so that a caller can record them first (the task records' outbox)
  * and send them again after a crash.
  */
-#ifndef IMM_NOTIFY_H
-#define IMM_NOTIFY_H
+#ifndef IMMERGE_NOTIFY_NOTIFY_H
+#define IMMERGE_NOTIFY_NOTIFY_H
 
 #include "immerge.h"
 

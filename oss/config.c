@@ -7,7 +7,7 @@
  * accessKeyId, accessKeySecret, securityToken...). Both are read; keys are case-insensitive.
  * Secrets are copied into the config only, never into a message.
  */
-#include "imm_oss.h"
+#include "oss/oss.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -13,7 +13,7 @@
  * the folder's flock: two runs of one task on this host write it once. Where the file system has
  * no user attributes, or servers on several hosts share the folder, it is a plain commit.
  */
-#include "imm_oss.h"
+#include "oss/oss.h"
 
 #include <errno.h>
 #include <fcntl.h>

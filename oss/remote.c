@@ -1,5 +1,5 @@
 /*
- * remote.c - the store behind a real OSS or S3-compatible endpoint (see imm_oss.h).
+ * remote.c - the store behind a real OSS or S3-compatible endpoint (see oss.h).
  *
  * Reading: open does a HeadObject for the size and ETag; reads are served from two windows
  * filled by ranged GETs, so a demuxer that peeks at the end of a file (ID3v1, an MP4 index) and
@@ -19,8 +19,8 @@
  * are retried with exponential backoff within the configured count and time. What retrying cannot
  * cure (a TLS certificate refused, a malformed URL, a 4xx) fails at once.
  */
-#include "imm_oss.h"
-#include "http.h"
+#include "oss/oss.h"
+#include "net/http.h"
 
 #include <errno.h>
 #include <fcntl.h>

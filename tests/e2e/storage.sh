@@ -323,7 +323,7 @@ test_memory_streams() {
   reset
   # A 200 MB source is read through a few MiB of windows: peak RSS stays near a small run's. With
   # one encoder it is read exactly once; encoded in two chunks (the default for a long target),
-  # the first chunk's part is read a second time, by the thread that encodes it (engine/chunk.c).
+  # the first chunk's part is read a second time, by the thread that encodes it (engine/task/chunk.c).
   ff -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=1200" -ac 2 -c:a pcm_s24le "$b/audio/long.wav"
   ff -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=10" -ac 2 -c:a pcm_s24le "$b/audio/short.wav"
   local kb=() s opt

@@ -1,10 +1,10 @@
 /*
  * fuzz_http.c - libFuzzer target: any bytes as what a peer sends on one connection of `immerge
- * serve`'s HTTP layer (service/httpd.c): request lines, headers, chunked and counted bodies,
+ * serve`'s HTTP layer (serve/httpd.c): request lines, headers, chunked and counted bodies,
  * pipelined calls. The server must never crash, leak or read out of bounds, and must answer each
  * call it hands over or refuses with a body its caller made (JSON here).
  */
-#include "httpd.h"
+#include "serve/httpd.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static char *handle(void *opaque, const imm_http_request *req, unsigned *status,
+static char *handle(void *opaque, const imm_httpd_request *req, unsigned *status,
                     const char **type)
 {
     size_t n = 0;

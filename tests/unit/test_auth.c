@@ -1,4 +1,4 @@
-/* Unit tests of the OpenAPI signature checks (service/auth.c). The calls are signed here, by a
+/* Unit tests of the OpenAPI signature checks (serve/auth.c). The calls are signed here, by a
  * signer of the test's own written from the ACS3-HMAC-SHA256 and RPC HMAC-SHA1 rules (the
  * canonical request, RFC 3986 encoding, sorted names), so that the check is held to the rule and
  * not to itself: a signed call passes; a changed value, an unsigned x-acs header, a body that is
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "auth.h"
+#include "serve/auth.h"
 
 #define AK "LTAI5tUnitKey"
 #define SK "unit-secret-9c1d"

@@ -1,4 +1,4 @@
-/* Unit tests of serve's HTTP/1.1 layer (service/httpd.c) through imm_httpd_serve_fd on one end of
+/* Unit tests of serve's HTTP/1.1 layer (serve/httpd.c) through imm_httpd_serve_fd on one end of
  * a socket pair: what a handler is given (method, decoded path and query, headers, body, Host),
  * what goes back (status line, Content-Type, Content-Length), pipelined calls answered in order,
  * a chunked body joined, and what the layer refuses itself going through the refusal function. */
@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "httpd.h"
+#include "serve/httpd.h"
 
 /* What the handler saw of the last call, and how many calls it had. */
 typedef struct seen {
@@ -22,7 +22,7 @@ typedef struct seen {
     size_t body_len;
 } seen;
 
-static char *handle(void *opaque, const imm_http_request *req, unsigned *status,
+static char *handle(void *opaque, const imm_httpd_request *req, unsigned *status,
                     const char **type)
 {
     seen *s = opaque;

@@ -1,4 +1,4 @@
-/* Unit tests of the Prometheus text writer (service/metrics.c): exact lines, label escaping,
+/* Unit tests of the Prometheus text writer (serve/metrics.c): exact lines, label escaping,
  * values as the format writes them, a histogram's cumulative buckets. (The cluster suite parses
  * a live server's answer with the Python client's own parser.) */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metrics.h"
+#include "serve/metrics.h"
 
 static void families_and_samples(void **state)
 {

@@ -1,4 +1,4 @@
-/* Unit tests of the iTunes gapless item added to a moov (engine/mp4_gapless.c): where it goes in
+/* Unit tests of the iTunes gapless item added to a moov (engine/sink/mp4_gapless.c): where it goes in
  * each layout a muxer may leave (ilst there, only udta, nothing), that every size above it grows
  * by what was added and nothing else moves, the item's exact bytes, and refusals of a moov that
  * is not well formed. */
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "media.h"
+#include "engine/sink/sink.h"
 
 #include <libavutil/intreadwrite.h>
 

@@ -1,4 +1,4 @@
-/* Unit tests of each target's parameters (engine/plan.c): what the AlignmentIndex source gives
+/* Unit tests of each target's parameters (engine/plan/plan.c): what the AlignmentIndex source gives
  * by default, what the request sets, the *Option rules (fixed, adaptive, fall) for the sample
  * rate and the bitrate, the codec's own limits, and where each value came from (what `immerge
  * plan` reports). */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "media.h"
+#include "engine/plan/plan.h"
 
 /* The primary source: rate Hz, channels, bit_rate bit/s (0: unknown), 16-bit. */
 static imm_source_info source(int rate, int channels, int64_t bit_rate)

@@ -1,4 +1,4 @@
-/* Unit tests of request parsing and validation (engine/request.c) and of {autoext}. */
+/* Unit tests of request parsing and validation (engine/request/request.c) and of {autoext}. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "imm_oss.h"
-#include "internal.h"
+#include "oss/oss.h"
+#include "engine/request/request.h"
 
 #define TARGET_MP3 \
     "\"Targets\":[{\"URI\":\"oss://b-1/out/x.{autoext}\",\"Container\":\"mp3\"," \

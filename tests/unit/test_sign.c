@@ -1,4 +1,4 @@
-/* The signer (oss/sign.c) against the published test vectors in ../shared/spec/oss-mns.md. */
+/* The signer (net/sign.c) against the published test vectors in ../shared/spec/oss-mns.md. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sign.h"
+#include "net/sign.h"
 
 static void expect_v1(const char *secret, const char *sts, const char *want)
 {

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "imm_oss.h"
+#include "oss/oss.h"
 
 typedef struct fixture {
     char dir[64];  /* holds root/ and outside/ */

@@ -1,4 +1,4 @@
-/* Unit tests of the task records on a temporary SQLite file (service/tasks.c, tasks_sqlite.c),
+/* Unit tests of the task records on a temporary SQLite file (tasks/tasks.c, tasks/sqlite.c),
  * through the interface `serve` uses: a queued task is reported as the service reports one, a
  * worker's run records its end (Succeeded with the samples made, or Failed with a Code),
  * ListTasks filters by project, status and tag, pages with NextToken through every task once,
@@ -16,9 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "imm_oss.h"
-#include "job.h"
-#include "tasks.h"
+#include "oss/oss.h"
+#include "tasks/job.h"
+#include "tasks/tasks.h"
 
 typedef struct fixture {
     char root[64];

@@ -1,4 +1,4 @@
-/* Unit tests of TargetURI templates (engine/template.c) beyond what test_request covers: the
+/* Unit tests of TargetURI templates (engine/request/template.c) beyond what test_request covers: the
  * task's creation time, the file variables of the AlignmentIndex source (not the first), {key},
  * {basename}, {index} and {streamindex}, a segmented target's {autoext}, and the refusals: a
  * variable immerge cannot resolve (named, with why) and an unmatched brace (with where). */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "engine/request/request.h"
 
 #define CREATED 1700000000 /* 2023-11-14T22:13:20Z */
 

@@ -1,4 +1,4 @@
-/* Unit tests of the timeline and clip arithmetic (engine/timeline.c): runs of one rate, their
+/* Unit tests of the timeline and clip arithmetic (engine/source/timeline.c): runs of one rate, their
  * lengths at an output rate as the converters make them, slices across runs, the run limit, and
  * StartTime/Duration found by time in whichever run holds them, fed in blocks as a decoder
  * gives them. */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "media.h"
+#include "engine/source/source.h"
 
 static void runs_of_one_rate_merge(void **state)
 {
