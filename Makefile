@@ -35,7 +35,7 @@ LIBS       := $(BUILD)/libimmserve.a $(BUILD)/libimmtasks.a $(BUILD)/libimmnotif
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps example test unit asan asan-test e2e valgrind bench bench-cluster fuzz clean
+.PHONY: all deps layout example test unit asan asan-test e2e valgrind bench bench-cluster fuzz clean
 
 all: $(BUILD)/immerge
 
@@ -81,6 +81,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIBS)
 
 deps:
 	@tests/deps.sh
+
+# The include arrows against the layering, and docs/layout.md's tree against the files.
+layout:
+	@python3 tests/layout.py
 
 # Runs the bundled examples (README's first command).
 example: deps
@@ -135,7 +139,7 @@ valgrind: all $(UNIT_BIN)
 	  echo "valgrind: clean (unit tests, run and plan of both examples, features.json," \
 	       "chunks.json and extensions.json, compare)"
 
-test: deps
+test: deps layout
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory asan-test
 	@$(MAKE) --no-print-directory valgrind

@@ -558,7 +558,7 @@ static int plan(const cli *c)
     if (load(c, &req, &st, &err))
         return fail_request(&err, NULL);
     imm_run_options opt = run_options(c, st);
-    imm_err e = imm_task_plan(req, &opt, &json, &err);
+    imm_err e = imm_task_preview(req, &opt, &json, &err);
     imm_storage_free(st);
     imm_request_free(req);
     if (e && imm_err_is_request_error(e))

@@ -132,7 +132,7 @@ imm_err imm_request_parse(const char *json, size_t len, imm_request **out, imm_e
 void imm_request_free(imm_request *req);
 /* Every URI the request names (its sources, its targets as resolved, its ExtendedMessageURI) is
  * one st admits (see imm_storage_ops.admits), or the request is refused (IMM_EARG) naming the
- * field. imm_task_run and imm_task_plan check it too; a server checks it when a task is created. */
+ * field. imm_task_run and imm_task_preview check it too; a server checks it when a task is created. */
 imm_err imm_request_check_storage(const imm_request *req, imm_storage *st, imm_error *err);
 /* Where the request asks its completion message to go: each field NULL when not given. The
  * *_field members name the request field that gave the value (the SDK's or the legacy one). */
@@ -204,7 +204,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
  * source as probed (format, stream, clip in samples), each target's parameters and where each
  * came from (the request, the AlignmentIndex source, a *Option, a default), its resolved URI, its
  * chunks and its predicted length in samples. */
-imm_err imm_task_plan(const imm_request *req, const imm_run_options *opt, char **json,
+imm_err imm_task_preview(const imm_request *req, const imm_run_options *opt, char **json,
                       imm_error *err);
 /* The task as the service reports it (GetTask shape plus per-target results); free with free(). */
 char *imm_task_to_json(const imm_task *task);
@@ -254,11 +254,13 @@ char *imm_error_to_json(const imm_error *err, const char *request_id);
 void imm_request_id_new(char buf[37]);
 /* The current time as the service writes it (RFC 3339 UTC with milliseconds). */
 void imm_now_rfc3339(char buf[32]);
-/* Now on clock, in seconds: CLOCK_MONOTONIC for durations and deadlines (it never jumps),
- * CLOCK_REALTIME for dates. */
-double imm_clock_seconds(clockid_t clock);
-/* clock's time `seconds` from now, as pthread's timed waits take a deadline. */
-struct timespec imm_clock_after(clockid_t clock, double seconds);
+/* The monotonic clock for durations and deadlines (it never jumps), the wall clock for dates. */
+typedef enum imm_clock { IMM_CLOCK_MONOTONIC, IMM_CLOCK_WALL } imm_clock;
+/* Now on clock, in seconds (the wall clock's are Unix time). */
+double imm_clock_seconds(imm_clock clock);
+/* clock's time `seconds` from now, as pthread's timed waits take a deadline (a condition
+ * variable waits by the wall clock unless it was told otherwise). */
+struct timespec imm_clock_after(imm_clock clock, double seconds);
 
 #ifdef __cplusplus
 }

@@ -329,7 +329,7 @@ int imm_http_perform(imm_http *h, const imm_http_request *q, imm_http_response *
 
 void imm_http_retry_start(imm_http_retry *r, int retries, double seconds)
 {
-    *r = (imm_http_retry){.retries = retries, .seconds = seconds, .start = imm_clock_seconds(CLOCK_MONOTONIC),
+    *r = (imm_http_retry){.retries = retries, .seconds = seconds, .start = imm_clock_seconds(IMM_CLOCK_MONOTONIC),
                           .delay = 0.2};
 }
 
@@ -344,7 +344,7 @@ int imm_http_retry_again(imm_http_retry *r)
     if (getrandom(&j, sizeof(j), 0) < 0)
         j = 0x80000000u;
     double wait = r->delay * (0.5 + 0.5 * (j / 4294967296.0));
-    if (r->attempt >= r->retries || imm_clock_seconds(CLOCK_MONOTONIC) + wait - r->start > r->seconds)
+    if (r->attempt >= r->retries || imm_clock_seconds(IMM_CLOCK_MONOTONIC) + wait - r->start > r->seconds)
         return 0;
     struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
     while (nanosleep(&ts, &ts) && errno == EINTR)
@@ -356,7 +356,7 @@ int imm_http_retry_again(imm_http_retry *r)
 
 double imm_http_retry_elapsed(const imm_http_retry *r)
 {
-    return imm_clock_seconds(CLOCK_MONOTONIC) - r->start;
+    return imm_clock_seconds(IMM_CLOCK_MONOTONIC) - r->start;
 }
 
 void imm_http_date(time_t t, char out[40])

@@ -114,7 +114,7 @@ static void shrink(conn *c)
 
 static int late(const conn *c)
 {
-    return imm_clock_seconds(CLOCK_MONOTONIC) > c->deadline;
+    return imm_clock_seconds(IMM_CLOCK_MONOTONIC) > c->deadline;
 }
 
 /* Reads what the peer has sent into the buffer: bytes read, 0 when it closed, -1 on an error,
@@ -460,7 +460,7 @@ static int read_head(conn *c, head *h)
 {
     size_t scan = 0;
     int budget;
-    c->deadline = imm_clock_seconds(CLOCK_MONOTONIC) + CALL_TIME;
+    c->deadline = imm_clock_seconds(IMM_CLOCK_MONOTONIC) + CALL_TIME;
     for (;;) {
         char *end = NULL;
         /* Blank lines before a request line are allowed (RFC 9112, 2.2). */

@@ -68,9 +68,9 @@ static void *worker(void *opaque)
         }
         if (!c)
             return NULL; /* stopping */
-        double t0 = imm_clock_seconds(CLOCK_MONOTONIC);
+        double t0 = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
         imm_job_run(&s->env, imm_claim_task(c), imm_claim_request(c), c, &err);
-        double took = imm_clock_seconds(CLOCK_MONOTONIC) - t0;
+        double took = imm_clock_seconds(IMM_CLOCK_MONOTONIC) - t0;
         pthread_mutex_lock(&s->lock);
         imm_histogram_observe(&s->durations, took);
         pthread_mutex_unlock(&s->lock);
@@ -561,7 +561,7 @@ imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
     /* Drain: running tasks finish (within drain_seconds, else they are given back); queued ones
      * are left to the other servers, or recorded as never started where there are none. */
     s.stopping = 1;
-    struct timespec deadline = imm_clock_after(CLOCK_REALTIME, opt->drain_seconds);
+    struct timespec deadline = imm_clock_after(IMM_CLOCK_WALL, opt->drain_seconds);
     for (int i = 0; i < started; i++) {
         if (opt->drain_seconds > 0 && pthread_timedjoin_np(s.threads[i], NULL, &deadline)) {
             if (!opt->quiet)

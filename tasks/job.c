@@ -20,7 +20,7 @@ static void on_progress(void *opaque, const imm_progress *p)
     job *j = opaque;
     if (j->env->progress)
         j->env->progress(j->env->progress_opaque, p);
-    double now = imm_clock_seconds(CLOCK_MONOTONIC);
+    double now = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
     if (j->claim && now >= j->last_save + 1) {
         imm_error ignored;
         imm_tasks_progress(j->env->tasks, j->claim, &ignored);
@@ -92,7 +92,7 @@ imm_err imm_job_run(const imm_job_env *env, imm_task *task, const imm_request *r
     job j = {.env = env, .claim = env->tasks ? claim : NULL, .task = task};
     imm_error note = {0};
     int won = 1, n = 0;
-    j.last_save = imm_clock_seconds(CLOCK_MONOTONIC);
+    j.last_save = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
     imm_run_options opt = env->run;
     opt.progress = on_progress;
     opt.progress_opaque = &j;

@@ -135,7 +135,7 @@ static PGconn *connect_until(const pg_tasks *p, double until)
     for (PostgresPollingStatusType st = PGRES_POLLING_WRITING;;) {
         if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED)
             return conn;
-        double left = until - imm_clock_seconds(CLOCK_MONOTONIC);
+        double left = until - imm_clock_seconds(IMM_CLOCK_MONOTONIC);
         if (left <= 0) {
             PQfinish(conn);
             return NULL;
@@ -178,7 +178,7 @@ static void pool_clear(pg_pool *pool)
  * for one to come free; NULL with err set past that. The statement connects it if need be. */
 static PGconn **acquire(pg_tasks *p, pg_pool *pool, double until, imm_error *err)
 {
-    double give_up = pool->wait > 0 ? imm_clock_seconds(CLOCK_MONOTONIC) + pool->wait : until;
+    double give_up = pool->wait > 0 ? imm_clock_seconds(IMM_CLOCK_MONOTONIC) + pool->wait : until;
     if (give_up > until)
         give_up = until;
     pthread_mutex_lock(&p->lock);
@@ -188,7 +188,7 @@ static PGconn **acquire(pg_tasks *p, pg_pool *pool, double until, imm_error *err
             ;
         if (i < pool->n)
             break;
-        double left = give_up - imm_clock_seconds(CLOCK_MONOTONIC);
+        double left = give_up - imm_clock_seconds(IMM_CLOCK_MONOTONIC);
         if (left <= 0) {
             pthread_mutex_unlock(&p->lock);
             imm_error_set(err, IMM_EIO, "Task records (PostgreSQL): no connection for %s came "
@@ -325,7 +325,7 @@ static PGresult *run_until(pg_tasks *p, PGconn **slot, double until, const char 
             PQclear(last);
             last = r;
         }
-        double left = until - imm_clock_seconds(CLOCK_MONOTONIC);
+        double left = until - imm_clock_seconds(IMM_CLOCK_MONOTONIC);
         if (left <= 0) {
             PQclear(last);
             PQclear(failed);
@@ -368,7 +368,7 @@ broken:
 static PGresult *execute(pg_tasks *p, pg_pool *pool, double seconds, int tries, const char *what,
                          const char *sql, int n, const char *const *values, imm_error *err)
 {
-    double until = imm_clock_seconds(CLOCK_MONOTONIC) + seconds;
+    double until = imm_clock_seconds(IMM_CLOCK_MONOTONIC) + seconds;
     PGresult *r = NULL;
     PGconn **slot = acquire(p, pool, until, err);
     if (!slot)
@@ -407,13 +407,13 @@ static PGresult *exec_once(pg_tasks *p, pg_pool *pool, double seconds, const cha
 static PGresult *exec_patiently(pg_tasks *p, double seconds, const char *what, const char *sql,
                                 int n, const char *const *values, imm_error *err)
 {
-    double until = imm_clock_seconds(CLOCK_MONOTONIC) + seconds;
+    double until = imm_clock_seconds(IMM_CLOCK_MONOTONIC) + seconds;
     for (;;) {
         PGresult *r = exec1(p, &p->work, WORK_SECONDS, what, sql, n, values, err);
         pthread_mutex_lock(&p->lock);
         int down = p->down;
         pthread_mutex_unlock(&p->lock);
-        if (r || !down || imm_clock_seconds(CLOCK_MONOTONIC) >= until || p->closing)
+        if (r || !down || imm_clock_seconds(IMM_CLOCK_MONOTONIC) >= until || p->closing)
             return r;
         sleep(1);
     }
@@ -508,7 +508,7 @@ static imm_err migrate(pg_tasks *p, imm_error *err)
 {
     char lock[64];
     snprintf(lock, sizeof(lock), "SELECT pg_advisory_xact_lock(%d)", LOCK_SCHEMA);
-    double until = imm_clock_seconds(CLOCK_MONOTONIC) + MIGRATE_SECONDS;
+    double until = imm_clock_seconds(IMM_CLOCK_MONOTONIC) + MIGRATE_SECONDS;
     PGconn **slot = acquire(p, &p->work, until, err);
     if (!slot)
         return IMM_EIO;
@@ -607,7 +607,7 @@ static int beat(pg_tasks *p, const imm_claim *c, imm_error *err)
     snprintf(attempt, sizeof(attempt), "%lld", c->attempt);
     snprintf(lease, sizeof(lease), "%.3f", p->lease);
     const char *v[] = {c->task_id, attempt, lease};
-    double until = imm_clock_seconds(CLOCK_MONOTONIC) + (p->lease / 3 < 1 ? 1 : p->lease / 3);
+    double until = imm_clock_seconds(IMM_CLOCK_MONOTONIC) + (p->lease / 3 < 1 ? 1 : p->lease / 3);
     PGresult *r = run_until(p, &p->beat_conn, until, "renewing a lease", renew_sql, 3, v, NULL,
                             err);
     if (r)
@@ -703,7 +703,7 @@ static void *listener(void *opaque)
     while (!p->closing) {
         if (!conn || PQstatus(conn) != CONNECTION_OK) {
             imm_error ignored;
-            PGresult *r = run_until(p, &conn, imm_clock_seconds(CLOCK_MONOTONIC) + WORK_SECONDS, "listening",
+            PGresult *r = run_until(p, &conn, imm_clock_seconds(IMM_CLOCK_MONOTONIC) + WORK_SECONDS, "listening",
                                     "LISTEN " CHANNEL, 0, NULL, NULL, &ignored);
             int ok = r != NULL;
             PQclear(r);
@@ -715,7 +715,7 @@ static void *listener(void *opaque)
             wake(p, 1); /* what was queued while we were not listening */
             probed = 0;
         }
-        double now = imm_clock_seconds(CLOCK_MONOTONIC);
+        double now = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
         if (*pending && now - probed > PROBE_WAIT) {
             set_polling(p, 1); /* the last probe never came back */
             *pending = '\0';
@@ -948,7 +948,7 @@ static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_err
     pg_tasks *p = (pg_tasks *)t;
     task_row row;
     char cap[16];
-    double until = imm_clock_seconds(CLOCK_MONOTONIC) + CALL_SECONDS;
+    double until = imm_clock_seconds(IMM_CLOCK_MONOTONIC) + CALL_SECONDS;
     imm_err e = imm_task_row(c->task, &row, err);
     if (e) {
         imm_claim_free(c);
@@ -956,7 +956,7 @@ static imm_err enqueue(imm_tasks *t, imm_claim *c, int queue, int *full, imm_err
     }
     snprintf(cap, sizeof(cap), "%d", queue);
     char deadline[32];
-    snprintf(deadline, sizeof(deadline), "%.3f", imm_clock_seconds(CLOCK_REALTIME) + CALL_SECONDS);
+    snprintf(deadline, sizeof(deadline), "%.3f", imm_clock_seconds(IMM_CLOCK_WALL) + CALL_SECONDS);
     const char *v[] = {row.task_id, row.project, row.start, row.tags, row.json, cap, deadline};
     PGconn **slot = acquire(p, &p->api, until, err);
     e = slot ? IMM_OK : IMM_EIO;
@@ -1092,8 +1092,8 @@ static void maintain(pg_tasks *p)
         return;
     sweep(p);
     rescue(p);
-    if (p->retain_days > 0 && imm_clock_seconds(CLOCK_MONOTONIC) - p->purged >= PURGE_EVERY) {
-        p->purged = imm_clock_seconds(CLOCK_MONOTONIC);
+    if (p->retain_days > 0 && imm_clock_seconds(IMM_CLOCK_MONOTONIC) - p->purged >= PURGE_EVERY) {
+        p->purged = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
         purge(p);
     }
 }
@@ -1146,9 +1146,9 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
     (void)err;
     while (!*stop && !p->closing) {
         pthread_mutex_lock(&p->lock);
-        int due = imm_clock_seconds(CLOCK_MONOTONIC) - p->maintained >= 1;
+        int due = imm_clock_seconds(IMM_CLOCK_MONOTONIC) - p->maintained >= 1;
         if (due)
-            p->maintained = imm_clock_seconds(CLOCK_MONOTONIC);
+            p->maintained = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
         pthread_mutex_unlock(&p->lock);
         if (due)
             maintain(p);

@@ -13,7 +13,7 @@
 
 void imm_tasks_wait(pthread_cond_t *cond, pthread_mutex_t *lock, double seconds)
 {
-    struct timespec until = imm_clock_after(CLOCK_REALTIME, seconds);
+    struct timespec until = imm_clock_after(IMM_CLOCK_WALL, seconds);
     pthread_cond_timedwait(cond, lock, &until);
 }
 

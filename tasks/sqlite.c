@@ -145,7 +145,7 @@ static void purge(sqlite_tasks *s)
     char cutoff[32];
     time_t when = time(NULL) - (time_t)(s->retain_days * 86400);
     struct tm tm;
-    s->purged = imm_clock_seconds(CLOCK_MONOTONIC);
+    s->purged = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
     if (s->retain_days <= 0)
         return;
     gmtime_r(&when, &tm);
@@ -183,7 +183,7 @@ static void recover_messages(sqlite_tasks *s)
                            "NULL AND tries = 0 AND next_try > ?1", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_prepare_v2(s->db, "UPDATE outbox SET next_try = ?2 WHERE id = ?1", -1, &due,
                            NULL) == SQLITE_OK) {
-        double now = imm_clock_seconds(CLOCK_REALTIME);
+        double now = imm_clock_seconds(IMM_CLOCK_WALL);
         sqlite3_bind_double(st, 1, now);
         while (sqlite3_step(st) == SQLITE_ROW) {
             long pid = (long)sqlite3_column_int64(st, 1);
@@ -406,7 +406,7 @@ static imm_err claim(imm_tasks *t, const volatile int *stop, imm_claim **out, im
     (void)err;
     pthread_mutex_lock(&s->lock);
     while (!*stop && !(*out = take_next(s))) {
-        if (imm_clock_seconds(CLOCK_MONOTONIC) - s->purged >= PURGE_EVERY)
+        if (imm_clock_seconds(IMM_CLOCK_MONOTONIC) - s->purged >= PURGE_EVERY)
             purge(s);
         imm_tasks_wait(&s->work, &s->lock, 0.2); /* a signal handler sets *stop: look again */
     }
@@ -457,7 +457,7 @@ static imm_err finish(imm_tasks *t, imm_claim *c, const imm_message *m, int n, l
         else
             sqlite3_bind_null(st, 4);
         sqlite3_bind_text(st, 5, m[i].body, -1, SQLITE_STATIC);
-        sqlite3_bind_double(st, 6, imm_clock_seconds(CLOCK_REALTIME) + OUTBOX_GRACE);
+        sqlite3_bind_double(st, 6, imm_clock_seconds(IMM_CLOCK_WALL) + OUTBOX_GRACE);
         sqlite3_bind_int64(st, 7, getpid());
         sqlite3_bind_int64(st, 8, process_start(getpid()));
         if (sqlite3_step(st) != SQLITE_DONE)
@@ -494,7 +494,7 @@ static void message_done(imm_tasks *t, long long id, int delivered, const char *
         }
         sqlite3_finalize(q);
         sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_double(st, 2, imm_clock_seconds(CLOCK_REALTIME));
+        sqlite3_bind_double(st, 2, imm_clock_seconds(IMM_CLOCK_WALL));
         if (!delivered) {
             sqlite3_bind_text(st, 3, why, -1, SQLITE_STATIC);
             sqlite3_bind_int(st, 4, OUTBOX_TRIES);
@@ -516,7 +516,7 @@ static imm_err messages_due(imm_tasks *t, int max, imm_message **out, long long 
     if (!m)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
     pthread_mutex_lock(&s->writing);
-    double now = imm_clock_seconds(CLOCK_REALTIME);
+    double now = imm_clock_seconds(IMM_CLOCK_WALL);
     if (sqlite3_prepare_v2(s->db, "SELECT id, destination, target, endpoint, body FROM outbox "
                            "WHERE sent IS NULL AND next_try <= ?1 ORDER BY next_try LIMIT ?2",
                            -1, &st, NULL) != SQLITE_OK ||

@@ -6,17 +6,22 @@
 
 #include <stdio.h>
 
-double imm_clock_seconds(clockid_t clock)
+static clockid_t clock_id(imm_clock clock)
+{
+    return clock == IMM_CLOCK_MONOTONIC ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+}
+
+double imm_clock_seconds(imm_clock clock)
 {
     struct timespec ts;
-    clock_gettime(clock, &ts);
+    clock_gettime(clock_id(clock), &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-struct timespec imm_clock_after(clockid_t clock, double seconds)
+struct timespec imm_clock_after(imm_clock clock, double seconds)
 {
     struct timespec ts;
-    clock_gettime(clock, &ts);
+    clock_gettime(clock_id(clock), &ts);
     long long ns = ts.tv_nsec + (long long)(seconds * 1e9);
     ts.tv_sec += (time_t)(ns / 1000000000LL);
     ts.tv_nsec = (long)(ns % 1000000000LL);
@@ -25,7 +30,7 @@ struct timespec imm_clock_after(clockid_t clock, double seconds)
 
 void imm_now_rfc3339(char buf[32])
 {
-    struct timespec ts = imm_clock_after(CLOCK_REALTIME, 0);
+    struct timespec ts = imm_clock_after(IMM_CLOCK_WALL, 0);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);

@@ -58,7 +58,7 @@ typedef struct imm_tempo imm_tempo;
 imm_err imm_tempo_new(const imm_target_plan *plan, imm_tempo **out, imm_error *err);
 /* Moves what `in` holds through atempo into `out`; with flush, ends the stream and makes the
  * total exactly round(samples in / speed). */
-imm_err imm_tempo_run(imm_tempo *t, AVAudioFifo *in, AVAudioFifo *out, int flush,
+imm_err imm_tempo_apply(imm_tempo *t, AVAudioFifo *in, AVAudioFifo *out, int flush,
                       imm_error *err);
 void imm_tempo_free(imm_tempo *t);
 

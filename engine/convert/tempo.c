@@ -113,7 +113,7 @@ static imm_err collect(imm_tempo *t, imm_error *err)
     }
 }
 
-imm_err imm_tempo_run(imm_tempo *t, AVAudioFifo *in, AVAudioFifo *out, int flush,
+imm_err imm_tempo_apply(imm_tempo *t, AVAudioFifo *in, AVAudioFifo *out, int flush,
                       imm_error *err)
 {
     imm_err e = IMM_OK;

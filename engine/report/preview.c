@@ -1,6 +1,6 @@
 /*
  * preview.c - `immerge plan`'s answer: what a task would do, from the probes and the targets'
- * plans alone (see imm_task_plan in run.c, which makes them as imm_task_run would).
+ * plans alone (see imm_task_preview in run.c, which makes them as imm_task_run would).
  *
  * Lengths are predicted the way the merge makes them: each source's clip taken from its counted
  * timeline as source.c takes it (imm_clip: by time, StartTime and Duration rounded to the nearest

@@ -585,7 +585,7 @@ static void skip(imm_sink *s, int n)
 
 imm_err imm_sink_drain(imm_sink *s, imm_error *err)
 {
-    imm_err e = s->tempo ? imm_tempo_run(s->tempo, s->input, s->fifo, 0, err) : IMM_OK;
+    imm_err e = s->tempo ? imm_tempo_apply(s->tempo, s->input, s->fifo, 0, err) : IMM_OK;
     int have = av_audio_fifo_size(s->fifo);
     if (have && s->pos < s->win.first)
         skip(s, (int)FFMIN(have, s->win.first - s->pos));
@@ -602,7 +602,7 @@ imm_err imm_sink_drain(imm_sink *s, imm_error *err)
 
 imm_err imm_sink_finish(imm_sink *s, imm_error *err)
 {
-    imm_err e = s->tempo ? imm_tempo_run(s->tempo, s->input, s->fifo, 1, err) : IMM_OK;
+    imm_err e = s->tempo ? imm_tempo_apply(s->tempo, s->input, s->fifo, 1, err) : IMM_OK;
     if (!s->full)
         s->end = s->pos + av_audio_fifo_size(s->fifo);
     s->hold = 0;

@@ -17,14 +17,14 @@
 /* ---- timeline.c ---- */
 #define IMM_MAX_RUNS 4096 /* runs of one rate a source may have: past it, InvalidMedia */
 
-typedef struct imm_run {
+typedef struct imm_rate_run {
     int rate;
     int64_t samples;
-} imm_run;
+} imm_rate_run;
 
 /* Decoded samples as their runs of one rate, in order; zero-initialised it is empty. */
 typedef struct imm_timeline {
-    imm_run *runs;
+    imm_rate_run *runs;
     int n, cap;
 } imm_timeline;
 

@@ -33,13 +33,13 @@ imm_err imm_timeline_add(imm_timeline *t, int rate, int64_t n, imm_error *err)
                              IMM_MAX_RUNS - 1);
     if (t->n == t->cap) {
         int cap = t->cap ? t->cap * 2 : 2;
-        imm_run *runs = realloc(t->runs, sizeof(*runs) * (size_t)cap);
+        imm_rate_run *runs = realloc(t->runs, sizeof(*runs) * (size_t)cap);
         if (!runs)
             return imm_error_set(err, IMM_EINTERNAL, "out of memory");
         t->runs = runs;
         t->cap = cap;
     }
-    t->runs[t->n++] = (imm_run){rate, n};
+    t->runs[t->n++] = (imm_rate_run){rate, n};
     return IMM_OK;
 }
 

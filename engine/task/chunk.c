@@ -123,7 +123,8 @@ static int wanted(const imm_chunker *c)
     return 0;
 }
 
-static void *run(void *opaque)
+/* A chunk's thread: reads every source again from the start into the chunk's lanes. */
+static void *feed_chunk_lanes(void *opaque)
 {
     imm_chunker *c = opaque;
     const imm_request *req = c->req;
@@ -164,7 +165,7 @@ imm_err imm_chunker_start(imm_storage *st, const imm_request *req, const imm_spa
     memcpy(c->lanes, lanes, (size_t)n * sizeof(*lanes));
     c->n = n;
     c->guard = *guard;
-    if (pthread_create(&c->thread, NULL, run, c)) {
+    if (pthread_create(&c->thread, NULL, feed_chunk_lanes, c)) {
         free(c);
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start a decoding thread.");
     }

@@ -77,7 +77,8 @@ static imm_err handle(imm_lane *l, item *it)
     return e ? e : imm_sink_drain(l->sink, &l->error);
 }
 
-static void *run(void *opaque)
+/* The lane's thread: converts and encodes what the feeder queued, until stopped. */
+static void *encode_queued(void *opaque)
 {
     imm_lane *l = opaque;
     for (;;) {
@@ -138,7 +139,7 @@ imm_err imm_lane_start(const imm_target_plan *plan, imm_sink *sink, imm_convert 
     pthread_mutex_init(&l->lock, NULL);
     pthread_cond_init(&l->changed, &attr);
     pthread_condattr_destroy(&attr);
-    if (pthread_create(&l->thread, NULL, run, l)) {
+    if (pthread_create(&l->thread, NULL, encode_queued, l)) {
         imm_lane_free(l);
         return imm_error_set(err, IMM_EINTERNAL, "Cannot start an encoding thread.");
     }
@@ -200,7 +201,7 @@ imm_guard imm_guard_new(const volatile int *cancel, double timeout_seconds)
 {
     imm_guard g = {cancel, 0, timeout_seconds};
     if (timeout_seconds > 0)
-        g.deadline = imm_clock_seconds(CLOCK_MONOTONIC) + timeout_seconds;
+        g.deadline = imm_clock_seconds(IMM_CLOCK_MONOTONIC) + timeout_seconds;
     return g;
 }
 
@@ -209,7 +210,7 @@ imm_err imm_guard_check(const imm_guard *g, imm_error *err)
     if (g->cancel && *g->cancel)
         return imm_error_set(err, IMM_ECANCELED, "The task was cancelled; nothing was written.");
     if (g->deadline > 0) {
-        if (imm_clock_seconds(CLOCK_MONOTONIC) > g->deadline)
+        if (imm_clock_seconds(IMM_CLOCK_MONOTONIC) > g->deadline)
             return imm_error_set(err, IMM_ETIMEOUT, "The task ran longer than its time limit "
                                  "of %g s (--timeout); nothing was written.", g->timeout);
     }
@@ -260,7 +261,7 @@ imm_err imm_lane_wait(imm_lane *l, imm_error *err)
 
 int imm_lane_wait_for(imm_lane *l, double seconds)
 {
-    struct timespec until = imm_clock_after(CLOCK_MONOTONIC, seconds);
+    struct timespec until = imm_clock_after(IMM_CLOCK_MONOTONIC, seconds);
     pthread_mutex_lock(&l->lock);
     while (!l->finished && pthread_cond_timedwait(&l->changed, &l->lock, &until) == 0)
         ;

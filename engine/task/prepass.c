@@ -120,7 +120,7 @@ static imm_err read_source(imm_storage *st, const imm_request *req, int i, meter
     return e;
 }
 
-imm_err imm_prepass_run(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
+imm_err imm_prepass_read(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
                         int ntargets, const imm_guard *guard, imm_prepass *out, imm_error *err)
 {
     meter m[IMM_MAX_TARGETS] = {0};

@@ -325,7 +325,7 @@ imm_err imm_task_set_notifications(imm_task *t, const char *json_array)
 char *imm_task_message(const imm_task *t, const char *region, const char *account_id)
 {
     char subject[512], when[32];
-    struct timespec ts = imm_clock_after(CLOCK_REALTIME, 0);
+    struct timespec ts = imm_clock_after(IMM_CLOCK_WALL, 0);
     snprintf(when, sizeof(when), "%lld", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
     snprintf(subject, sizeof(subject), "acs:imm:%s:%s:%s/imm:Task:MediaConvert", region,
              account_id, t->req->project);

@@ -269,7 +269,7 @@ static imm_err prepass(run *r, imm_error *err)
         return IMM_OK;
     for (int t = 0; t < task->ntargets; t++)
         plans[t] = &task->targets[t].plan;
-    imm_err e = imm_prepass_run(r->opt->storage, req, plans, task->ntargets, &r->guard, &r->pre,
+    imm_err e = imm_prepass_read(r->opt->storage, req, plans, task->ntargets, &r->guard, &r->pre,
                                 err);
     for (int t = 0; t < task->ntargets && !e && req->ext.loudness; t++)
         task->targets[t].loudness = r->pre.loudness[t];
@@ -299,7 +299,7 @@ static imm_err open_targets(run *r, imm_error *err)
  * reported twice a second at most, and kept in the task's record as a percentage. */
 static void report(run *r)
 {
-    double done = 0, now = imm_clock_seconds(CLOCK_MONOTONIC);
+    double done = 0, now = imm_clock_seconds(IMM_CLOCK_MONOTONIC);
     if (r->planned <= 0 || now - r->reported < 0.5)
         return;
     r->reported = now;
@@ -462,7 +462,7 @@ static void release(run *r, imm_source_info *primary)
     av_channel_layout_uninit(&primary->layout);
 }
 
-imm_err imm_task_plan(const imm_request *req, const imm_run_options *opt, char **json,
+imm_err imm_task_preview(const imm_request *req, const imm_run_options *opt, char **json,
                       imm_error *err)
 {
     imm_task *task = imm_task_new(req);
@@ -507,7 +507,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
 {
     run r = {.task = task, .opt = opt,
              .guard = imm_guard_new(opt->cancel, opt->timeout_seconds),
-             .started = imm_clock_seconds(CLOCK_MONOTONIC)};
+             .started = imm_clock_seconds(IMM_CLOCK_MONOTONIC)};
     imm_source_info primary = {0};
     imm_err e;
     task->req = req;
@@ -536,7 +536,7 @@ imm_err imm_task_run(imm_task *task, const imm_request *req, const imm_run_optio
     } else {
         task->status = "Succeeded";
         task->progress = 100;
-        imm_progress p = {1.0, r.total_seconds, imm_clock_seconds(CLOCK_MONOTONIC) - r.started};
+        imm_progress p = {1.0, r.total_seconds, imm_clock_seconds(IMM_CLOCK_MONOTONIC) - r.started};
         if (opt->progress)
             opt->progress(opt->progress_opaque, &p);
     }

@@ -76,7 +76,7 @@ typedef struct imm_prepass {
 /* Decodes every source once before the merge (prepass.c): each one's length and title, with
  * TrimSilence the part of it that is kept, and with Loudness each target's measure, setting
  * plans[t]->gain. */
-imm_err imm_prepass_run(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
+imm_err imm_prepass_read(imm_storage *st, const imm_request *req, imm_target_plan *const *plans,
                         int ntargets, const imm_guard *guard, imm_prepass *out, imm_error *err);
 void imm_prepass_clear(imm_prepass *p);
 
