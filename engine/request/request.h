@@ -2,7 +2,11 @@
  * request.h - the request as every later stage reads it (callers of immerge.h never see it):
  * the validated model, its TargetURI templates, and the service's codec and container tables.
  *
- *   request.c     parse and validate the request JSON
+ *   request.c     parse and validate the request JSON: its Sources, Notification, the checks
+ *                 across fields
+ *   fields.c      the JSON read field by field, each refusal naming the field
+ *   target.c      one of its Targets
+ *   extensions.c  ImmergeExtensions
  *   template.c    TargetURI templates ({autoext}, name parts, tags, times)
  *   uri.c         oss:// and local URIs
  *   formats.c     the codecs and containers the service allows, AMR-NB's modes
@@ -109,6 +113,52 @@ struct imm_request {
  * `created` (Unix seconds, UTC). malloc'd; NULL with err set for what cannot be resolved. */
 char *imm_target_uri_resolve(const imm_request *req, int target, int64_t created,
                              imm_error *err);
+
+/* ---- fields.c: the request's JSON read field by field ---- */
+struct cJSON;
+typedef struct imm_fields {
+    imm_error *err;
+    char path[160]; /* the field being judged, for messages */
+    int nsources;   /* of the request, once its Sources are read */
+} imm_fields;
+
+/* Refuses the field at c->path: "The parameter PATH WHY." */
+imm_err imm_field_bad(imm_fields *c, const char *why);
+/* Sets c->path, the field the next refusal names. */
+__attribute__((format(printf, 2, 3))) void imm_field_at(imm_fields *c, const char *fmt, ...);
+imm_err imm_field_uri(imm_fields *c, const char *uri);
+/* Every key of obj (the object at c->path) is one of `keys` (NULL-terminated), or the request is
+ * refused naming the key and `what` it is not. */
+imm_err imm_field_keys(imm_fields *c, const struct cJSON *obj, const char *const *keys,
+                       const char *what);
+/* obj's member `name`, of the type each names; absent (or null) leaves *out as it was. */
+imm_err imm_field_string(imm_fields *c, const struct cJSON *obj, const char *name, char **out);
+imm_err imm_field_number(imm_fields *c, const struct cJSON *obj, const char *name, double *out);
+imm_err imm_field_int(imm_fields *c, const struct cJSON *obj, const char *name, int64_t lo,
+                      int64_t hi, int64_t *out);
+imm_err imm_field_bool(imm_fields *c, const struct cJSON *obj, const char *name, bool *out);
+imm_err imm_field_object(imm_fields *c, const struct cJSON *obj, const char *name,
+                         const struct cJSON **out);
+imm_err imm_field_array(imm_fields *c, const struct cJSON *root, const char *name,
+                        const struct cJSON **out, int *n);
+/* A *Option field: fixed, adaptive or fall, in any case. */
+imm_err imm_field_option(imm_fields *c, const struct cJSON *obj, const char *name,
+                         imm_option *out);
+imm_err imm_field_curve(imm_fields *c, const struct cJSON *obj, const char *name, imm_curve *out);
+/* A field that asks for video work (or a stream immerge does not write), refused by name when it
+ * asks for anything; `off` (may be NULL) names its own switch ({"DisableVideo": true}). */
+imm_err imm_field_refuse_video(imm_fields *c, const struct cJSON *obj, const char *name,
+                               const char *off, const char *what);
+void imm_field_lower(char *s);
+
+/* ---- target.c ---- */
+imm_err imm_parse_target(imm_fields *c, const struct cJSON *tj, int i, imm_target_req *t);
+
+/* ---- extensions.c ---- */
+/* ImmergeExtensions.MaxSources, read before the Sources it admits. */
+imm_err imm_parse_max_sources(imm_fields *c, const struct cJSON *root, imm_request *req);
+/* The rest of ImmergeExtensions, once the Sources and Targets are read. */
+imm_err imm_parse_extensions(imm_fields *c, const struct cJSON *root, imm_request *req);
 
 /* ---- codec and container tables (formats.c) ---- */
 typedef struct imm_codec_info {
