@@ -7,6 +7,7 @@
  *   tempo.c       a target's Speed (atempo), exact in length
  *   loudness.c    EBU R128 loudness and sample peak of a stream (ebur128)
  *   joins.c       how each join between two sources measures (the task's ImmergeReport)
+ *   gain.c        the Loudness gain and the fades, applied just before the encoder
  */
 #ifndef IMMERGE_ENGINE_CONVERT_CONVERT_H
 #define IMMERGE_ENGINE_CONVERT_CONVERT_H
@@ -97,5 +98,11 @@ void imm_join_meter_start(imm_join_meter *m);
 void imm_join_meter_add(imm_join_meter *m, const AVFrame *f, int offset, int count);
 /* The join before the current source, once it has begun: 0 when there is none to measure. */
 int imm_join_meter_measure(const imm_join_meter *m, imm_join_measure *out);
+
+/* ---- gain.c ---- */
+/* Applies the plan's gain (Loudness) and fades to frame f, whose first sample is timeline sample
+ * f->pts of a timeline `end` samples long (INT64_MAX while its end is not known yet: no
+ * fade-out then). */
+void imm_gain_apply(const imm_target_plan *p, int64_t end, AVFrame *f);
 
 #endif

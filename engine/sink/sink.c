@@ -110,62 +110,6 @@ static imm_err open_encoder(imm_sink *s, imm_error *err)
     return IMM_OK;
 }
 
-/* Ogg and FLAC hold chapters as Vorbis comments (CHAPTER000=HH:MM:SS.mmm, CHAPTER000NAME=...),
- * which FFmpeg 5.1's muxers do not write from AVChapters: they go in as tags. */
-static imm_err add_chapter_comment(imm_sink *s, int i, int64_t start, const char *title,
-                                   imm_error *err)
-{
-    char key[32], when[32];
-    int64_t ms = av_rescale(start, 1000, s->plan->sample_rate);
-    snprintf(key, sizeof(key), "CHAPTER%03d", i); /* numbered from 000, as the spec does */
-    snprintf(when, sizeof(when), "%02d:%02d:%02d.%03d", (int)(ms / 3600000),
-             (int)(ms / 60000 % 60), (int)(ms / 1000 % 60), (int)(ms % 1000));
-    if (av_dict_set(&s->mux->metadata, key, when, 0) < 0)
-        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    snprintf(key, sizeof(key), "CHAPTER%03dNAME", i);
-    if (av_dict_set(&s->mux->metadata, key, title, 0) < 0)
-        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    return IMM_OK;
-}
-
-/* Chapters: each source starts where the samples before it, converted to this target's rate
- * as the merge converts them (and stretched by Speed), end. */
-static imm_err add_chapters(imm_sink *s, imm_error *err)
-{
-    const imm_target_plan *p = s->plan;
-    const char *muxer = p->container->muxer;
-    int comments = !strcmp(muxer, "ogg") || !strcmp(muxer, "opus") || !strcmp(muxer, "flac");
-    int64_t at = 0;
-    imm_err e;
-    for (int i = 0; i < p->nchapters; i++) {
-        const imm_chapter *c = &p->chapters[i];
-        int64_t next = at + imm_timeline_length(c->length, p->sample_rate);
-        if (comments) {
-            if ((e = add_chapter_comment(s, i, llround((double)at / p->speed), c->title, err)))
-                return e;
-            at = next - p->xfade;
-            continue;
-        }
-        AVChapter *ch = av_mallocz(sizeof(*ch));
-        int n = (int)s->mux->nb_chapters;
-        if (!ch)
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-        ch->id = i + 1;
-        ch->time_base = (AVRational){1, p->sample_rate};
-        ch->start = llround((double)at / p->speed);
-        ch->end = llround((double)(i + 1 < p->nchapters ? next - p->xfade : next) / p->speed);
-        if (av_dict_set(&ch->metadata, "title", c->title, 0) < 0 ||
-            av_dynarray_add_nofree(&s->mux->chapters, &n, ch) < 0) {
-            av_dict_free(&ch->metadata);
-            av_free(ch);
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-        }
-        s->mux->nb_chapters = (unsigned)n;
-        at = next - p->xfade; /* the next source begins as this one fades out */
-    }
-    return IMM_OK;
-}
-
 static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *err)
 {
     const imm_target_plan *p = s->plan;
@@ -185,35 +129,12 @@ static imm_err open_muxer(imm_sink *s, const AVDictionary *metadata, imm_error *
     /* The muxer sets its own "encoder"; replacing a key moves the dictionary's last entry into
      * its place, which would put a chapter's name before the chapter it names. */
     av_dict_set(&s->mux->metadata, "encoder", NULL, 0);
-    if ((e = add_chapters(s, err)))
+    if ((e = imm_metadata_add_chapters(s->mux, p, err)))
         return e;
     s->stream = avformat_new_stream(s->mux, NULL);
     if (!s->stream)
         return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    if (p->cover) { /* CoverFrom: a second stream holding the one picture */
-        AVStream *pic = avformat_new_stream(s->mux, NULL);
-        if (!pic || avcodec_parameters_copy(pic->codecpar, p->cover->par) < 0)
-            return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-        pic->disposition = AV_DISPOSITION_ATTACHED_PIC;
-        pic->time_base = (AVRational){1, 90000};
-    }
-    return IMM_OK;
-}
-
-/* CoverFrom's picture, right after the header: MP3 and FLAC write it before any audio. */
-static imm_err write_cover(imm_sink *s, imm_error *err)
-{
-    AVPacket *pkt = av_packet_clone(s->plan->cover->pkt);
-    if (!pkt)
-        return imm_error_set(err, IMM_EINTERNAL, "out of memory");
-    pkt->stream_index = 1;
-    pkt->pts = pkt->dts = 0;
-    int ret = av_interleaved_write_frame(s->mux, pkt);
-    av_packet_free(&pkt);
-    if (ret < 0)
-        return imm_error_set(err, IMM_EIO, "Cannot write the cover art of %s: %s", s->plan->uri,
-                             av_err2str(ret));
-    return IMM_OK;
+    return p->cover ? imm_metadata_add_cover(s->mux, p, err) : IMM_OK;
 }
 
 static imm_err write_header(imm_sink *s, imm_error *err)
@@ -248,7 +169,7 @@ static imm_err write_header(imm_sink *s, imm_error *err)
                              s->plan->container->name, s->plan->uri, av_err2str(ret));
     }
     s->header_written = 1;
-    return s->plan->cover ? write_cover(s, err) : IMM_OK;
+    return s->plan->cover ? imm_metadata_write_cover(s->mux, s->plan, err) : IMM_OK;
 }
 
 static const imm_chunk_window whole = {0, INT64_MIN, INT64_MAX, INT64_MAX, 0, 0};
@@ -507,56 +428,6 @@ static imm_err encode(imm_sink *s, AVFrame *frame, imm_error *err)
     }
 }
 
-static double curve(imm_curve c, double x)
-{
-    return c == IMM_CURVE_SINE ? sin(x * M_PI / 2) : x;
-}
-
-/* The gain at timeline sample k: loudness normalisation, then the fades at either end. */
-static double gain_at(const imm_sink *s, int64_t k)
-{
-    const imm_target_plan *p = s->plan;
-    double g = p->gain;
-    if (k < p->fade_in)
-        g *= curve(p->fade_curve, (k + 0.5) / (double)p->fade_in);
-    if (s->end != INT64_MAX && k >= s->end - p->fade_out)
-        g *= curve(p->fade_curve, (s->end - k - 0.5) / (double)p->fade_out);
-    return g;
-}
-
-/* Applies gain_at to frame f, whose first sample is timeline sample f->pts. */
-static void shape(const imm_sink *s, AVFrame *f)
-{
-    const imm_target_plan *p = s->plan;
-    if (p->gain == 1.0 && (p->fade_in <= f->pts || !p->fade_in) &&
-        (s->end == INT64_MAX || f->pts + f->nb_samples <= s->end - p->fade_out))
-        return; /* nothing to change: the usual case */
-    int planar = av_sample_fmt_is_planar(f->format), ch = f->ch_layout.nb_channels;
-    int planes = planar ? ch : 1, per = planar ? 1 : ch;
-    for (int i = 0; i < f->nb_samples; i++) {
-        double g = gain_at(s, f->pts + i);
-        for (int pl = 0; pl < planes; pl++)
-            for (int c = 0; c < per; c++) {
-                uint8_t *d = f->extended_data[pl];
-                int k = i * per + c;
-                switch (av_get_packed_sample_fmt(f->format)) {
-                case AV_SAMPLE_FMT_FLT: ((float *)d)[k] *= (float)g; break;
-                case AV_SAMPLE_FMT_DBL: ((double *)d)[k] *= g; break;
-                case AV_SAMPLE_FMT_S16:
-                    ((int16_t *)d)[k] = (int16_t)av_clip(lrint(((int16_t *)d)[k] * g), -32768, 32767);
-                    break;
-                case AV_SAMPLE_FMT_S32:
-                    ((int32_t *)d)[k] = (int32_t)av_clipl_int32(llrint(((int32_t *)d)[k] * g));
-                    break;
-                case AV_SAMPLE_FMT_U8:
-                    d[k] = (uint8_t)av_clip_uint8(lrint((d[k] - 128) * g) + 128);
-                    break;
-                default: break;
-                }
-            }
-    }
-}
-
 static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
 {
     AVFrame *f = s->frame;
@@ -570,7 +441,7 @@ static imm_err encode_from_fifo(imm_sink *s, int n, imm_error *err)
     if (av_audio_fifo_read(s->fifo, (void **)f->data, n) < n)
         return imm_error_set(err, IMM_EINTERNAL, "audio FIFO underrun");
     f->pts = s->pos;
-    shape(s, f);
+    imm_gain_apply(s->plan, s->end, f);
     s->pos += n;
     __atomic_fetch_add(&s->encoded, n, __ATOMIC_RELAXED);
     return encode(s, f, err);

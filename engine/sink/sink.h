@@ -5,6 +5,7 @@
  *   amrnb.c       AMR-NB through libopencore-amrnb, where FFmpeg has no AMR encoder
  *   splice.c      where two encoders' packet streams meet (MP3's bit reservoir)
  *   mp4_gapless.c iTunSMPB, the encoder delay and padding, in an MP4's moov
+ *   metadata.c    chapters and cover art
  *   segment.c     a segmented (HLS) target's files through storage
  *   spool.c       encoded packets kept in a temporary file until they are muxed
  */
@@ -60,6 +61,15 @@ int imm_splice_is_lame(const imm_target_plan *plan);
 imm_err imm_splice(const imm_target_plan *plan, int frame_size, int delay, AVPacket **a,
                    int na, AVPacket **b, int nb, int64_t seam, int64_t reach, int64_t *at,
                    imm_error *err);
+
+/* ---- metadata.c ---- */
+/* A chapter per merged source, as the muxer holds them (AVChapters, or Vorbis comments in Ogg and
+ * FLAC, whose FFmpeg 5.1 muxers do not write AVChapters). */
+imm_err imm_metadata_add_chapters(AVFormatContext *mux, const imm_target_plan *p, imm_error *err);
+/* The plan's cover art as an attached-picture stream, after the audio stream; its one packet is
+ * written right after the header. */
+imm_err imm_metadata_add_cover(AVFormatContext *mux, const imm_target_plan *p, imm_error *err);
+imm_err imm_metadata_write_cover(AVFormatContext *mux, const imm_target_plan *p, imm_error *err);
 
 /* ---- sink.c ---- */
 typedef struct imm_sink imm_sink;
