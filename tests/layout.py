@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The tree against its design: every #include points down the layering drawn in docs/layout.md,
-and that page's tree names exactly the source files there are.
+that page's tree names exactly the source files there are, and README.md's Layout names exactly
+the layers, lowest last, and the engine's stages.
 
 The layers, and what each may include besides its own folder and include/immerge.h (what they
 include in turn comes with them). Nothing outside engine/ includes an engine/ header: immerge.h
@@ -101,6 +102,19 @@ def listed(root):
     return names
 
 
+def readme_layers(root):
+    """README.md's Layout block: (the folders it lists, top first; the stages on engine/'s line)."""
+    text = open(os.path.join(root, 'README.md'), encoding='utf-8').read()
+    block = text.split('## Layout', 1)[1].split('```')[1]
+    folders, stages = [], []
+    for line in block.splitlines():
+        if line.strip():
+            folders.append(line.split()[0].rstrip('/'))
+            if folders[-1] == 'engine':
+                stages = line.split('stage:', 1)[1].split()
+    return folders, stages
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else '.'
     files = sources(root)
@@ -109,6 +123,17 @@ def main():
     problems += ['docs/layout.md does not list %s' % f for f in files if f not in names]
     problems += ['docs/layout.md lists %s, which is not in the tree' % n
                  for n in sorted(names - set(files))]
+    folders, stages = readme_layers(root)
+    layers = ['cli', 'serve', 'tasks', 'notify', 'oss', 'net', 'engine', 'include']
+    if folders != layers:
+        problems.append('README.md\'s Layout lists %s; the layers, top first, are %s' % (
+            ' '.join(folders), ' '.join(layers)))
+    present = sorted(d for d in os.listdir(os.path.join(root, 'engine'))
+                     if os.path.isdir(os.path.join(root, 'engine', d)))
+    if sorted(stages) != present or sorted(BELOW) != sorted(
+            ['engine/' + d for d in present] + [l for l in layers if l not in ('engine', 'include')]):
+        problems.append('README.md\'s Layout names the stages %s; engine/ holds %s, and BELOW '
+                        'here must name each layer' % (' '.join(stages), ' '.join(present)))
     for p in problems:
         print('layout: ' + p)
     if problems:
@@ -116,7 +141,7 @@ def main():
     includes = sum(len(INCLUDE.findall(open(os.path.join(root, f), encoding='utf-8').read()))
                    for f in files)
     print('layout: %d files, %d includes, every one down the layering; docs/layout.md lists '
-          'exactly these files' % (len(files), includes))
+          'exactly these files, README.md the layers and stages' % (len(files), includes))
     return 0
 
 
