@@ -54,21 +54,13 @@ $(BUILD)/cli/version.o: CFLAGS += -DIMMERGE_VERSION='"$(VERSION_TEXT)"'
 $(BUILD)/cli/version.o: VERSION $(wildcard .git/HEAD .git/index)
 
 $(BUILD)/libimmerge.a: $(ENGINE_OBJ)
-	rm -f $@ && ar rcs $@ $^
-
 $(BUILD)/libimmnet.a: $(NET_OBJ)
-	rm -f $@ && ar rcs $@ $^
-
 $(BUILD)/libimmoss.a: $(OSS_OBJ)
-	rm -f $@ && ar rcs $@ $^
-
 $(BUILD)/libimmnotify.a: $(NOTIFY_OBJ)
-	rm -f $@ && ar rcs $@ $^
-
 $(BUILD)/libimmtasks.a: $(TASKS_OBJ)
-	rm -f $@ && ar rcs $@ $^
-
 $(BUILD)/libimmserve.a: $(SERVE_OBJ)
+# From scratch: ar would keep the members of files that were moved or removed.
+$(LIBS):
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/immerge: $(CLI_OBJ) $(LIBS)
