@@ -683,7 +683,7 @@ static int serve(const cli *c)
                               .run = run_options(c, st), .tasks = tasks, .notify = &ncfg,
                               .stop = &cancel_requested, .drain_seconds = c->drain_seconds,
                               .quiet = c->quiet};
-    e = imm_server_run(&opt, &err);
+    e = imm_serve(&opt, &err);
     imm_tasks_close(tasks);
     imm_storage_free(st);
     if (e)

@@ -508,7 +508,7 @@ static imm_err parse_listen(const char *listen, struct sockaddr_in *addr, int ke
     return IMM_OK;
 }
 
-imm_err imm_server_run(const imm_server_options *opt, imm_error *err)
+imm_err imm_serve(const imm_server_options *opt, imm_error *err)
 {
     struct sockaddr_in addr;
     int keys = opt->access_key_id && opt->access_key_secret;

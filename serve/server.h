@@ -18,7 +18,7 @@ typedef struct imm_server_options {
     imm_run_options run;  /* how every task runs: storage, chunks, limits (see imm_job_env) */
     imm_tasks *tasks;     /* records and queue */
     const imm_notify_config *notify;
-    const volatile int *stop; /* set (by SIGTERM, SIGINT) to stop: see imm_server_run */
+    const volatile int *stop; /* set (by SIGTERM, SIGINT) to stop: see imm_serve */
     double drain_seconds; /* how long a stop waits for the running tasks; 0: as they take */
     int quiet;
 } imm_server_options;
@@ -29,6 +29,6 @@ typedef struct imm_server_options {
  * none share them. Prints {"Listen": "HOST:PORT"} on stdout once ready. Besides the OpenAPI it
  * answers GET /healthz (alive), /readyz (ready for calls: not stopping, records reachable) and
  * /metrics (Prometheus), unsigned. */
-imm_err imm_server_run(const imm_server_options *opt, imm_error *err);
+imm_err imm_serve(const imm_server_options *opt, imm_error *err);
 
 #endif
