@@ -16,12 +16,6 @@
 #include <string.h>
 #include <strings.h>
 
-typedef struct buf {
-    char *s;
-    size_t len, cap;
-    int oom;
-} buf;
-
 const char *imm_kv_find(const imm_kv *kv, size_t n, const char *key, int any_case)
 {
     for (size_t i = 0; i < n; i++)
@@ -30,7 +24,7 @@ const char *imm_kv_find(const imm_kv *kv, size_t n, const char *key, int any_cas
     return NULL;
 }
 
-static void put(buf *b, const char *s, size_t n)
+void imm_text_put(imm_text *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
@@ -49,12 +43,12 @@ static void put(buf *b, const char *s, size_t n)
     b->s[b->len] = '\0';
 }
 
-static void puts_(buf *b, const char *s)
+void imm_text_add(imm_text *b, const char *s)
 {
-    put(b, s, strlen(s));
+    imm_text_put(b, s, strlen(s));
 }
 
-static char *finish(buf *b)
+static char *finish(imm_text *b)
 {
     if (b->oom || !b->s) {
         free(b->s);
@@ -64,23 +58,23 @@ static char *finish(buf *b)
 }
 
 /* RFC 3986: unreserved kept, '/' kept when keep_slash, all else %XX upper-case. */
-static void put_encoded(buf *b, const char *s, int keep_slash)
+static void put_encoded(imm_text *b, const char *s, int keep_slash)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
             (keep_slash && *p == '/')) {
-            put(b, (const char *)p, 1);
+            imm_text_put(b, (const char *)p, 1);
         } else {
             char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            put(b, e, 3);
+            imm_text_put(b, e, 3);
         }
     }
 }
 
 char *imm_rfc3986_encode(const char *s, int keep_slash)
 {
-    buf b = {0};
+    imm_text b = {0};
     put_encoded(&b, s ? s : "", keep_slash);
     return finish(&b);
 }
@@ -115,7 +109,7 @@ static int cmp_pair(const void *a, const void *b)
     return c ? c : strcmp(x->v, y->v);
 }
 
-static void canonical_query(buf *b, const imm_v4_request *r)
+static void canonical_query(imm_text *b, const imm_v4_request *r)
 {
     pair *q = calloc(r->nquery ? r->nquery : 1, sizeof(*q));
     if (!q) {
@@ -129,11 +123,11 @@ static void canonical_query(buf *b, const imm_v4_request *r)
     qsort(q, r->nquery, sizeof(*q), cmp_pair);
     for (size_t i = 0; i < r->nquery; i++) {
         if (i)
-            puts_(b, "&");
-        puts_(b, q[i].k ? q[i].k : "");
+            imm_text_add(b, "&");
+        imm_text_add(b, q[i].k ? q[i].k : "");
         if ((q[i].v && *q[i].v) || r->flavor == IMM_V4_AWS) {
-            puts_(b, "=");
-            puts_(b, q[i].v ? q[i].v : "");
+            imm_text_add(b, "=");
+            imm_text_add(b, q[i].v ? q[i].v : "");
         }
         free(q[i].k);
         free(q[i].v);
@@ -199,7 +193,7 @@ char *imm_sign_v4(const imm_v4_request *r, char **canonical_out)
     int oss = r->flavor == IMM_V4_OSS;
     char date[17], day[9], scope[128], digest_hex[65], sig_hex[65];
     unsigned char digest[32], k[32];
-    buf c = {0}, names = {0}, sts = {0}, auth = {0};
+    imm_text c = {0}, names = {0}, sts = {0}, auth = {0};
     pair *h = calloc(r->nheaders + 1, sizeof(*h));
     if (!h)
         return NULL;
@@ -208,42 +202,42 @@ char *imm_sign_v4(const imm_v4_request *r, char **canonical_out)
     day[8] = '\0';
     size_t nh = signed_headers(r, date, h);
 
-    puts_(&c, r->method);
-    puts_(&c, "\n");
+    imm_text_add(&c, r->method);
+    imm_text_add(&c, "\n");
     put_encoded(&c, r->path, 1);
-    puts_(&c, "\n");
+    imm_text_add(&c, "\n");
     canonical_query(&c, r);
-    puts_(&c, "\n");
+    imm_text_add(&c, "\n");
     for (size_t i = 0; i < nh; i++) {
-        puts_(&c, h[i].k);
-        puts_(&c, ":");
-        puts_(&c, h[i].v ? h[i].v : "");
-        puts_(&c, "\n");
+        imm_text_add(&c, h[i].k);
+        imm_text_add(&c, ":");
+        imm_text_add(&c, h[i].v ? h[i].v : "");
+        imm_text_add(&c, "\n");
         if (oss && !is_additional(r, h[i].k))
             continue; /* OSS lists only the AdditionalHeaders; AWS lists every signed one */
         if (names.len)
-            puts_(&names, ";");
-        puts_(&names, h[i].k);
+            imm_text_add(&names, ";");
+        imm_text_add(&names, h[i].k);
     }
-    puts_(&c, "\n");
-    puts_(&c, names.s ? names.s : "");
-    puts_(&c, "\n");
-    puts_(&c, r->payload_hash);
+    imm_text_add(&c, "\n");
+    imm_text_add(&c, names.s ? names.s : "");
+    imm_text_add(&c, "\n");
+    imm_text_add(&c, r->payload_hash);
 
     snprintf(scope, sizeof(scope), "%s/%s/%s/%s", day, r->region, oss ? "oss" : "s3",
              oss ? "aliyun_v4_request" : "aws4_request");
     SHA256((const unsigned char *)(c.s ? c.s : ""), c.len, digest);
     hex(digest, 32, digest_hex);
-    puts_(&sts, oss ? "OSS4-HMAC-SHA256\n" : "AWS4-HMAC-SHA256\n");
-    puts_(&sts, date);
-    puts_(&sts, "\n");
-    puts_(&sts, scope);
-    puts_(&sts, "\n");
-    puts_(&sts, digest_hex);
+    imm_text_add(&sts, oss ? "OSS4-HMAC-SHA256\n" : "AWS4-HMAC-SHA256\n");
+    imm_text_add(&sts, date);
+    imm_text_add(&sts, "\n");
+    imm_text_add(&sts, scope);
+    imm_text_add(&sts, "\n");
+    imm_text_add(&sts, digest_hex);
 
-    buf key = {0};
-    puts_(&key, oss ? "aliyun_v4" : "AWS4");
-    puts_(&key, r->access_key_secret);
+    imm_text key = {0};
+    imm_text_add(&key, oss ? "aliyun_v4" : "AWS4");
+    imm_text_add(&key, r->access_key_secret);
     hmac256(key.s ? key.s : "", key.len, day, k);
     hmac256(k, 32, r->region, k);
     hmac256(k, 32, oss ? "oss" : "s3", k);
@@ -254,16 +248,16 @@ char *imm_sign_v4(const imm_v4_request *r, char **canonical_out)
         OPENSSL_cleanse(key.s, key.len);
     OPENSSL_cleanse(k, sizeof(k));
 
-    puts_(&auth, oss ? "OSS4-HMAC-SHA256 Credential=" : "AWS4-HMAC-SHA256 Credential=");
-    puts_(&auth, r->access_key_id);
-    puts_(&auth, "/");
-    puts_(&auth, scope);
+    imm_text_add(&auth, oss ? "OSS4-HMAC-SHA256 Credential=" : "AWS4-HMAC-SHA256 Credential=");
+    imm_text_add(&auth, r->access_key_id);
+    imm_text_add(&auth, "/");
+    imm_text_add(&auth, scope);
     if (names.len) {
-        puts_(&auth, oss ? ",AdditionalHeaders=" : ", SignedHeaders=");
-        puts_(&auth, names.s);
+        imm_text_add(&auth, oss ? ",AdditionalHeaders=" : ", SignedHeaders=");
+        imm_text_add(&auth, names.s);
     }
-    puts_(&auth, oss ? ",Signature=" : ", Signature=");
-    puts_(&auth, sig_hex);
+    imm_text_add(&auth, oss ? ",Signature=" : ", Signature=");
+    imm_text_add(&auth, sig_hex);
 
     for (size_t i = 0; i < nh; i++) {
         free(h[i].k);
@@ -307,7 +301,7 @@ char *imm_sign_hmac1_string(const char *prefix, const char *method, const char *
                             size_t nheaders, const char *resource)
 {
     size_t plen = strlen(prefix);
-    buf b = {0};
+    imm_text b = {0};
     pair *h = calloc(nheaders + 1, sizeof(*h));
     size_t n = 0;
     if (!h)
@@ -323,18 +317,18 @@ char *imm_sign_hmac1_string(const char *prefix, const char *method, const char *
     qsort(h, n, sizeof(*h), cmp_pair);
     const char *fields[] = {method, content_md5, content_type, date};
     for (int i = 0; i < 4; i++) {
-        puts_(&b, fields[i] ? fields[i] : "");
-        puts_(&b, "\n");
+        imm_text_add(&b, fields[i] ? fields[i] : "");
+        imm_text_add(&b, "\n");
     }
     for (size_t i = 0; i < n; i++) {
-        puts_(&b, h[i].k ? h[i].k : "");
-        puts_(&b, ":");
-        puts_(&b, h[i].v ? h[i].v : "");
-        puts_(&b, "\n");
+        imm_text_add(&b, h[i].k ? h[i].k : "");
+        imm_text_add(&b, ":");
+        imm_text_add(&b, h[i].v ? h[i].v : "");
+        imm_text_add(&b, "\n");
         free(h[i].k);
         free(h[i].v);
     }
     free(h);
-    puts_(&b, resource);
+    imm_text_add(&b, resource);
     return finish(&b);
 }

@@ -19,6 +19,16 @@ typedef struct imm_kv {
  * compared in any case when `any_case` (HTTP headers). */
 const char *imm_kv_find(const imm_kv *kv, size_t n, const char *key, int any_case);
 
+/* A string that grows as it is added to: zero-initialised it is empty (s NULL); once an
+ * allocation fails it stays failed (oom) and takes nothing more. s is NUL-terminated. */
+typedef struct imm_text {
+    char *s;
+    size_t len, cap;
+    int oom;
+} imm_text;
+void imm_text_put(imm_text *t, const char *s, size_t n);
+void imm_text_add(imm_text *t, const char *s);
+
 typedef enum imm_v4_flavor { IMM_V4_OSS, IMM_V4_AWS } imm_v4_flavor;
 
 typedef struct imm_v4_request {

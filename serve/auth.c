@@ -130,38 +130,13 @@ static int cmp_kv(const void *x, const void *y)
     return strcmp(((const imm_kv *)x)->key, ((const imm_kv *)y)->key);
 }
 
-typedef struct text {
-    char *s;
-    size_t len, cap;
-    int oom;
-} text;
-
-static void add(text *t, const char *s)
-{
-    size_t n = strlen(s);
-    if (t->oom)
-        return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = (t->len + n + 1) * 2;
-        char *p = realloc(t->s, cap);
-        if (!p) {
-            t->oom = 1;
-            return;
-        }
-        t->s = p;
-        t->cap = cap;
-    }
-    memcpy(t->s + t->len, s, n + 1);
-    t->len += n;
-}
-
-static void add_encoded(text *t, const char *s)
+static void add_encoded(imm_text *t, const char *s)
 {
     char *e = imm_rfc3986_encode(s, 0);
     if (!e)
         t->oom = 1;
     else
-        add(t, e);
+        imm_text_add(t, e);
     free(e);
 }
 
@@ -172,7 +147,7 @@ static void hex(const unsigned char *d, size_t n, char *out)
 }
 
 /* The sorted query, "name=RFC3986(value)" (acs3) or "RFC3986(name)=RFC3986(value)" (rpc). */
-static void canonical_query(text *t, const imm_auth_call *c, int rpc)
+static void canonical_query(imm_text *t, const imm_auth_call *c, int rpc)
 {
     imm_kv *q = malloc((c->nparams + 1) * sizeof(*q));
     size_t n = 0;
@@ -186,12 +161,12 @@ static void canonical_query(text *t, const imm_auth_call *c, int rpc)
     qsort(q, n, sizeof(*q), cmp_kv);
     for (size_t i = 0; i < n; i++) {
         if (i)
-            add(t, "&");
+            imm_text_add(t, "&");
         if (rpc)
             add_encoded(t, q[i].key);
         else
-            add(t, q[i].key);
-        add(t, "=");
+            imm_text_add(t, q[i].key);
+        imm_text_add(t, "=");
         add_encoded(t, q[i].value ? q[i].value : "");
     }
     free(q);
@@ -265,13 +240,13 @@ static int check_acs3(imm_auth *a, const imm_auth_call *c, const char *auth, cha
                  "(x-acs-content-sha256 is missing or is not the body's hash.)");
         return -1;
     }
-    text t = {0};
-    add(&t, c->method);
-    add(&t, "\n");
-    add(&t, c->path);
-    add(&t, "\n");
+    imm_text t = {0};
+    imm_text_add(&t, c->method);
+    imm_text_add(&t, "\n");
+    imm_text_add(&t, c->path);
+    imm_text_add(&t, "\n");
     canonical_query(&t, c, 0);
-    add(&t, "\n");
+    imm_text_add(&t, "\n");
     char *copy = strdup(names), *save = NULL;
     for (char *n = copy ? strtok_r(copy, ";", &save) : NULL; n; n = strtok_r(NULL, ";", &save)) {
         const char *v = header(c, n);
@@ -282,16 +257,16 @@ static int check_acs3(imm_auth *a, const imm_auth_call *c, const char *auth, cha
             s++;
         while (e > s && e[-1] == ' ')
             *--e = '\0';
-        add(&t, n);
-        add(&t, ":");
-        add(&t, s);
-        add(&t, "\n");
+        imm_text_add(&t, n);
+        imm_text_add(&t, ":");
+        imm_text_add(&t, s);
+        imm_text_add(&t, "\n");
     }
     free(copy);
-    add(&t, "\n");
-    add(&t, names);
-    add(&t, "\n");
-    add(&t, payload);
+    imm_text_add(&t, "\n");
+    imm_text_add(&t, names);
+    imm_text_add(&t, "\n");
+    imm_text_add(&t, payload);
     if (t.oom || !copy) {
         free(t.s);
         snprintf(code, 64, "InternalError");
@@ -344,10 +319,10 @@ static int check_rpc(imm_auth *a, const imm_auth_call *c, const char *sig, char 
         snprintf(msg, 256, "Timestamp is missing or more than 15 minutes from the server's time.");
         return -1;
     }
-    text q = {0}, sts = {0};
+    imm_text q = {0}, sts = {0};
     canonical_query(&q, c, 1);
-    add(&sts, c->method);
-    add(&sts, "&%2F&");
+    imm_text_add(&sts, c->method);
+    imm_text_add(&sts, "&%2F&");
     add_encoded(&sts, q.s ? q.s : "");
     free(q.s);
     char key[512], want[29];
