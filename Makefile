@@ -20,8 +20,7 @@ CFLAGS   := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) $(SAN) -MMD -MP 
 LDFLAGS  := $(SAN)
 LDLIBS   := $(PKG_LIBS) -lm -lpthread
 
-# The layers, lowest first; each may use only those before it (docs/layout.md).
-LAYERS     := engine net oss notify tasks serve
+# One archive per layer, lowest first (docs/layout.md).
 ENGINE_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard engine/*/*.c))
 NET_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard net/*.c))
 OSS_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard oss/*.c))
